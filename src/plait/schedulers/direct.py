@@ -1,0 +1,188 @@
+"""The ``direct`` scheduler: run the job script as a background process, no batch system.
+
+For a workstation or a login node.  The job id is the PID of the job's
+process, which leads its own session and process group (``setsid``; without
+``setsid``, bash job control gives the same process group), so that:
+
+* the transport's command returns at once: the job's standard streams are
+  detached from it (``/dev/null`` in, files out) and it ignores the hang-up
+  of the shell that started it (``nohup``);
+* ``kill`` signals the whole process group (the script and every program it
+  started: ``mpirun`` and its ranks, a pipeline...), not just the script.
+
+The script sends its own standard output and error to
+:attr:`~plait.schedulers.contract.JobTemplate.scheduler_stdout` and
+``scheduler_stderr`` (first lines after the header), because :meth:`submit`
+only knows the script's name.
+
+Wall time: when ``max_wallclock_seconds`` is set, the script re-executes
+itself under ``timeout`` (GNU coreutils), which sends SIGTERM to the whole
+process group at the limit and SIGKILL 10 seconds later.  Such a job simply
+disappears: like every job that vanishes, ``query`` reports it ``DONE``,
+and the missing exit-code file tells the engine that it was killed.  Where
+``timeout`` is missing the limit is not enforced and the script says so in
+its standard error.  Memory limits, queue, account and qos do not apply and
+are ignored; more than one machine is refused.
+
+Polling: one ``ps -o pid=,pgid=,stat=,etime= -p <pids>`` for all jobs.  A
+pid that is missing, a zombie (``Z``: the job ended and nobody collected its
+status yet) or no longer the leader of its process group (the pid was reused
+by an unrelated process) is ``DONE``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from plait.schedulers._common import parse_duration, sanitize_job_name
+from plait.schedulers.contract import JobInfo, JobState, JobTemplate, Scheduler
+from plait.schedulers.errors import SchedulerError
+
+if TYPE_CHECKING:
+    from plait.transports.contract import Transport
+
+__all__ = ["DirectScheduler"]
+
+#: seconds between the SIGTERM at the wall-time limit and the SIGKILL.
+WALLTIME_KILL_AFTER = 10
+
+
+def _check_pid(job_id: str) -> str:
+    if not isinstance(job_id, str) or not job_id.isascii() or not job_id.isdigit() or int(job_id) < 2:
+        raise ValueError(f"{job_id!r} is not a direct-scheduler job id (a process id)")
+    return str(int(job_id))
+
+
+class DirectScheduler(Scheduler):
+    """Jobs as background processes of the computer itself (see the module docstring)."""
+
+    plugin_name = "direct"
+
+    def _header(self, template: JobTemplate) -> list[str]:
+        res = template.resources
+        if res.num_machines != 1:
+            raise ValueError(
+                f"JobResources.num_machines={res.num_machines}: the direct scheduler runs on one machine only"
+            )
+        lines = [
+            f"# plait job {sanitize_job_name(template.job_name, max_length=128)}: "
+            "run by the direct scheduler as a background process",
+        ]
+        if res.tot_num_mpiprocs is not None:
+            lines.append(f"# MPI processes: {res.tot_num_mpiprocs}")
+        if res.num_cores_per_mpiproc is not None:
+            lines.append(f"# cores per MPI process: {res.num_cores_per_mpiproc}")
+        if template.max_wallclock_seconds is not None:
+            lines.append(f"# wall time: {template.max_wallclock_seconds} s, enforced with timeout")
+        return lines
+
+    def _preamble(self, template: JobTemplate) -> list[str]:
+        redirect = (
+            f"exec > {shlex.quote(template.scheduler_stdout)} 2> {shlex.quote(template.scheduler_stderr)}"
+        )
+        seconds = template.max_wallclock_seconds
+        if seconds is None:
+            return [redirect]
+        return [
+            'if [ -z "${__PLAIT_UNDER_TIMEOUT:-}" ]; then',
+            f"    {redirect}",
+            "    if command -v timeout > /dev/null 2>&1; then",
+            "        export __PLAIT_UNDER_TIMEOUT=1",
+            f'        exec timeout --kill-after={WALLTIME_KILL_AFTER} {seconds} "${{BASH:-bash}}" "$0"',
+            "    fi",
+            f'    echo "plait: no timeout command here, the wall time of {seconds} s is not enforced" >&2',
+            "fi",
+            "unset __PLAIT_UNDER_TIMEOUT",
+        ]
+
+    async def submit(self, transport: Transport, workdir: str, script_name: str) -> str:
+        """Start ``bash <script>`` in ``workdir`` as a detached process group; return its PID."""
+        script = shlex.quote(script_name)
+        launch = f"nohup bash {script} > /dev/null 2>&1 < /dev/null &"
+        command = (
+            f"if [ ! -f {script} ]; then echo 'no such job script: '{script} >&2; exit 2; fi; "
+            f"if command -v setsid > /dev/null 2>&1; then setsid {launch} else set -m; {launch} fi; "
+            "echo $!"
+        )
+        result = await self._run(transport, command, workdir=workdir)
+        pid = result.stdout.strip()
+        if result.returncode != 0 or not pid.isdigit():
+            raise SchedulerError(
+                "could not start the job in the background",
+                command=command,
+                returncode=result.returncode,
+                stderr=result.stderr,
+                stdout=result.stdout,
+            )
+        return pid
+
+    async def query(self, transport: Transport, job_ids: Sequence[str]) -> dict[str, JobInfo]:
+        """One ``ps`` call for every pid (see the module docstring for what counts as DONE)."""
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return {}
+        pids = {job_id: _check_pid(job_id) for job_id in ids}
+        command = f"ps -o pid=,pgid=,stat=,etime= -p {shlex.quote(','.join(sorted(set(pids.values()))))}"
+        result = await self._run(transport, command)
+        # procps exits 1, silently, when none of the pids exists.
+        if result.returncode != 0 and (result.stdout.strip() or result.stderr.strip()):
+            raise SchedulerError(
+                "ps failed", command=command, returncode=result.returncode, stderr=result.stderr
+            )
+        listed: dict[str, tuple[str, str, str]] = {}
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
+                raise SchedulerError(
+                    f"cannot read ps line {line!r} (expected pid, pgid, stat, etime)",
+                    command=command,
+                    returncode=result.returncode,
+                    stdout=result.stdout,
+                )
+            listed[parts[0]] = (parts[1], parts[2], parts[3] if len(parts) > 3 else "")
+        answers: dict[str, JobInfo] = {}
+        for job_id, pid in pids.items():
+            entry = listed.get(pid)
+            if entry is None:
+                answers[job_id] = JobInfo.vanished(job_id)
+                continue
+            pgid, stat, etime = entry
+            if stat.startswith("Z"):
+                answers[job_id] = JobInfo(
+                    job_id, JobState.DONE, stat, reason="exited (zombie not yet reaped)"
+                )
+            elif pgid != pid:
+                answers[job_id] = JobInfo(job_id, JobState.DONE, "", reason="pid reused by another process")
+            else:
+                answers[job_id] = JobInfo(
+                    job_id,
+                    JobState.RUNNING,
+                    stat,
+                    wallclock_seconds=parse_duration(etime),
+                    num_machines=1,
+                )
+        return answers
+
+    async def kill(self, transport: Transport, job_id: str) -> None:
+        """SIGTERM to the job's whole process group; a job that is gone is fine.
+
+        The group is signalled only while the pid still leads its own process
+        group, so a pid reused by an unrelated process is left alone.
+        """
+        pid = _check_pid(job_id)
+        command = (
+            f'pgid="$(ps -o pgid= -p {pid} 2> /dev/null | tr -d " ")"; '
+            f'if [ "$pgid" = {pid} ]; then kill -TERM -- -{pid}; fi'
+        )
+        result = await self._run(transport, command)
+        if result.returncode != 0 and "No such process" not in result.stderr:
+            raise SchedulerError(
+                f"could not kill job {job_id}",
+                command=command,
+                returncode=result.returncode,
+                stderr=result.stderr,
+            )
