@@ -1,1 +1,42 @@
-"""plait.engine"""
+"""The engine: processes, work chains, process functions, the runner and the launch functions."""
+
+from plait.engine.builder import ProcessBuilder
+from plait.engine.checkpoint import AttributeDict, CheckpointError
+from plait.engine.context import current_process
+from plait.engine.exit_code import ExitCode
+from plait.engine.launch import aresume, arun, arun_get_node, resume, run, run_get_node, submit
+from plait.engine.ports import InputValidationError, OutputValidationError
+from plait.engine.process import Process, ProcessKilledError
+from plait.engine.process_function import calcfunction, workfunction
+from plait.engine.runner import Runner
+from plait.engine.spec import ProcessSpec
+from plait.engine.workchain import ToContext, WorkChain, append_, if_, return_, while_
+
+__all__ = [
+    "AttributeDict",
+    "CheckpointError",
+    "ExitCode",
+    "InputValidationError",
+    "OutputValidationError",
+    "Process",
+    "ProcessBuilder",
+    "ProcessKilledError",
+    "ProcessSpec",
+    "Runner",
+    "ToContext",
+    "WorkChain",
+    "append_",
+    "aresume",
+    "arun",
+    "arun_get_node",
+    "calcfunction",
+    "current_process",
+    "if_",
+    "resume",
+    "return_",
+    "run",
+    "run_get_node",
+    "submit",
+    "while_",
+    "workfunction",
+]

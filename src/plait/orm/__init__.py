@@ -1,1 +1,62 @@
-"""plait.orm"""
+"""Nodes of the provenance graph: data types, process nodes, computers and codes.
+
+Importing this package does not open the database (nor import SQLAlchemy):
+storage is reached on the first store or load.
+"""
+
+from plait.orm.data import (
+    BaseType,
+    Bool,
+    Dict,
+    Float,
+    FolderData,
+    Int,
+    List,
+    NumericType,
+    RemoteData,
+    SinglefileData,
+    Str,
+    to_node,
+)
+from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNotAllowed
+from plait.orm.node import Data, LinkType, Node, load_node
+from plait.orm.process_nodes import (
+    CalcFunctionNode,
+    CalcJobNode,
+    CalculationNode,
+    ProcessNode,
+    ProcessState,
+    WorkChainNode,
+    WorkflowNode,
+    WorkFunctionNode,
+)
+
+__all__ = [
+    "BaseType",
+    "Bool",
+    "CalcFunctionNode",
+    "CalcJobNode",
+    "CalculationNode",
+    "Data",
+    "Dict",
+    "Float",
+    "FolderData",
+    "Int",
+    "LinkType",
+    "List",
+    "ModificationNotAllowed",
+    "Node",
+    "NotExistentError",
+    "NumericType",
+    "ProcessNode",
+    "ProcessState",
+    "RemoteData",
+    "SinglefileData",
+    "StoringNotAllowed",
+    "Str",
+    "WorkChainNode",
+    "WorkFunctionNode",
+    "WorkflowNode",
+    "load_node",
+    "to_node",
+]

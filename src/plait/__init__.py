@@ -1,0 +1,74 @@
+"""plait: a workflow engine for computational science, with full provenance, on asyncio.
+
+The names most scripts need are available from here::
+
+    from plait import calcfunction, WorkChain, run, submit
+    from plait.orm import Int
+
+They are imported on first use, so ``import plait`` is fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_ENGINE = (
+    "AttributeDict",
+    "CheckpointError",
+    "ExitCode",
+    "InputValidationError",
+    "OutputValidationError",
+    "Process",
+    "ProcessBuilder",
+    "ProcessKilledError",
+    "ProcessSpec",
+    "ToContext",
+    "WorkChain",
+    "append_",
+    "aresume",
+    "arun",
+    "arun_get_node",
+    "calcfunction",
+    "current_process",
+    "if_",
+    "resume",
+    "return_",
+    "run",
+    "run_get_node",
+    "submit",
+    "while_",
+    "workfunction",
+)
+_LAZY = {name: "plait.engine" for name in _ENGINE}
+_LAZY.update(
+    {
+        "load_node": "plait.orm",
+        "load_profile": "plait.storage",
+        "get_profile": "plait.storage",
+        "CalcJob": "plait.engine.calcjob",
+        "Parser": "plait.parsers.base",
+    }
+)
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+if TYPE_CHECKING:
+    from plait.engine import *  # noqa: F403
+    from plait.orm import load_node  # noqa: F401
+    from plait.storage import get_profile, load_profile  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'plait' has no attribute '{name}'")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

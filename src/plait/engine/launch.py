@@ -1,0 +1,194 @@
+"""Launching processes: ``run``, ``run_get_node``, ``arun``, ``arun_get_node``, ``submit``, ``resume``.
+
+Where the blocking functions run the work (no loop is ever re-entered):
+
+* **process functions** (``@calcfunction``/``@workfunction``) run straight
+  through in the calling thread; they never wait, so they need no loop;
+* in a **plain script** (no running loop in the thread) ``run`` runs a loop
+  itself with :func:`asyncio.run` until the process and every child it
+  started have terminated;
+* in a **step thread** (a plain work chain step calling ``run``), the
+  launch is handed back to the runner's loop and the step thread waits;
+* in a **thread whose loop is running** (Jupyter), the work goes to the
+  engine's own loop in a background thread and the caller waits; inside an
+  ``async def`` step, use ``await plait.arun(...)`` instead.
+
+``arun``/``arun_get_node`` are native coroutines for code that already runs
+in a loop.  ``submit`` stores the process for a daemon worker to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from plait.engine.context import current_process, current_runner_for_thread
+from plait.engine.loop_thread import is_engine_loop_thread, run_on_engine_loop
+from plait.engine.process import Process
+from plait.engine.process_function import ProcessFunction
+from plait.engine.runner import Runner, resolve_process
+from plait.orm import ProcessNode, ProcessState
+
+if TYPE_CHECKING:
+    from plait.engine.builder import ProcessBuilder
+
+__all__ = ["aresume", "arun", "arun_get_node", "resume", "run", "run_get_node", "submit"]
+
+Inputs = Mapping[str, Any] | None
+
+
+def _single(outputs: dict[str, Any]) -> Any:
+    return outputs["result"] if list(outputs) == ["result"] else outputs
+
+
+async def _arun_in_fresh_loop(
+    process: Any, inputs: Inputs, kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], ProcessNode]:
+    runner = Runner.for_loop()
+    try:
+        result = await runner.arun_get_node(process, inputs, kwargs, parent=None)
+        await runner.wait_all()
+        return result
+    finally:
+        await runner.close()
+
+
+def run_get_node(
+    process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any, **kwargs: Any
+) -> tuple[Any, ProcessNode]:
+    """Run a process to its end and return ``(outputs, node)``; blocks the calling thread.
+
+    ``outputs`` is a dict of the output nodes (nested for namespaces), or the
+    single node for a process function that returned one node.
+
+    Raises:
+        InputValidationError: bad inputs (nothing stored).
+        Exception: whatever made the process except (the node is marked excepted first).
+        ProcessKilledError: the process was killed.
+    """
+    if isinstance(process, ProcessFunction):
+        merged = {**dict(inputs or {}), **kwargs} if isinstance(inputs, Mapping) else kwargs
+        positional = (inputs, *args) if inputs is not None and not isinstance(inputs, Mapping) else args
+        return process.run_get_node(*positional, **merged)
+    if args:
+        raise TypeError("positional inputs are only accepted by process functions; pass inputs by name")
+    parent = current_process()
+    runner = current_runner_for_thread()
+    if runner is not None:
+        from plait.engine.step_executor import get_step_executor
+
+        future = asyncio.run_coroutine_threadsafe(
+            runner.arun_get_node(process, inputs, kwargs, parent=parent), runner.loop
+        )
+        with get_step_executor().blocking():
+            outputs, node = future.result()
+        return outputs, node
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None:
+        outputs, node = asyncio.run(_arun_in_fresh_loop(process, inputs, kwargs))
+        return outputs, node
+    if parent is not None or is_engine_loop_thread():
+        raise RuntimeError(
+            "plait.run() was called inside an async step, where it would block the event loop: "
+            "use `await plait.arun(...)` (or `await self.arun(...)`) there"
+        )
+    return run_on_engine_loop(_arun_in_fresh_loop(process, inputs, kwargs))
+
+
+def run(process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any, **kwargs: Any) -> Any:
+    """Run a process to its end and return its outputs (see :func:`run_get_node`)."""
+    outputs, _ = run_get_node(process, inputs, *args, **kwargs)
+    return _single(outputs) if isinstance(outputs, dict) else outputs
+
+
+async def arun_get_node(
+    process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any, **kwargs: Any
+) -> tuple[Any, ProcessNode]:
+    """Run a process on the running loop and return ``(outputs, node)`` when it terminates.
+
+    Process functions run in a worker thread so the loop is not blocked by
+    user code.  Other processes run as tasks of this loop's runner.
+    """
+    runner = Runner.for_loop()
+    if isinstance(process, ProcessFunction):
+        merged = {**dict(inputs or {}), **kwargs} if isinstance(inputs, Mapping) else kwargs
+        positional = (inputs, *args) if inputs is not None and not isinstance(inputs, Mapping) else args
+        return await runner.call_in_thread(None, lambda: process.run_get_node(*positional, **merged))
+    if args:
+        raise TypeError("positional inputs are only accepted by process functions; pass inputs by name")
+    return await runner.arun_get_node(process, inputs, kwargs, parent=current_process())
+
+
+async def arun(process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any, **kwargs: Any) -> Any:
+    """Run a process on the running loop and return its outputs."""
+    outputs, _ = await arun_get_node(process, inputs, *args, **kwargs)
+    return _single(outputs) if isinstance(outputs, dict) else outputs
+
+
+def submit(process: Any, inputs: Inputs | ProcessBuilder = None, **kwargs: Any) -> ProcessNode:
+    """Store a process for the daemon to run and return its node at once.
+
+    Inside a work chain step use ``self.submit(...)`` instead, which also
+    records the call and lets the chain wait for the child.
+
+    Raises:
+        InputValidationError: bad inputs (nothing stored).
+        ValueError: the process class cannot be imported by a daemon worker
+            (defined in ``__main__`` or inside a function).
+    """
+    parent = current_process()
+    if parent is not None and parent.runner is not None and hasattr(parent, "submit"):
+        return parent.submit(process, inputs, **kwargs)  # type: ignore[attr-defined]
+    cls, merged = resolve_process(process, inputs, kwargs)
+    problem = cls.check_importable()
+    if problem:
+        raise ValueError(
+            f"cannot submit {cls.process_label_string()} to the daemon: {problem}, so a daemon worker cannot "
+            "import it; move it into a module (or use plait.run to run it in this interpreter)"
+        )
+    instance = cls(cls.prepare_inputs(merged))
+    node = instance._store_new(state=ProcessState.CREATED, parent=None, submitted=True)
+    from plait.broker import ring_bell
+
+    ring_bell(node.pk)
+    return node
+
+
+def resume(pk: int, *, force: bool = False) -> tuple[dict[str, Any], ProcessNode]:
+    """Continue process ``pk`` from its last checkpoint in this interpreter and wait for its end.
+
+    Children that were running when the previous interpreter died are
+    resumed too.  Raises RuntimeError if another live interpreter holds the
+    process (unless ``force``).
+    """
+    runner = current_runner_for_thread()
+    if runner is not None:
+        return asyncio.run_coroutine_threadsafe(runner.aresume(pk, force=force), runner.loop).result()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_aresume_in_fresh_loop(pk, force))
+    return run_on_engine_loop(_aresume_in_fresh_loop(pk, force))
+
+
+async def _aresume_in_fresh_loop(pk: int, force: bool) -> tuple[dict[str, Any], ProcessNode]:
+    runner = Runner.for_loop()
+    try:
+        result = await runner.aresume(pk, force=force)
+        await runner.wait_all()
+        return result
+    finally:
+        await runner.close()
+
+
+async def aresume(pk: int, *, force: bool = False) -> tuple[dict[str, Any], ProcessNode]:
+    """Async :func:`resume` on the running loop."""
+    return await Runner.for_loop().aresume(pk, force=force)
+
+
+def is_process_class(obj: Any) -> bool:
+    return isinstance(obj, ProcessFunction) or (isinstance(obj, type) and issubclass(obj, Process))

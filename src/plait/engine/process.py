@@ -1,0 +1,506 @@
+"""The process: the unit the engine runs, records and resumes.
+
+A :class:`Process` subclass (``WorkChain``, ``CalcJob``, the classes behind
+``@calcfunction``) declares a spec; a launch validates the inputs against it
+(nothing is stored if they are refused), stores the process node with its
+input links, and then runs it.  Every state change is committed to the
+process row *with* its checkpoint before anything is announced:
+
+    created -> running -> (waiting <-> running)* -> finished | excepted | killed
+
+``paused`` is a flag beside the state.  A process whose interpreter dies is
+continued from its last checkpoint by :func:`plait.resume` (or by a daemon
+worker once its lease has expired).
+
+Process functions never wait: they run straight through in the calling
+thread.  Work chains and calculation jobs do wait, and run as asyncio tasks
+on a :class:`~plait.engine.runner.Runner`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import traceback
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from plait.engine.checkpoint import AttributeDict
+from plait.engine.exit_code import ExitCode, ExitCodesNamespace
+from plait.engine.ports import (
+    NAMESPACE_SEPARATOR,
+    OutputValidationError,
+    PortNamespace,
+    extract_non_db,
+    flatten_nodes,
+)
+from plait.engine.spec import ProcessSpec
+from plait.orm import LinkType, Node, ProcessNode, ProcessState, WorkflowNode
+from plait.orm.node import store_nodes
+
+if TYPE_CHECKING:
+    from plait.engine.builder import ProcessBuilder
+    from plait.engine.runner import Runner
+
+__all__ = ["LeaseLostError", "Process", "ProcessKilledError"]
+
+LOGGER = logging.getLogger("plait.process")
+
+
+class ProcessKilledError(RuntimeError):
+    """Raised by ``run`` when the process it ran was killed."""
+
+
+class LeaseLostError(RuntimeError):
+    """Another runner took this process over (this runner was presumed dead); stop touching it."""
+
+
+def _backend():
+    from plait.storage import get_backend
+
+    return get_backend()
+
+
+class Process:
+    """Base class of every process.  Subclasses override :meth:`define` and the run hooks."""
+
+    #: the node class recording instances of this process
+    _node_class: ClassVar[type[ProcessNode]] = WorkflowNode
+    #: whether this kind of process can be continued from a checkpoint in another interpreter
+    _resumable: ClassVar[bool] = True
+
+    # -- the spec ------------------------------------------------------------------------
+    @classmethod
+    def define(cls, spec: ProcessSpec) -> None:
+        """Declare ports and exit codes; subclasses call ``super().define(spec)`` first."""
+        spec.input_namespace("metadata", non_db=True, help="how to run and record the process")
+        spec.input("metadata.label", valid_type=str, required=False, non_db=True, help="label of the node")
+        spec.input("metadata.description", valid_type=str, required=False, non_db=True)
+        spec.input(
+            "metadata.call_link_label",
+            valid_type=str,
+            default="CALL",
+            non_db=True,
+            help="label of the link from the calling workflow",
+        )
+        spec.exit_code(10, "ERROR_INVALID_OUTPUT", "the process returned an invalid output: {message}")
+        spec.exit_code(
+            11, "ERROR_MISSING_OUTPUT", "the process did not return the required output(s): {ports}"
+        )
+
+    @classmethod
+    def spec(cls) -> ProcessSpec:
+        """The frozen spec of this class, built on first use."""
+        spec = cls.__dict__.get("_spec_instance")
+        if spec is None:
+            spec = ProcessSpec()
+            cls.define(spec)
+            spec.freeze()
+            cls._spec_instance = spec
+        return spec
+
+    @classmethod
+    def get_builder(cls) -> ProcessBuilder:
+        """A builder to fill the inputs of this process attribute by attribute."""
+        from plait.engine.builder import ProcessBuilder
+
+        return ProcessBuilder(cls)
+
+    @classmethod
+    def process_type_string(cls) -> str:
+        """How the node records this class: ``module:QualName`` (imported again on resume)."""
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    @classmethod
+    def process_label_string(cls) -> str:
+        return cls.__name__
+
+    @classmethod
+    def check_importable(cls) -> str | None:
+        """Why this class cannot be imported by another interpreter, or None if it can."""
+        if "<locals>" in cls.__qualname__:
+            return f"{cls.__qualname__} is defined inside a function"
+        if cls.__module__ == "__main__":
+            return f"{cls.__qualname__} is defined in the __main__ script"
+        return None
+
+    # -- construction ----------------------------------------------------------------------
+    def __init__(self, inputs: Mapping[str, Any], *, runner: Runner | None = None) -> None:
+        """``inputs`` must already be processed by the spec (see :meth:`prepare_inputs`)."""
+        self.runner = runner
+        self._inputs_raw = dict(inputs)
+        self.inputs = _to_attribute_dict(self._inputs_raw)
+        self.node: ProcessNode = None  # type: ignore[assignment]
+        self._outputs: dict[str, Node] = {}
+        self._pending_outputs: list[tuple[str, Node]] = []
+        self._kill_message: str | None = None
+        self._pause_requested = False
+        self._owner: str | None = None
+        self._call_counter = 0
+        self._checkpoint_seq = 0
+        self._step_name: str | None = None
+
+    @classmethod
+    def prepare_inputs(cls, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Validate and normalise launch inputs.
+
+        Raises:
+            InputValidationError: naming each bad port and why; nothing is stored.
+        """
+        return cls.spec().inputs.process(inputs, cls.process_label_string())
+
+    @property
+    def pk(self) -> int:
+        return self.node.pk  # type: ignore[return-value]
+
+    @property
+    def exit_codes(self) -> ExitCodesNamespace:
+        return self.spec().exit_codes
+
+    @property
+    def metadata(self) -> AttributeDict:
+        return self.inputs.get("metadata", AttributeDict())
+
+    def __repr__(self) -> str:
+        pk = self.node.pk if self.node is not None else "unstored"
+        return f"<{type(self).__name__} pk={pk}>"
+
+    # -- storing the node --------------------------------------------------------------------
+    def _process_hash(self, input_nodes: Mapping[str, Node], non_db: Mapping[str, Any]) -> str:
+        payload = json.dumps(
+            [
+                self.process_type_string(),
+                sorted(
+                    (label, node.node_hash or node._compute_hash()) for label, node in input_nodes.items()
+                ),
+                {k: v for k, v in non_db.items() if k != "metadata"},
+                non_db.get("metadata", {}).get("options"),
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.blake2b(payload.encode(), digest_size=32).hexdigest()
+
+    def _node_attributes(self, non_db: dict[str, Any]) -> dict[str, Any]:
+        """Attributes recorded on the process node; subclasses add theirs."""
+        metadata = dict(non_db.get("metadata", {}))
+        for key in ("label", "description", "call_link_label"):
+            metadata.pop(key, None)
+        attributes: dict[str, Any] = {}
+        if metadata:
+            attributes["metadata"] = metadata
+        rest = {k: v for k, v in non_db.items() if k != "metadata"}
+        if rest:
+            attributes["non_db_inputs"] = rest
+        return attributes
+
+    def _store_new(
+        self,
+        *,
+        state: ProcessState,
+        parent: Process | ProcessNode | None,
+        submitted: bool = False,
+        owner: str | None = None,
+        lease_seconds: float = 0.0,
+    ) -> ProcessNode:
+        """Store the inputs, the process node, its process row and links in one transaction."""
+        spec = self.spec()
+        input_nodes = flatten_nodes(self._inputs_raw, spec.inputs)
+        non_db = extract_non_db(self._inputs_raw, spec.inputs)
+        metadata = self._inputs_raw.get("metadata", {})
+        node = self._node_class(label=metadata.get("label", ""), description=metadata.get("description", ""))
+        node._process_type = self.process_type_string()
+        for key, value in self._node_attributes(non_db).items():
+            node._attributes[key] = value
+        self._prepare_node(node)
+
+        parent_process = parent if isinstance(parent, Process) else None
+        parent_node = parent.node if isinstance(parent, Process) else parent
+        if parent_node is not None and not isinstance(parent_node, WorkflowNode):
+            raise RuntimeError(
+                f"{type(parent_node).__name__} pk={parent_node.pk} is a calculation and cannot call "
+                f"{self.process_label_string()}: only workflows (work chains, workfunctions) call processes"
+            )
+        call_key = None
+        if parent_process is not None:
+            call_key = f"{parent_process.pk}:{parent_process._call_counter}"
+            parent_process._call_counter += 1
+
+        backend = _backend()
+        with backend.transaction():
+            unstored = [n for n in input_nodes.values() if not n.is_stored]
+            for value in unstored:
+                value._validate_before_store()
+            store_nodes(unstored)  # give the inputs their hashes before hashing the process
+            node._node_hash = self._process_hash(input_nodes, non_db)
+            store_nodes([node])
+            backend.insert_process(
+                {
+                    "node_id": node.pk,
+                    "state": state.value,
+                    "paused": False,
+                    "process_label": self.process_label_string(),
+                    "submitted": submitted,
+                    "lease_owner": owner,
+                    "lease_expires": time.time() + lease_seconds if owner else None,
+                    "caller_id": parent_node.pk if parent_node is not None else None,
+                    "call_key": call_key,
+                    "checkpoint_seq": 0,
+                }
+            )
+            link_type = self._node_class.input_link_type.value
+            rows = [
+                {"input_id": value.pk, "output_id": node.pk, "link_type": link_type, "label": label}
+                for label, value in input_nodes.items()
+            ]
+            if parent_node is not None:
+                call_type = (
+                    LinkType.CALL_WORK if isinstance(node, WorkflowNode) else LinkType.CALL_CALC
+                ).value
+                rows.append(
+                    {
+                        "input_id": parent_node.pk,
+                        "output_id": node.pk,
+                        "link_type": call_type,
+                        "label": metadata.get("call_link_label", "CALL"),
+                    }
+                )
+            backend.insert_links(rows)
+        node._process = {
+            "state": state.value,
+            "paused": False,
+            "process_label": self.process_label_string(),
+            "submitted": submitted,
+            "lease_owner": owner,
+            "caller_id": parent_node.pk if parent_node is not None else None,
+            "call_key": call_key,
+        }
+        self.node = node
+        self._owner = owner
+        return node
+
+    def _prepare_node(self, node: ProcessNode) -> None:
+        """Hook: set more on the new process node before it is stored (e.g. its computer)."""
+
+    # -- loading an existing process ---------------------------------------------------------
+    @classmethod
+    def _load(cls, node: ProcessNode, runner: Runner | None) -> Process:
+        """Rebuild the process object of a stored node (inputs from its links)."""
+        spec = cls.spec()
+        inputs: dict[str, Any] = {}
+        for label, _, value in node.get_incoming((LinkType.INPUT_CALC, LinkType.INPUT_WORK)):
+            parts = label.split("__")
+            target = inputs
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = value
+        metadata = dict(node.get_attribute("metadata", {}))
+        metadata["label"] = node.label
+        metadata["description"] = node.description
+        inputs["metadata"] = metadata
+        for key, value in node.get_attribute("non_db_inputs", {}).items():
+            inputs[key] = value
+        del spec  # inputs were validated when first launched
+        process = cls(inputs, runner=runner)
+        process.node = node
+        process._call_counter = len(_backend().get_children(node.pk))
+        process._checkpoint_seq = int(node._process.get("checkpoint_seq") or 0)
+        for label, _, value in node.get_outgoing((LinkType.CREATE, LinkType.RETURN)):
+            process._outputs[label.replace("__", NAMESPACE_SEPARATOR)] = value
+        return process
+
+    # -- outputs ---------------------------------------------------------------------------------
+    def out(self, label: str, value: Node) -> None:
+        """Register ``value`` as output ``label`` (dotted for namespaces).
+
+        Raises:
+            OutputValidationError: the output is not declared or has the wrong type.
+            ValueError: the same output was registered already.
+        """
+        self.spec().outputs.validate_output(label, value)
+        if label in self._outputs:
+            raise ValueError(f"output '{label}' of {self!r} was already registered")
+        self._check_output_origin(label, value)
+        self._outputs[label] = value
+        self._pending_outputs.append((label, value))
+
+    def out_many(self, outputs: Mapping[str, Any], prefix: str = "") -> None:
+        """Register every node of a (nested) mapping as outputs."""
+        for key, value in outputs.items():
+            if isinstance(value, Mapping) and not isinstance(value, Node):
+                self.out_many(value, f"{prefix}{key}{NAMESPACE_SEPARATOR}")
+            else:
+                self.out(f"{prefix}{key}", value)
+
+    def _check_output_origin(self, label: str, value: Node) -> None:
+        if isinstance(self.node, WorkflowNode) and not value.is_stored:
+            raise OutputValidationError(
+                f"output '{label}': a workflow returns data that exists already and cannot create it; "
+                "create the node with a calcfunction (which records how it was made) and return that"
+            )
+        if not isinstance(self.node, WorkflowNode) and value.is_stored:
+            raise OutputValidationError(
+                f"output '{label}': a calculation creates its outputs, but this {type(value).__name__} is "
+                "already stored (it was created elsewhere); return a new node, or use a workfunction to "
+                "return existing data"
+            )
+
+    def _flush_outputs(self) -> None:
+        """Store new output nodes and link every pending output (inside the caller's transaction)."""
+        if not self._pending_outputs:
+            return
+        unstored = [value for _, value in self._pending_outputs if not value.is_stored]
+        store_nodes(unstored)
+        link_type = (LinkType.RETURN if isinstance(self.node, WorkflowNode) else LinkType.CREATE).value
+        _backend().insert_links(
+            [
+                {
+                    "input_id": self.node.pk,
+                    "output_id": value.pk,
+                    "link_type": link_type,
+                    "label": label.replace(NAMESPACE_SEPARATOR, "__"),
+                }
+                for label, value in self._pending_outputs
+            ]
+        )
+        self._pending_outputs.clear()
+
+    @property
+    def outputs(self) -> dict[str, Node]:
+        """The outputs registered so far, by dotted label."""
+        return dict(self._outputs)
+
+    def nested_outputs(self) -> dict[str, Any]:
+        """The outputs as a nested dict (``{"a": {"b": node}}`` for label ``a.b``)."""
+        result: dict[str, Any] = {}
+        for label, value in self._outputs.items():
+            parts = label.split(NAMESPACE_SEPARATOR)
+            target = result
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = value
+        return result
+
+    # -- reporting --------------------------------------------------------------------------------
+    def report(self, message: str, *args: Any) -> None:
+        """Record a message on the process node (``plait process report PK`` shows them)."""
+        text = message % args if args else message
+        LOGGER.info("[%s|%s|%s]: %s", self.pk, type(self).__name__, self._step_name or "-", text)
+        _backend().insert_log(self.pk, "REPORT", text, {"step": self._step_name})
+
+    # -- state transitions --------------------------------------------------------------------------
+    def _commit(
+        self,
+        state: ProcessState,
+        *,
+        checkpoint: dict[str, Any] | None = None,
+        keep_history: bool = True,
+        **fields: Any,
+    ) -> None:
+        """Commit a transition (and its checkpoint, and pending outputs) in one transaction.
+
+        Raises:
+            LeaseLostError: another runner holds this process now.
+        """
+        backend = _backend()
+        values: dict[str, Any] = {"state": state.value, **fields}
+        if checkpoint is not None:
+            self._checkpoint_seq += 1
+            values["checkpoint"] = checkpoint
+            values["checkpoint_seq"] = self._checkpoint_seq
+        with backend.transaction():
+            self._flush_outputs()
+            if not backend.update_process(self.pk, expect_owner=self._owner, **values):
+                raise LeaseLostError(f"process {self.pk} is now held by another runner")
+            if checkpoint is not None and keep_history:
+                backend.add_checkpoint(self.pk, self._checkpoint_seq, self._step_name, checkpoint)
+            if state.is_terminal and state is ProcessState.FINISHED and values.get("exit_status") == 0:
+                backend.delete_checkpoints(self.pk)
+        self.node._process.update(values)
+
+    def _finish(self, result: ExitCode | None) -> ExitCode:
+        """Validate the outputs, link them and commit the finished state."""
+        exit_code = result if isinstance(result, ExitCode) else ExitCode(0)
+        if exit_code.status == 0:
+            missing = self.spec().outputs.missing_outputs(set(self._outputs))
+            if missing:
+                exit_code = self.exit_codes.ERROR_MISSING_OUTPUT.format(ports=", ".join(missing))
+        self._commit(
+            ProcessState.FINISHED,
+            exit_status=exit_code.status,
+            exit_message=exit_code.message,
+            status=None,
+            lease_owner=None,
+            lease_expires=None,
+            keep_history=False,
+        )
+        if exit_code.status:
+            _backend().insert_log(
+                self.pk, "ERROR", f"finished with exit status {exit_code.status}: {exit_code.message}", {}
+            )
+        return exit_code
+
+    def _except(self, exc: BaseException) -> None:
+        """Mark the process excepted with its traceback; outputs registered so far stay linked."""
+        text = "".join(traceback.format_exception(exc))
+        try:
+            self._commit(
+                ProcessState.EXCEPTED,
+                exception=text,
+                status=None,
+                lease_owner=None,
+                lease_expires=None,
+                keep_history=False,
+            )
+        except LeaseLostError:
+            return
+        _backend().insert_log(self.pk, "ERROR", f"excepted: {type(exc).__name__}: {exc}", {})
+
+    def _killed(self, message: str) -> None:
+        try:
+            self._commit(
+                ProcessState.KILLED,
+                exit_message=message,
+                status=None,
+                lease_owner=None,
+                lease_expires=None,
+                keep_history=False,
+            )
+        except LeaseLostError:
+            return
+        _backend().insert_log(self.pk, "WARNING", f"killed: {message}", {})
+
+    # -- control -------------------------------------------------------------------------------------
+    def request_kill(self, message: str = "killed by request") -> None:
+        """Ask the process to stop; it is marked killed at its next safe point."""
+        self._kill_message = message
+
+    def request_pause(self) -> None:
+        self._pause_requested = True
+
+
+def _to_attribute_dict(values: Mapping[str, Any]) -> AttributeDict:
+    result = AttributeDict()
+    for key, value in values.items():
+        if isinstance(value, Mapping) and not isinstance(value, Node):
+            result[key] = _to_attribute_dict(value)
+        else:
+            result[key] = value
+    return result
+
+
+def describe_ports(namespace: PortNamespace, indent: int = 0) -> list[str]:
+    """Human-readable port tree (used by the CLI and docs)."""
+    lines = []
+    for name, port in namespace.ports.items():
+        pad = "  " * indent
+        if isinstance(port, PortNamespace):
+            lines.append(f"{pad}{name}/ {'(dynamic)' if port.dynamic else ''}".rstrip())
+            lines.extend(describe_ports(port, indent + 1))
+        else:
+            kinds = ", ".join(t.__name__ for t in port.valid_type) if port.valid_type else "any"
+            flag = "required" if port.required else "optional"
+            lines.append(f"{pad}{name}: {kinds} ({flag}){' - ' + port.help if port.help else ''}")
+    return lines

@@ -1,0 +1,305 @@
+"""``@calcfunction`` and ``@workfunction``: plain Python functions recorded as processes.
+
+A calcfunction *creates* data: its return value (a node, a dict of nodes,
+or a plain value that is wrapped into a node) is stored and linked to it
+with CREATE links.  A workfunction *returns* data that exists already
+(typically created by the calcfunctions it calls) with RETURN links, and
+records CALL links to every process it runs.
+
+The parameters become input ports: a type annotation sets the port's type
+(``x: Int``; ``x: int`` means ``Int``; ``Int | Float`` is both), a default
+makes the port optional, ``**kwargs`` makes the inputs dynamic.  Plain
+values passed in (``add(1, 2)``) are wrapped into nodes.
+
+Process functions never wait, so they run straight through in the thread
+that calls them, with no event loop involved.  That is why one can be
+called from anywhere — a script, a notebook cell, a work chain step, another
+workfunction — without re-entering a loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
+
+from plait.engine.context import current_process, reset_current_process, set_current_process
+from plait.engine.exit_code import ExitCode
+from plait.engine.process import Process
+from plait.engine.spec import ProcessSpec
+from plait.orm import (
+    Bool,
+    CalcFunctionNode,
+    Data,
+    Dict,
+    Float,
+    Int,
+    List,
+    Node,
+    ProcessNode,
+    ProcessState,
+    Str,
+    WorkFunctionNode,
+    to_node,
+)
+
+__all__ = ["FunctionProcess", "ProcessFunction", "calcfunction", "workfunction"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PYTHON_TO_NODE: dict[type, type[Node]] = {
+    int: Int,
+    float: Float,
+    str: Str,
+    bool: Bool,
+    dict: Dict,
+    list: List,
+}
+
+
+def _annotation_types(annotation: Any) -> tuple[tuple[type, ...] | None, bool]:
+    """Port types for an annotation, and whether it allows None."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return None, False
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        types_found: list[type] = []
+        optional = False
+        for arg in typing.get_args(annotation):
+            if arg is type(None):
+                optional = True
+                continue
+            sub, _ = _annotation_types(arg)
+            if sub is None:
+                return None, optional
+            types_found.extend(sub)
+        return tuple(types_found), optional
+    if origin is not None:
+        annotation = origin
+    if isinstance(annotation, type):
+        if issubclass(annotation, Node):
+            return (annotation,), False
+        if annotation in _PYTHON_TO_NODE:
+            return (_PYTHON_TO_NODE[annotation],), False
+    return None, False
+
+
+class FunctionProcess(Process):
+    """The process class generated for one decorated function."""
+
+    _func: ClassVar[Callable[..., Any]]
+    _signature: ClassVar[inspect.Signature]
+    _var_keyword: ClassVar[str | None] = None
+    _resumable = False
+
+    @classmethod
+    def define(cls, spec: ProcessSpec) -> None:
+        super().define(spec)
+        try:
+            hints = typing.get_type_hints(cls._func)
+        except Exception:  # unresolvable string annotations: fall back to no types
+            hints = {}
+        for name, param in cls._signature.parameters.items():
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                spec.inputs.dynamic = True
+                spec.inputs.valid_type = (Data,)
+                continue
+            valid_type, optional = _annotation_types(hints.get(name, param.annotation))
+            has_default = param.default is not inspect.Parameter.empty
+            default = param.default if has_default and param.default is not None else inspect.Parameter.empty
+            spec.input(
+                name,
+                valid_type=valid_type or (Data,),
+                required=not (has_default or optional),
+                default=_default_for(default),
+                serializer=to_node,
+            )
+        spec.outputs.dynamic = True
+        spec.outputs.valid_type = (Data,)
+        spec.output("result", required=False, valid_type=Data)
+
+    @classmethod
+    def process_type_string(cls) -> str:
+        return f"{cls._func.__module__}:{cls._func.__qualname__}"
+
+    @classmethod
+    def process_label_string(cls) -> str:
+        return cls._func.__name__
+
+    @classmethod
+    def check_importable(cls) -> str | None:
+        if "<locals>" in cls._func.__qualname__:
+            return f"{cls._func.__qualname__} is defined inside a function"
+        if cls._func.__module__ == "__main__":
+            return f"{cls._func.__qualname__} is defined in the __main__ script"
+        return None
+
+    def _function_arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for name, param in self._signature.parameters.items():
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                continue
+            value = self._inputs_raw.get(
+                name, param.default if param.default is not inspect.Parameter.empty else None
+            )
+            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+                args.append(value)
+            else:
+                kwargs[name] = value
+        if self._var_keyword:
+            known = set(self._signature.parameters)
+            for key, value in self._inputs_raw.items():
+                if key not in known and key != "metadata":
+                    kwargs[key] = value
+        return args, kwargs
+
+    def _register_result(self, result: Any) -> ExitCode | None:
+        if result is None:
+            return None
+        if isinstance(result, ExitCode):
+            return result
+        if isinstance(result, Node):
+            self.out("result", result)
+            return None
+        if isinstance(result, Mapping):
+            for key, value in result.items():
+                if isinstance(value, Node) or isinstance(self.node, WorkFunctionNode):
+                    self.out(key, value)
+                else:
+                    self.out(key, to_node(value))
+            return None
+        if isinstance(self.node, WorkFunctionNode):
+            raise TypeError(
+                f"workfunction {self.process_label_string()} returned a {type(result).__name__}: a workfunction "
+                "returns stored nodes (or a dict of them); create new data with a calcfunction"
+            )
+        self.out("result", to_node(result))
+        return None
+
+    def _run_function(self) -> ExitCode | None:
+        args, kwargs = self._function_arguments()
+        return self._register_result(self._func(*args, **kwargs))
+
+    def execute(self) -> tuple[dict[str, Any], ProcessNode]:
+        """Store, run the function, record outputs; return ``(outputs, node)``.  Raises what the function raises."""
+        parent = current_process()
+        self._store_new(state=ProcessState.RUNNING, parent=parent)
+        token = set_current_process(self)
+        try:
+            self._finish(self._run_function())
+        except BaseException as exc:
+            self._except(exc)
+            raise
+        finally:
+            reset_current_process(token)
+        return self.nested_outputs(), self.node
+
+    async def _execute(self) -> ExitCode | None:
+        """Run a process function launched with ``submit`` (already stored) in a step thread."""
+        return await self.runner.call_in_thread(self, self._run_in_thread)  # type: ignore[union-attr]
+
+    def _run_in_thread(self) -> ExitCode | None:
+        token = set_current_process(self)
+        try:
+            return self._run_function()
+        finally:
+            reset_current_process(token)
+
+
+def _default_for(default: Any) -> Any:
+    from plait.engine.ports import UNSPECIFIED
+
+    if default is inspect.Parameter.empty:
+        return UNSPECIFIED
+    if isinstance(default, Node):
+        return default
+    return lambda: to_node(default)
+
+
+class ProcessFunction:
+    """The callable that ``@calcfunction``/``@workfunction`` return; calling it runs the process."""
+
+    def __init__(self, func: Callable[..., Any], node_class: type[ProcessNode]) -> None:
+        signature = inspect.signature(func)
+        for param in signature.parameters.values():
+            if param.kind is inspect.Parameter.VAR_POSITIONAL:
+                raise TypeError(
+                    f"{func.__qualname__}: *{param.name} is not supported by process functions "
+                    "(inputs need names for provenance); use **kwargs"
+                )
+            if param.name == "metadata":
+                raise TypeError(f"{func.__qualname__}: the parameter name 'metadata' is reserved")
+        var_keyword = next(
+            (p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None
+        )
+        self.__wrapped__ = func
+        functools.update_wrapper(self, func)
+        self.process_class: type[FunctionProcess] = type(
+            f"{func.__name__}_process",
+            (FunctionProcess,),
+            {
+                "_func": staticmethod(func),
+                "_signature": signature,
+                "_var_keyword": var_keyword,
+                "_node_class": node_class,
+                "__module__": func.__module__,
+                "__qualname__": func.__qualname__,
+            },
+        )
+        self.node_class = node_class
+        self.is_process_function = True
+
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        metadata = kwargs.pop("metadata", None)
+        try:
+            bound = self.process_class._signature.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.__name__}(): {exc}") from None
+        inputs = dict(bound.arguments)
+        if self.process_class._var_keyword and self.process_class._var_keyword in inputs:
+            inputs.update(inputs.pop(self.process_class._var_keyword))
+        if metadata is not None:
+            inputs["metadata"] = metadata
+        return inputs
+
+    def run_get_node(self, *args: Any, **kwargs: Any) -> tuple[Any, ProcessNode]:
+        """Run the function as a process; return ``(result, node)``.
+
+        ``result`` is the single output node when the function returned one
+        node, else the dict of outputs.
+        """
+        inputs = self.process_class.prepare_inputs(self._bind(args, kwargs))
+        outputs, node = self.process_class(inputs).execute()
+        if list(outputs) == ["result"]:
+            return outputs["result"], node
+        return outputs, node
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        return self.run_get_node(*args, **kwargs)[0]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.run_get_node(*args, **kwargs)[0]
+
+    def get_builder(self) -> Any:
+        return self.process_class.get_builder()
+
+    def spec(self) -> ProcessSpec:
+        return self.process_class.spec()
+
+    def __repr__(self) -> str:
+        kind = "calcfunction" if self.node_class is CalcFunctionNode else "workfunction"
+        return f"<{kind} {self.__module__}.{self.__qualname__}>"
+
+
+def calcfunction(func: F) -> F:
+    """Decorate a function that creates data from its inputs; every call is recorded with provenance."""
+    return ProcessFunction(func, CalcFunctionNode)  # type: ignore[return-value]
+
+
+def workfunction(func: F) -> F:
+    """Decorate a function that calls other processes and returns (existing) data from them."""
+    return ProcessFunction(func, WorkFunctionNode)  # type: ignore[return-value]

@@ -1,0 +1,561 @@
+"""The runner: runs processes as asyncio tasks on one event loop.
+
+There is one runner per event loop (:meth:`Runner.for_loop`).  It
+
+* starts processes and children as tasks, and resolves whoever waits for
+  their termination;
+* holds a lease on every process it runs (``lease_owner`` in the database)
+  and renews the leases of all of them with one UPDATE every third of the
+  lease time, so that a process is never run by two interpreters at once
+  and one whose interpreter died can be taken over;
+* implements kill and pause at safe points (between steps, or while a
+  process waits for its children);
+* resumes a process from its last checkpoint (:meth:`Runner.aresume`).
+
+The runner never starts or re-enters a loop: it lives on the loop that
+called it.  Synchronous step code runs in the step executor's threads and
+reaches the runner back through :meth:`asyncio.AbstractEventLoop.call_soon_threadsafe`
+and :func:`asyncio.run_coroutine_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from plait.engine.context import reset_current_process, set_current_process, set_runner_for_thread
+from plait.engine.process import LeaseLostError, Process, ProcessKilledError
+from plait.orm import ProcessNode, ProcessState, load_node
+from plait.orm.registry import import_object
+
+if TYPE_CHECKING:
+    from plait.engine.builder import ProcessBuilder
+
+__all__ = ["Runner", "load_process_class", "owner_is_dead", "resolve_process"]
+
+LOGGER = logging.getLogger("plait.runner")
+
+TERMINAL = ("finished", "excepted", "killed")
+
+
+class _KillSignal(Exception):
+    """Internal: a kill request reached a safe point."""
+
+
+def new_owner_id(kind: str = "run") -> str:
+    """``host:pid:kind:random`` — who holds a lease, readable in ``plait process list``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{kind}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True if ``owner`` was an interpreter on this host that no longer exists."""
+    if not owner:
+        return True
+    parts = owner.split(":")
+    if len(parts) < 2 or parts[0] != socket.gethostname():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def resolve_process(
+    process: Any, inputs: Mapping[str, Any] | ProcessBuilder | None, kwargs: Mapping[str, Any]
+) -> tuple[type[Process], dict[str, Any]]:
+    """Turn what a user passes to run/submit (class, process function or builder) into a class and inputs."""
+    from plait.engine.builder import ProcessBuilder
+    from plait.engine.process_function import ProcessFunction
+
+    if isinstance(process, ProcessBuilder):
+        return process.process_class, {**process._inputs(), **dict(kwargs)}
+    if isinstance(inputs, ProcessBuilder):
+        return inputs.process_class, {**inputs._inputs(), **dict(kwargs)}
+    merged = {**dict(inputs or {}), **dict(kwargs)}
+    if isinstance(process, ProcessFunction):
+        return process.process_class, merged
+    if isinstance(process, type) and issubclass(process, Process):
+        return process, merged
+    raise TypeError(f"{process!r} is not a process class, a process function or a builder")
+
+
+def load_process_class(node: ProcessNode) -> type[Process]:
+    """Import the class (or function) that a process node was made by.
+
+    Raises:
+        ImportError: the class cannot be imported (named, with why).
+    """
+    from plait.engine.process_function import ProcessFunction
+
+    if not node.process_type:
+        raise ImportError(f"process {node.pk} records no process type")
+    obj = import_object(node.process_type)
+    if isinstance(obj, ProcessFunction):
+        return obj.process_class
+    if isinstance(obj, type) and issubclass(obj, Process):
+        return obj
+    raise ImportError(f"'{node.process_type}' of process {node.pk} is not a process class")
+
+
+class Runner:
+    """Runs processes on one event loop.  Get it with :meth:`Runner.for_loop`."""
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runner] = weakref.WeakKeyDictionary()
+    _by_loop_lock = threading.Lock()
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 60.0,
+        poll_interval: float = 0.5,
+    ) -> None:
+        self.loop = loop
+        self.owner = owner or new_owner_id()
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self._thread_id: int | None = None
+        self._tasks: dict[int, asyncio.Task[Any]] = {}
+        self._processes: dict[int, Process] = {}
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._in_thread_step: set[int] = set()
+        self._play_events: dict[int, asyncio.Event] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    def for_loop(cls, loop: asyncio.AbstractEventLoop | None = None) -> Runner:
+        """The runner of ``loop`` (default: the running loop), created on first use."""
+        loop = loop or asyncio.get_running_loop()
+        with cls._by_loop_lock:
+            runner = cls._by_loop.get(loop)
+            if runner is None or runner._closed:
+                runner = cls(loop)
+                cls._by_loop[loop] = runner
+            return runner
+
+    @property
+    def backend(self) -> Any:
+        from plait.storage import get_backend
+
+        return get_backend()
+
+    def _on_loop_thread(self) -> bool:
+        return self._thread_id == threading.get_ident()
+
+    # -- launching ---------------------------------------------------------------------------
+    def create(
+        self,
+        process: Any,
+        inputs: Mapping[str, Any] | ProcessBuilder | None,
+        kwargs: Mapping[str, Any],
+        *,
+        parent: Process | None,
+    ) -> Process:
+        """Validate inputs and store a new process (state created, leased to this runner)."""
+        cls, merged = resolve_process(process, inputs, kwargs)
+        instance = cls(cls.prepare_inputs(merged), runner=self)
+        instance._store_new(
+            state=ProcessState.CREATED, parent=parent, owner=self.owner, lease_seconds=self.lease_seconds
+        )
+        return instance
+
+    def start(self, process: Process) -> asyncio.Task[Any]:
+        """Run ``process`` as a task on this loop (call on the loop thread)."""
+        self._thread_id = threading.get_ident()
+        pk = process.pk
+        if pk in self._tasks:
+            return self._tasks[pk]
+        process.runner = self
+        task = self.loop.create_task(self._drive(process), name=f"plait-process-{pk}")
+        self._tasks[pk] = task
+        self._processes[pk] = process
+        self._ensure_heartbeat()
+        return task
+
+    async def arun_get_node(
+        self,
+        process: Any,
+        inputs: Mapping[str, Any] | ProcessBuilder | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        parent: Process | None = None,
+    ) -> tuple[dict[str, Any], ProcessNode]:
+        """Launch and await a process on this loop; re-raise what made it except."""
+        self._thread_id = threading.get_ident()
+        instance = self.create(process, inputs, kwargs or {}, parent=parent)
+        return await self.await_process(self.start(instance), instance)
+
+    async def await_process(
+        self, task: asyncio.Task[Any], process: Process
+    ) -> tuple[dict[str, Any], ProcessNode]:
+        await asyncio.shield(task)
+        node = process.node
+        exception = getattr(process, "_exception", None)
+        if exception is not None:
+            raise exception
+        if node.process_state is ProcessState.KILLED:
+            raise ProcessKilledError(f"process {node.pk} was killed: {node.exit_message}")
+        return process.nested_outputs(), node
+
+    def submit_child(
+        self,
+        parent: Process,
+        process: Any,
+        inputs: Mapping[str, Any] | ProcessBuilder | None,
+        kwargs: Mapping[str, Any],
+    ) -> ProcessNode:
+        """Create a child of ``parent`` and start it concurrently; callable from a step thread."""
+        cls, merged = resolve_process(process, inputs, kwargs)
+        recorded = self._recorded_child(parent, cls)
+        if recorded is not None:
+            return recorded
+        child = cls(cls.prepare_inputs(merged), runner=self)
+        child._store_new(
+            state=ProcessState.CREATED, parent=parent, owner=self.owner, lease_seconds=self.lease_seconds
+        )
+        if self._on_loop_thread():
+            self.start(child)
+        else:
+            self.loop.call_soon_threadsafe(self.start, child)
+        return child.node
+
+    def _recorded_child(self, parent: Process, cls: type[Process]) -> ProcessNode | None:
+        """On resume: the child this launch made before the crash (same call key), if any."""
+        recorded: dict[str, int] = getattr(parent, "_recorded_children", {})
+        key = f"{parent.pk}:{parent._call_counter}"
+        pk = recorded.pop(key, None)
+        if pk is None:
+            return None
+        node = load_node(pk)
+        if not isinstance(node, ProcessNode) or node.process_type != cls.process_type_string():
+            LOGGER.warning(
+                "process %s: call %s differs from the recorded one; launching anew", parent.pk, key
+            )
+            return None
+        parent._call_counter += 1
+        if not node.is_terminated and pk not in self._tasks:
+            process = self._load(node)
+            if self._on_loop_thread():
+                self.start(process)
+            else:
+                self.loop.call_soon_threadsafe(self.start, process)
+        return node
+
+    # -- driving -----------------------------------------------------------------------------
+    async def _drive(self, process: Process) -> None:
+        pk = process.pk
+        token = set_current_process(process)
+        try:
+            if process.node.process_state is ProcessState.CREATED:
+                process._commit(ProcessState.RUNNING)
+            result = await process._execute()  # type: ignore[attr-defined]
+            process._finish(result)
+        except asyncio.CancelledError:
+            if process._kill_message is None:
+                raise  # the runner is shutting down: the process stays as last checkpointed
+            await self._terminate_killed(process)
+        except _KillSignal:
+            await self._terminate_killed(process)
+        except LeaseLostError:
+            LOGGER.warning("process %s was taken over by another runner; this runner lets go of it", pk)
+        except Exception as exc:
+            process._exception = exc  # type: ignore[attr-defined]
+            process._except(exc)
+            await self._kill_children(process, f"its caller {pk} excepted")
+        finally:
+            reset_current_process(token)
+            self._tasks.pop(pk, None)
+            self._processes.pop(pk, None)
+            self._in_thread_step.discard(pk)
+            for future in self._waiters.pop(pk, []):
+                if not future.done():
+                    future.set_result(None)
+
+    async def _terminate_killed(self, process: Process) -> None:
+        message = process._kill_message or "killed"
+        process._killed(message)
+        await self._kill_children(process, f"its caller {process.pk} was killed")
+
+    def check_safe_point(self, process: Process) -> None:
+        """Raise the kill signal if a kill was requested (called between steps)."""
+        if process._kill_message is not None:
+            raise _KillSignal()
+
+    async def after_checkpoint(self, process: Process) -> None:
+        """Safe point after a committed step: honour kill and pause requests."""
+        self.check_safe_point(process)
+        if process._pause_requested:
+            await self._pause(process)
+
+    async def _pause(self, process: Process) -> None:
+        event = self._play_events.setdefault(process.pk, asyncio.Event())
+        event.clear()
+        self.backend.update_process(process.pk, paused=True)
+        process.node._process["paused"] = True
+        self.backend.insert_log(process.pk, "REPORT", "paused", {})
+        try:
+            await event.wait()
+        finally:
+            self._play_events.pop(process.pk, None)
+        process._pause_requested = False
+        self.check_safe_point(process)
+        self.backend.update_process(process.pk, paused=False)
+        process.node._process["paused"] = False
+        self.backend.insert_log(process.pk, "REPORT", "played", {})
+
+    async def call_in_thread(self, process: Process | None, fn: Any, *args: Any) -> Any:
+        """Run synchronous user code of ``process`` in the step executor (not cancellable mid-way)."""
+        import contextvars
+
+        from plait.engine.step_executor import get_step_executor
+
+        context = contextvars.copy_context()
+        pk = process.pk if process is not None else None
+        if pk is not None:
+            self._in_thread_step.add(pk)
+        try:
+            future = self.loop.run_in_executor(get_step_executor(), context.run, self._in_thread, fn, args)
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                # let the thread finish its work: a step is never torn apart half way
+                await asyncio.wait([future])
+                raise
+        finally:
+            self._in_thread_step.discard(pk)  # type: ignore[arg-type]
+
+    def _in_thread(self, fn: Any, args: tuple[Any, ...]) -> Any:
+        previous = set_runner_for_thread(self)
+        try:
+            return fn(*args)
+        finally:
+            set_runner_for_thread(previous)
+
+    # -- waiting for other processes ----------------------------------------------------------------
+    async def wait_for_termination(self, parent: Process | None, pks: Iterable[int]) -> None:
+        """Return when every process in ``pks`` has terminated.
+
+        Processes run by this runner resolve a future when they end; others
+        are resumed here when nobody runs them (their owner died and nothing
+        else will), or watched by polling the database.
+        """
+        pending = list(pks)
+        states = self.backend.get_process_states(pending)
+        pending = [pk for pk in pending if states.get(pk, ("finished", False))[0] not in TERMINAL]
+        if not pending:
+            return
+        futures = []
+        external = []
+        for pk in pending:
+            if pk in self._tasks:
+                futures.append(self._termination_future(pk))
+            elif self._adopt_orphan(pk):
+                futures.append(self._termination_future(pk))
+            else:
+                external.append(pk)
+        if external:
+            futures.append(asyncio.ensure_future(self._poll_until_terminated(external)))
+        try:
+            await asyncio.gather(*futures)
+        except asyncio.CancelledError:
+            for future in futures:
+                future.cancel()
+            raise
+
+    def _termination_future(self, pk: int) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self.loop.create_future()
+        self._waiters.setdefault(pk, []).append(future)
+        return future
+
+    def _adopt_orphan(self, pk: int) -> bool:
+        """Resume child ``pk`` here if it is not submitted to a daemon and its owner is gone."""
+        row = self.backend.get_process(pk)
+        if row is None or row["submitted"]:
+            return False
+        owner = row["lease_owner"]
+        expired = row["lease_expires"] is not None and row["lease_expires"] < time.time()
+        if owner not in (None, self.owner) and not expired and not owner_is_dead(owner):
+            return False
+        node = load_node(pk)
+        try:
+            process = self._load(node)
+        except (ImportError, RuntimeError) as exc:
+            LOGGER.error("cannot resume child %s: %s", pk, exc)
+            return False
+        self.start(process)
+        return True
+
+    async def _poll_until_terminated(self, pks: list[int]) -> None:
+        remaining = set(pks)
+        while remaining:
+            await asyncio.sleep(self.poll_interval)
+            states = self.backend.get_process_states(remaining)
+            remaining = {pk for pk in remaining if states.get(pk, ("finished", False))[0] not in TERMINAL}
+
+    # -- control --------------------------------------------------------------------------------------
+    def kill(self, pk: int, message: str = "killed by request") -> bool:
+        """Kill process ``pk`` if this runner runs it; True if it does.  Call on the loop thread."""
+        process = self._processes.get(pk)
+        if process is None:
+            return False
+        process.request_kill(message)
+        task = self._tasks.get(pk)
+        if pk in self._play_events:
+            self._play_events[pk].set()
+        elif task is not None and pk not in self._in_thread_step:
+            task.cancel()
+        return True
+
+    def pause(self, pk: int) -> bool:
+        process = self._processes.get(pk)
+        if process is None:
+            return False
+        process.request_pause()
+        return True
+
+    def play(self, pk: int) -> bool:
+        event = self._play_events.get(pk)
+        process = self._processes.get(pk)
+        if process is not None:
+            process._pause_requested = False
+        if event is None:
+            return process is not None
+        event.set()
+        return True
+
+    async def _kill_children(self, process: Process, message: str) -> None:
+        """Kill every non-terminated child of ``process`` (and so, recursively, theirs)."""
+        tasks = []
+        for row in self.backend.get_children(process.pk):
+            if row["state"] in TERMINAL:
+                continue
+            child = row["node_id"]
+            if self.kill(child, message):
+                task = self._tasks.get(child)
+                if task is not None:
+                    tasks.append(task)
+            elif not row["submitted"] and (
+                row["lease_owner"] in (None, self.owner) or owner_is_dead(row["lease_owner"])
+            ):
+                self.backend.update_process(
+                    child, state="killed", exit_message=message, lease_owner=None, lease_expires=None
+                )
+            else:
+                await self.request_remote_kill(child, message)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def request_remote_kill(self, pk: int, message: str) -> None:
+        """Kill a process run elsewhere (a daemon worker): through the broker."""
+        from plait.broker import get_broker
+
+        broker = get_broker()
+        await broker.send_control(pk, "kill", {"message": message}, timeout=None)
+
+    # -- resuming ---------------------------------------------------------------------------------------
+    def _load(self, node: ProcessNode) -> Process:
+        cls = load_process_class(node)
+        if not cls._resumable:
+            raise RuntimeError(
+                f"process {node.pk} ({node.process_label}) is a process function, which cannot be resumed: "
+                "run it again"
+            )
+        process = cls._load(node, self)
+        row = self.backend.get_process(node.pk)
+        process._restore(row["checkpoint"] if row else None)  # type: ignore[attr-defined]
+        calls_done = process._call_counter
+        process._recorded_children = {  # type: ignore[attr-defined]
+            child["call_key"]: child["node_id"]
+            for child in self.backend.get_children(node.pk)
+            if child["call_key"] and int(child["call_key"].rsplit(":", 1)[1]) >= calls_done
+        }
+        process._owner = self.owner
+        self.backend.take_lease(node.pk, self.owner, time.time() + self.lease_seconds, force=True)
+        return process
+
+    def claim(self, pk: int, *, force: bool = False) -> ProcessNode:
+        """Check that process ``pk`` may be resumed here; raise a clear error if not."""
+        node = load_node(pk)
+        if not isinstance(node, ProcessNode):
+            raise TypeError(f"node {pk} is a {type(node).__name__}, not a process")
+        row = self.backend.get_process(pk)
+        owner = row["lease_owner"] if row else None
+        alive = row is not None and row["lease_expires"] is not None and row["lease_expires"] > time.time()
+        if owner and owner != self.owner and alive and not force and not owner_is_dead(owner):
+            raise RuntimeError(
+                f"process {pk} is held by {owner} until {time.ctime(row['lease_expires'])}: it is still running "
+                "there (or wait for the lease to expire, or resume with force=True)"
+            )
+        return node
+
+    async def aresume(self, pk: int, *, force: bool = False) -> tuple[dict[str, Any], ProcessNode]:
+        """Continue process ``pk`` from its last checkpoint and wait for it to terminate."""
+        self._thread_id = threading.get_ident()
+        if pk in self._tasks:
+            return await self.await_process(self._tasks[pk], self._processes[pk])
+        node = self.claim(pk, force=force)
+        if node.is_terminated:
+            outputs: dict[str, Any] = {}
+            for label, _, value in node.get_outgoing():
+                if label != "CALL":
+                    outputs[label] = value
+            return outputs, node
+        process = self._load(node)
+        return await self.await_process(self.start(process), process)
+
+    # -- leases -----------------------------------------------------------------------------------------
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = self.loop.create_task(self._renew_leases(), name="plait-lease-heartbeat")
+
+    async def _renew_leases(self) -> None:
+        try:
+            while self._tasks:
+                await asyncio.sleep(self.lease_seconds / 3)
+                if self._tasks:
+                    self.backend.renew_leases(self.owner, time.time() + self.lease_seconds)
+        except asyncio.CancelledError:
+            pass
+
+    # -- shutting down ------------------------------------------------------------------------------------
+    async def wait_all(self) -> None:
+        """Return when every process this runner started has terminated (children included)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop the lease heartbeat; processes still running keep their last checkpoint."""
+        self._closed = True
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        with Runner._by_loop_lock:
+            if Runner._by_loop.get(self.loop) is self:
+                del Runner._by_loop[self.loop]

@@ -1,0 +1,172 @@
+"""The specification of a process class: its ports, exit codes and (for work chains) outline.
+
+Built once per class by calling ``define(spec)`` along the class hierarchy
+(each ``define`` calls ``super().define(spec)`` first), then frozen: a spec
+cannot change after the class has been used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from plait.engine.exit_code import ExitCode, ExitCodesNamespace
+from plait.engine.ports import UNSPECIFIED, InputPort, OutputPort, Port, PortNamespace
+
+__all__ = ["ProcessSpec"]
+
+
+class ProcessSpec:
+    """Ports, exit codes and outline of a process class."""
+
+    def __init__(self) -> None:
+        self.inputs = PortNamespace("inputs", port_class=InputPort)
+        self.outputs = PortNamespace("outputs", port_class=OutputPort)
+        self.exit_codes = ExitCodesNamespace()
+        self._outline: tuple[Any, ...] | None = None
+        self._frozen = False
+
+    def _check_open(self) -> None:
+        if self._frozen:
+            raise RuntimeError("the spec is frozen: declare ports inside define(spec)")
+
+    # -- inputs ------------------------------------------------------------------------
+    def input(
+        self,
+        name: str,
+        *,
+        valid_type: type | tuple[type, ...] | None = None,
+        required: bool = True,
+        default: Any = UNSPECIFIED,
+        validator: Callable[..., Any] | None = None,
+        help: str | None = None,
+        non_db: bool = False,
+        serializer: Callable[[Any], Any] | None = None,
+    ) -> Port:
+        """Declare an input port; ``name`` may be dotted to place it in a namespace (``"options.x"``).
+
+        Redeclaring a port of a parent class replaces it.
+        """
+        self._check_open()
+        namespace, leaf = self._namespace_for(self.inputs, name)
+        return namespace.add_port(
+            InputPort(
+                leaf,
+                valid_type=valid_type,
+                required=required,
+                default=default,
+                validator=validator,
+                help=help,
+                non_db=non_db or namespace.non_db,
+                serializer=serializer,
+            )
+        )
+
+    def input_namespace(
+        self,
+        name: str,
+        *,
+        dynamic: bool = False,
+        valid_type: type | tuple[type, ...] | None = None,
+        required: bool = False,
+        validator: Callable[..., Any] | None = None,
+        help: str | None = None,
+        non_db: bool = False,
+        populate_defaults: bool = True,
+    ) -> PortNamespace:
+        """Declare (or return the existing) nested input namespace ``name``."""
+        self._check_open()
+        namespace, leaf = self._namespace_for(self.inputs, name)
+        existing = namespace.ports.get(leaf)
+        if isinstance(existing, PortNamespace):
+            existing.dynamic = existing.dynamic or dynamic
+            existing.valid_type = existing.valid_type or (
+                valid_type if isinstance(valid_type, tuple) or valid_type is None else (valid_type,)
+            )
+            existing.required = existing.required or required
+            existing.validator = validator or existing.validator
+            existing.help = help or existing.help
+            return existing
+        port = PortNamespace(
+            leaf,
+            dynamic=dynamic,
+            valid_type=valid_type,
+            required=required,
+            validator=validator,
+            help=help,
+            non_db=non_db or namespace.non_db,
+            populate_defaults=populate_defaults,
+            port_class=InputPort,
+        )
+        namespace.add_port(port)
+        return port
+
+    # -- outputs -----------------------------------------------------------------------
+    def output(
+        self,
+        name: str,
+        *,
+        valid_type: type | tuple[type, ...] | None = None,
+        required: bool = True,
+        help: str | None = None,
+        validator: Callable[..., Any] | None = None,
+    ) -> Port:
+        """Declare an output port (dotted ``name`` to nest it)."""
+        self._check_open()
+        namespace, leaf = self._namespace_for(self.outputs, name)
+        return namespace.add_port(
+            OutputPort(leaf, valid_type=valid_type, required=required, help=help, validator=validator)
+        )
+
+    def output_namespace(
+        self,
+        name: str,
+        *,
+        dynamic: bool = False,
+        valid_type: type | tuple[type, ...] | None = None,
+        required: bool = False,
+        help: str | None = None,
+    ) -> PortNamespace:
+        """Declare a nested output namespace."""
+        self._check_open()
+        namespace, leaf = self._namespace_for(self.outputs, name)
+        port = PortNamespace(
+            leaf, dynamic=dynamic, valid_type=valid_type, required=required, help=help, port_class=OutputPort
+        )
+        namespace.add_port(port)
+        return port
+
+    @staticmethod
+    def _namespace_for(root: PortNamespace, name: str) -> tuple[PortNamespace, str]:
+        head, _, leaf = name.rpartition(".")
+        if not head:
+            return root, leaf
+        port = root.get_port(head, create_namespaces=True)
+        if not isinstance(port, PortNamespace):
+            raise ValueError(f"'{head}' is a port, not a namespace")
+        return port, leaf
+
+    # -- exit codes and outline ---------------------------------------------------------
+    def exit_code(
+        self, status: int, label: str, message: str, *, invalidates_cache: bool = False
+    ) -> ExitCode:
+        """Declare exit code ``status`` (a positive int) named ``label`` (UPPER_CASE) with ``message``."""
+        self._check_open()
+        if not isinstance(status, int) or status <= 0:
+            raise ValueError(f"exit status of {label} must be a positive integer, got {status!r}")
+        if not label.isidentifier() or label.upper() != label:
+            raise ValueError(f"exit code label '{label}' must be an UPPER_CASE identifier")
+        code = ExitCode(status, message, label, invalidates_cache)
+        self.exit_codes.add(code)
+        return code
+
+    def outline(self, *instructions: Any) -> None:
+        """Declare the steps of a work chain (see :mod:`plait.engine.workchain`)."""
+        self._check_open()
+        self._outline = instructions
+
+    def get_outline(self) -> tuple[Any, ...] | None:
+        return self._outline
+
+    def freeze(self) -> None:
+        self._frozen = True

@@ -1,0 +1,372 @@
+"""Work chains: workflows written as an outline of steps, checkpointed after every step.
+
+::
+
+    class Relax(WorkChain):
+        @classmethod
+        def define(cls, spec):
+            super().define(spec)
+            spec.input("structure", valid_type=Dict)
+            spec.output("energy", valid_type=Float)
+            spec.exit_code(300, "ERROR_NOT_CONVERGED", "not converged after {n} iterations")
+            spec.outline(
+                cls.setup,
+                while_(cls.not_converged)(cls.run_scf, cls.inspect),
+                if_(cls.failed)(return_(300)),
+                cls.finalize,
+            )
+
+        def run_scf(self):
+            return ToContext(scf=self.submit(Scf, structure=self.inputs.structure))
+
+Steps are methods, plain or ``async def``.  A plain step runs in a worker
+thread (so slow user code never blocks the event loop) and may call
+calcfunctions and even ``plait.run``; an ``async def`` step runs on the loop
+and may ``await``.  Conditions (of ``if_`` and ``while_``) must be quick,
+pure functions of the context: they run on the loop and are evaluated again
+on resume.
+
+Children launched with :meth:`WorkChain.submit` in one step run
+concurrently; the chain goes on to the next step when every child it put in
+the context (``ToContext``/``to_context``) has terminated.  After each step
+the context, the position in the outline and the awaited children are
+committed as a checkpoint, so a chain whose interpreter dies continues from
+its last step with :func:`plait.resume`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from plait.engine.checkpoint import CHECKPOINT_VERSION, AttributeDict, decode, encode
+from plait.engine.exit_code import ExitCode
+from plait.engine.process import Process
+from plait.engine.spec import ProcessSpec
+from plait.orm import Node, ProcessNode, ProcessState, WorkChainNode, load_node
+
+if TYPE_CHECKING:
+    from plait.engine.builder import ProcessBuilder
+
+__all__ = ["ToContext", "WorkChain", "append_", "if_", "return_", "while_"]
+
+
+class ToContext(dict):
+    """Returned from a step: ``ToContext(name=child_node)`` waits for the child, then sets ``ctx.name``."""
+
+
+class append_:
+    """Wrap a child for ``ToContext``/``to_context`` so it is appended to a list in the context."""
+
+    def __init__(self, target: ProcessNode) -> None:
+        self.target = target
+
+
+# -- the outline -------------------------------------------------------------------------------------
+
+
+class _Conditional:
+    def __init__(self, kind: str, condition: Callable[..., Any]) -> None:
+        self.kind = kind
+        self.condition = condition
+        self.body: tuple[Any, ...] | None = None
+
+    def __call__(self, *body: Any) -> Any:
+        if self.body is not None:
+            raise TypeError(f"{self.kind}(...) already has its body")
+        self.body = body
+        return self._owner()
+
+    def _owner(self) -> Any:
+        return self
+
+
+class _If:
+    """``if_(cond)(*steps).elif_(cond)(*steps).else_(*steps)``."""
+
+    def __init__(self, condition: Callable[..., Any]) -> None:
+        self.branches: list[_Conditional] = [_IfBranch(self, "if_", condition)]
+        self.else_body: tuple[Any, ...] | None = None
+
+    def __call__(self, *body: Any) -> _If:
+        return self.branches[0](*body)
+
+    def elif_(self, condition: Callable[..., Any]) -> _IfBranch:
+        branch = _IfBranch(self, "elif_", condition)
+        self.branches.append(branch)
+        return branch
+
+    def else_(self, *body: Any) -> _If:
+        self.else_body = body
+        return self
+
+
+class _IfBranch(_Conditional):
+    def __init__(self, owner: _If, kind: str, condition: Callable[..., Any]) -> None:
+        super().__init__(kind, condition)
+        self.owner = owner
+
+    def _owner(self) -> _If:
+        return self.owner
+
+
+class _While(_Conditional):
+    pass
+
+
+class _Return:
+    def __init__(self, exit_code: ExitCode | int | str | None = None) -> None:
+        self.exit_code = exit_code
+
+    def __call__(self, exit_code: ExitCode | int | str) -> _Return:
+        return _Return(exit_code)
+
+
+def if_(condition: Callable[..., Any]) -> _If:
+    """Run the body when ``condition(self)`` is true; chain ``.elif_(...)`` and ``.else_(...)``."""
+    return _If(condition)
+
+
+def while_(condition: Callable[..., Any]) -> _While:
+    """Run the body again and again while ``condition(self)`` is true."""
+    return _While("while_", condition)
+
+
+#: end the work chain here: ``return_`` (success) or ``return_(exit_code | status | label)``.
+return_ = _Return()
+
+# compiled program operations
+_CALL, _JUMP_IF_NOT, _JUMP, _RETURN, _END = "call", "jump_if_not", "jump", "return", "end"
+
+
+def _compile(outline: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Flatten the outline into a program of calls and jumps; a position is just an index."""
+    program: list[list[Any]] = []
+
+    def emit(block: Sequence[Any]) -> None:
+        for instruction in block:
+            if isinstance(instruction, _If):
+                end_jumps = []
+                for branch in instruction.branches:
+                    if branch.body is None:
+                        raise TypeError(f"{branch.kind}({_name(branch.condition)}) has no body: add (...)")
+                    test = len(program)
+                    program.append([_JUMP_IF_NOT, branch.condition, None])
+                    emit(branch.body)
+                    end_jumps.append(len(program))
+                    program.append([_JUMP, None])
+                    program[test][2] = len(program)
+                if instruction.else_body is not None:
+                    emit(instruction.else_body)
+                for index in end_jumps:
+                    program[index][1] = len(program)
+            elif isinstance(instruction, _While):
+                if instruction.body is None:
+                    raise TypeError(f"while_({_name(instruction.condition)}) has no body: add (...)")
+                start = len(program)
+                program.append([_JUMP_IF_NOT, instruction.condition, None])
+                emit(instruction.body)
+                program.append([_JUMP, start])
+                program[start][2] = len(program)
+            elif isinstance(instruction, _Return):
+                program.append([_RETURN, instruction.exit_code])
+            elif callable(instruction):
+                program.append([_CALL, instruction])
+            else:
+                raise TypeError(f"{instruction!r} is not a step, if_, while_ or return_ in the outline")
+
+    emit(outline)
+    program.append([_END])
+    return [tuple(op) for op in program]
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__name__", repr(fn))
+
+
+def _fingerprint(program: list[tuple[Any, ...]]) -> str:
+    text = "|".join(",".join(_name(part) if callable(part) else repr(part) for part in op) for op in program)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+# -- the work chain ------------------------------------------------------------------------------------
+
+
+class WorkChain(Process):
+    """A workflow of outline steps with a checkpointed context (``self.ctx``)."""
+
+    _node_class = WorkChainNode
+    _program_cache: ClassVar[tuple[list[tuple[Any, ...]], str] | None] = None
+
+    @classmethod
+    def define(cls, spec: ProcessSpec) -> None:
+        super().define(spec)
+
+    @classmethod
+    def _program(cls) -> tuple[list[tuple[Any, ...]], str]:
+        cached = cls.__dict__.get("_program_cache")
+        if cached is None:
+            outline = cls.spec().get_outline()
+            if not outline:
+                raise TypeError(f"{cls.__name__}.define() must declare spec.outline(...)")
+            program = _compile(outline)
+            cached = (program, _fingerprint(program))
+            cls._program_cache = cached
+        return cached
+
+    def __init__(self, inputs: Any, **kwargs: Any) -> None:
+        super().__init__(inputs, **kwargs)
+        self.ctx = AttributeDict()
+        self._pc = 0
+        self._awaiting: list[dict[str, Any]] = []
+
+    # -- user API ----------------------------------------------------------------------------
+    def to_context(self, **targets: ProcessNode | append_) -> None:
+        """Wait for these children after the current step and put them in the context.
+
+        ``self.to_context(scf=node)`` sets ``ctx.scf``; ``to_context(runs=append_(node))``
+        appends to the list ``ctx.runs``.  A dotted key (``"a.b"``) nests.
+        """
+        for key, target in targets.items():
+            append = isinstance(target, append_)
+            node = target.target if isinstance(target, append_) else target
+            if not isinstance(node, ProcessNode) or not node.is_stored:
+                raise TypeError(
+                    f"to_context({key}=...): expected the process node returned by self.submit(), got {node!r}"
+                )
+            self._awaiting.append({"pk": node.pk, "key": key, "append": append})
+
+    def submit(
+        self, process: Any, inputs: dict[str, Any] | ProcessBuilder | None = None, **kwargs: Any
+    ) -> ProcessNode:
+        """Launch a child process that runs concurrently; returns its node at once.
+
+        Raises:
+            InputValidationError: the child's inputs are refused (nothing stored).
+        """
+        if self.runner is None:
+            raise RuntimeError("this work chain is not running on a runner")
+        return self.runner.submit_child(self, process, inputs, kwargs)
+
+    # -- checkpoint -------------------------------------------------------------------------------
+    def _make_checkpoint(self) -> dict[str, Any]:
+        program, fingerprint = self._program()
+        ctx = {key: encode(value, f"ctx.{key}") for key, value in self.ctx.items()}
+        return {
+            "version": CHECKPOINT_VERSION,
+            "kind": "workchain",
+            "pc": self._pc,
+            "outline": fingerprint,
+            "ctx": ctx,
+            "awaiting": list(self._awaiting),
+            "calls": self._call_counter,
+        }
+
+    def _restore(self, checkpoint: dict[str, Any] | None) -> None:
+        if not checkpoint:
+            return
+        if checkpoint.get("version") != CHECKPOINT_VERSION:
+            raise RuntimeError(
+                f"checkpoint version {checkpoint.get('version')} of process {self.pk} is not supported "
+                f"by this plait (version {CHECKPOINT_VERSION})"
+            )
+        _, fingerprint = self._program()
+        if checkpoint.get("outline") != fingerprint:
+            raise RuntimeError(
+                f"the outline of {type(self).__name__} changed since process {self.pk} was checkpointed; "
+                "it cannot be resumed with this code"
+            )
+        self._pc = int(checkpoint["pc"])
+        self.ctx = AttributeDict({k: decode(v, load_node) for k, v in checkpoint.get("ctx", {}).items()})
+        self._awaiting = list(checkpoint.get("awaiting", []))
+        self._call_counter = int(checkpoint.get("calls", self._call_counter))
+
+    # -- running -----------------------------------------------------------------------------------
+    async def _call_user(self, fn: Callable[..., Any]) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(self)
+        return await self.runner.call_in_thread(self, fn, self)  # type: ignore[union-attr]
+
+    def _condition(self, fn: Callable[..., Any]) -> bool:
+        result = fn(self)
+        if inspect.isawaitable(result):
+            raise TypeError(f"condition {_name(fn)} must be a plain function (it returned an awaitable)")
+        return bool(result)
+
+    async def _execute(self) -> ExitCode | None:
+        program, _ = self._program()
+        while True:
+            if self._awaiting:
+                await self._resolve_awaiting()
+            op = program[self._pc]
+            kind = op[0]
+            if kind == _JUMP_IF_NOT:
+                self._pc = self._pc + 1 if self._condition(op[1]) else op[2]
+            elif kind == _JUMP:
+                self._pc = op[1]
+            elif kind == _END:
+                return None
+            elif kind == _RETURN:
+                return self._exit_code_from(op[1])
+            else:
+                self._step_name = _name(op[1])
+                self.runner.check_safe_point(self)  # type: ignore[union-attr]
+                result = await self._call_user(op[1])
+                self._pc += 1
+                exit_code = self._handle_step_result(op[1], result)
+                if exit_code is not None:
+                    return exit_code
+                await self._after_step()
+
+    def _handle_step_result(self, fn: Callable[..., Any], result: Any) -> ExitCode | None:
+        if result is None:
+            return None
+        if isinstance(result, ToContext):
+            self.to_context(**result)
+            return None
+        if isinstance(result, ExitCode):
+            return result if result.status != 0 else None
+        raise TypeError(
+            f"step {_name(fn)} returned {type(result).__name__}: a step returns None, ToContext(...) or an ExitCode"
+        )
+
+    def _exit_code_from(self, value: ExitCode | int | str | None) -> ExitCode | None:
+        if value is None or isinstance(value, ExitCode):
+            return value
+        return self.exit_codes(value)
+
+    async def _after_step(self) -> None:
+        """Commit the step's checkpoint: waiting (with the children awaited) or running."""
+        checkpoint = self._make_checkpoint()
+        if self._awaiting:
+            pks = [str(item["pk"]) for item in self._awaiting]
+            status = f"waiting for {len(pks)} process{'es' if len(pks) > 1 else ''}: {', '.join(pks)}"
+            self._commit(ProcessState.WAITING, checkpoint=checkpoint, status=status)
+        else:
+            self._commit(ProcessState.RUNNING, checkpoint=checkpoint, status=None)
+        await self.runner.after_checkpoint(self)  # type: ignore[union-attr]
+
+    async def _resolve_awaiting(self) -> None:
+        """Wait for every awaited child, put it in the context, and commit running."""
+        pks = [item["pk"] for item in self._awaiting]
+        await self.runner.wait_for_termination(self, pks)  # type: ignore[union-attr]
+        for item in self._awaiting:
+            node = load_node(item["pk"])
+            self._set_ctx(item["key"], node, item["append"])
+        self._awaiting = []
+        self._commit(ProcessState.RUNNING, checkpoint=self._make_checkpoint(), status=None)
+
+    def _set_ctx(self, key: str, value: Node, append: bool) -> None:
+        parts = key.split(".")
+        target: Any = self.ctx
+        for part in parts[:-1]:
+            if part not in target:
+                target[part] = AttributeDict()
+            target = target[part]
+        if append:
+            existing = target[parts[-1]] if parts[-1] in target else []
+            target[parts[-1]] = [*existing, value]
+        else:
+            target[parts[-1]] = value

@@ -1,0 +1,235 @@
+"""Process nodes: the record of a calculation or workflow that ran (or runs).
+
+A process node's *content* (inputs, process type) is fixed when it is
+created; its *state* (``processes`` row: state, paused, exit status,
+checkpoint, lease) changes as the engine runs it.  Only the engine writes
+the state; :meth:`ProcessNode.refresh` re-reads it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from plait.orm.node import LinkType, Node, _backend, check_json
+
+__all__ = [
+    "CalcFunctionNode",
+    "CalcJobNode",
+    "CalculationNode",
+    "ProcessNode",
+    "ProcessState",
+    "WorkChainNode",
+    "WorkFunctionNode",
+    "WorkflowNode",
+]
+
+
+class ProcessState(str, enum.Enum):
+    """The states of a process; ``paused`` is a flag beside them, not a state."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    WAITING = "waiting"
+    FINISHED = "finished"
+    EXCEPTED = "excepted"
+    KILLED = "killed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (ProcessState.FINISHED, ProcessState.EXCEPTED, ProcessState.KILLED)
+
+
+_PROCESS_FIELDS = (
+    "state",
+    "paused",
+    "exit_status",
+    "exit_message",
+    "exception",
+    "process_label",
+    "status",
+    "lease_owner",
+    "lease_expires",
+    "submitted",
+    "caller_id",
+    "call_key",
+    "checkpoint_seq",
+)
+
+
+class ProcessNode(Node):
+    """Base of every process node."""
+
+    node_type = "process.process"
+    #: link type used for inputs of this kind of process
+    input_link_type = LinkType.INPUT_WORK
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._process: dict[str, Any] = {"state": "created", "paused": False, "process_label": ""}
+        self._process_type: str | None = None
+
+    def _init_loaded(self, row: Mapping[str, Any]) -> None:
+        self._process_type = row.get("process_type")
+        self._process = {}
+        self.refresh()
+
+    def refresh(self) -> ProcessNode:
+        """Re-read the process state from the database (it changes while the process runs)."""
+        if self.is_stored:
+            row = _backend().get_process(self.pk)  # type: ignore[arg-type]
+            if row is not None:
+                self._process = {key: row[key] for key in _PROCESS_FIELDS}
+        return self
+
+    def _row(self, now: Any) -> dict[str, Any]:
+        row = super()._row(now)
+        row["process_type"] = self._process_type
+        return row
+
+    def _compute_hash(self) -> str:
+        return self._node_hash or super()._compute_hash()
+
+    def set_runtime_attributes(self, **values: Any) -> None:
+        """Record facts learnt while the process runs (job id, remote folder...) as attributes.
+
+        Only the engine calls this, and only before the process terminates:
+        a terminated process node is as immutable as any other node.
+        """
+        if self.is_stored:
+            self.refresh()
+            if self.is_terminated:
+                self._check_mutable("attributes")
+        for key, value in values.items():
+            check_json(value, f"attribute '{key}'")
+            self._attributes[key] = value
+        if self.is_stored:
+            _backend().update_node(self.pk, attributes=self._attributes)
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def process_type(self) -> str | None:
+        """Import path of the process class or function (``module:QualName``) or a plugin name."""
+        return self._process_type
+
+    @property
+    def process_state(self) -> ProcessState:
+        return ProcessState(self._process["state"])
+
+    @property
+    def process_label(self) -> str:
+        return self._process.get("process_label") or ""
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._process.get("paused"))
+
+    @property
+    def exit_status(self) -> int | None:
+        return self._process.get("exit_status")
+
+    @property
+    def exit_message(self) -> str | None:
+        return self._process.get("exit_message")
+
+    @property
+    def exception(self) -> str | None:
+        """The traceback of the exception that made the process excepted."""
+        return self._process.get("exception")
+
+    @property
+    def process_status(self) -> str | None:
+        """What the process is waiting for, in words (shown by ``plait process list``)."""
+        return self._process.get("status")
+
+    @property
+    def is_terminated(self) -> bool:
+        return self.process_state.is_terminal
+
+    @property
+    def is_finished(self) -> bool:
+        return self.process_state is ProcessState.FINISHED
+
+    @property
+    def is_finished_ok(self) -> bool:
+        return self.is_finished and self.exit_status == 0
+
+    @property
+    def is_failed(self) -> bool:
+        return self.is_finished and self.exit_status != 0
+
+    @property
+    def is_excepted(self) -> bool:
+        return self.process_state is ProcessState.EXCEPTED
+
+    @property
+    def is_killed(self) -> bool:
+        return self.process_state is ProcessState.KILLED
+
+    # -- provenance --------------------------------------------------------------------
+    @property
+    def caller(self) -> ProcessNode | None:
+        """The workflow that called this process, if any."""
+        found = self.get_incoming((LinkType.CALL_CALC, LinkType.CALL_WORK))
+        return found[0][2] if found else None  # type: ignore[return-value]
+
+    @property
+    def called(self) -> list[ProcessNode]:
+        """The processes this one called, in the order it called them."""
+        return [n for _, _, n in self.get_outgoing((LinkType.CALL_CALC, LinkType.CALL_WORK))]  # type: ignore[misc]
+
+    def called_descendants(self) -> list[ProcessNode]:
+        result: list[ProcessNode] = []
+        for child in self.called:
+            result.append(child)
+            result.extend(child.called_descendants())
+        return result
+
+    def get_report(self) -> list[dict[str, Any]]:
+        """The log records of this process (``self.report`` messages and engine messages)."""
+        return _backend().get_logs(self.pk) if self.is_stored else []  # type: ignore[arg-type]
+
+    def get_checkpoints(self) -> list[dict[str, Any]]:
+        """The step checkpoints kept for this process (while running, or after it failed)."""
+        return _backend().get_checkpoints(self.pk) if self.is_stored else []  # type: ignore[arg-type]
+
+
+class CalculationNode(ProcessNode):
+    """A process that creates data (its outputs are CREATE links)."""
+
+    node_type = "process.calculation"
+    input_link_type = LinkType.INPUT_CALC
+
+
+class WorkflowNode(ProcessNode):
+    """A process that calls others and returns existing data (RETURN links)."""
+
+    node_type = "process.workflow"
+    input_link_type = LinkType.INPUT_WORK
+
+
+class CalcFunctionNode(CalculationNode):
+    node_type = "process.calcfunction"
+
+
+class CalcJobNode(CalculationNode):
+    """A calculation run as a job on a computer through its scheduler."""
+
+    node_type = "process.calcjob"
+
+    @property
+    def job_id(self) -> str | None:
+        return self.get_attribute("job_id")
+
+    @property
+    def remote_workdir(self) -> str | None:
+        return self.get_attribute("remote_workdir")
+
+
+class WorkFunctionNode(WorkflowNode):
+    node_type = "process.workfunction"
+
+
+class WorkChainNode(WorkflowNode):
+    node_type = "process.workchain"

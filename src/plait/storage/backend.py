@@ -1,0 +1,455 @@
+"""The storage backend: every SQL statement plait runs on nodes, links, processes and logs.
+
+The layers above (``orm``, ``engine``, ``broker``, ``cli``) never build SQL
+themselves for these tables; they call the methods here with plain dicts.
+That keeps SQLAlchemy out of their import path (``import plait`` stays fast)
+and keeps each query in one place.
+
+Transactions: :meth:`StorageBackend.transaction` opens a write transaction
+and makes it *current* for the running thread or task (a context variable).
+Every method below joins the current transaction when there is one, and
+otherwise runs in a short transaction of its own.  So a caller can group
+"store these inputs, this process node, these links" into one commit::
+
+    with backend.transaction():
+        pks = backend.insert_nodes(rows)
+        backend.insert_links(links)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as _dt
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from plait.storage.database import Database
+from plait.storage.profile import Profile
+from plait.storage.repository import FileRepository
+from plait.storage.schema import (
+    computer_configs,
+    computers,
+    links,
+    logs,
+    nodes,
+    process_checkpoints,
+    processes,
+    workers,
+)
+
+__all__ = ["TERMINAL_STATES", "StorageBackend", "utcnow"]
+
+TERMINAL_STATES = ("finished", "excepted", "killed")
+ACTIVE_STATES = ("created", "running", "waiting")
+
+_current: contextvars.ContextVar[Connection | None] = contextvars.ContextVar("plait_txn", default=None)
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def _as_utc(value: _dt.datetime | None) -> _dt.datetime | None:
+    if value is not None and value.tzinfo is None:  # SQLite hands back naive datetimes
+        return value.replace(tzinfo=_dt.UTC)
+    return value
+
+
+def _row(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    data = dict(row._mapping)
+    for key in ("ctime", "mtime", "time"):
+        if key in data:
+            data[key] = _as_utc(data[key])
+    return data
+
+
+class StorageBackend:
+    """Database and file repository of one profile."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.database = Database(profile.storage_url)
+        self.database.ensure_schema(lock_dir=profile.path)
+        self.repository = FileRepository(profile.repository_path)
+
+    # -- transactions ------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction made current for this thread/task; joins an enclosing one."""
+        conn = _current.get()
+        if conn is not None:
+            yield conn
+            return
+        with self.database.write() as conn:
+            token = _current.set(conn)
+            try:
+                yield conn
+            finally:
+                _current.reset(token)
+
+    @property
+    def in_transaction(self) -> bool:
+        return _current.get() is not None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        conn = _current.get()
+        if conn is not None:
+            yield conn
+            return
+        with self.database.read() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.database.dispose()
+
+    # -- nodes -------------------------------------------------------------------
+    def insert_nodes(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Insert node rows (all columns but ``id``); return their new pks in order."""
+        if not rows:
+            return []
+        with self.transaction() as conn:
+            if len(rows) == 1:
+                return [conn.execute(insert(nodes).returning(nodes.c.id), dict(rows[0])).scalar_one()]
+            result = conn.execute(
+                insert(nodes).returning(nodes.c.id, sort_by_parameter_order=True), [dict(r) for r in rows]
+            )
+            return list(result.scalars())
+
+    def get_node(self, pk: int | None = None, uuid: str | None = None) -> dict[str, Any] | None:
+        """The node row by pk, full uuid or unique uuid prefix (at least 4 characters)."""
+        with self._reading() as conn:
+            if pk is not None:
+                return _row(conn.execute(select(nodes).where(nodes.c.id == pk)).first())
+            assert uuid is not None
+            if len(uuid) == 36:
+                return _row(conn.execute(select(nodes).where(nodes.c.uuid == uuid)).first())
+            found = conn.execute(select(nodes).where(nodes.c.uuid.like(uuid + "%")).limit(2)).all()
+            if len(found) > 1:
+                raise LookupError(f"uuid prefix '{uuid}' matches more than one node; give more characters")
+            return _row(found[0]) if found else None
+
+    def get_nodes(self, pks: Iterable[int]) -> dict[int, dict[str, Any]]:
+        pks = list(pks)
+        if not pks:
+            return {}
+        with self._reading() as conn:
+            rows = conn.execute(select(nodes).where(nodes.c.id.in_(pks))).all()
+        return {r.id: _row(r) for r in rows}  # type: ignore[misc]
+
+    def update_node(self, pk: int, **fields: Any) -> None:
+        """Change mutable node columns (extras, label, description)."""
+        fields["mtime"] = utcnow()
+        with self.transaction() as conn:
+            conn.execute(update(nodes).where(nodes.c.id == pk).values(**fields))
+
+    def find_nodes(
+        self,
+        *,
+        node_types: Sequence[str] | None = None,
+        node_type_prefix: str | None = None,
+        node_hash: str | None = None,
+        since: _dt.datetime | None = None,
+        limit: int | None = None,
+        order_desc: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Node rows matching simple filters, ordered by pk."""
+        query = select(nodes)
+        if node_types:
+            query = query.where(nodes.c.node_type.in_(list(node_types)))
+        if node_type_prefix:
+            query = query.where(nodes.c.node_type.like(node_type_prefix + "%"))
+        if node_hash:
+            query = query.where(nodes.c.node_hash == node_hash)
+        if since is not None:
+            query = query.where(nodes.c.ctime >= since)
+        query = query.order_by(nodes.c.id.desc() if order_desc else nodes.c.id)
+        if limit:
+            query = query.limit(limit)
+        with self._reading() as conn:
+            return [_row(r) for r in conn.execute(query).all()]  # type: ignore[misc]
+
+    def count_nodes(self) -> int:
+        with self._reading() as conn:
+            return int(conn.execute(select(func.count()).select_from(nodes)).scalar_one())
+
+    # -- links -------------------------------------------------------------------
+    def insert_links(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert links: dicts with input_id, output_id, link_type, label."""
+        if rows:
+            with self.transaction() as conn:
+                conn.execute(insert(links), [dict(r) for r in rows])
+
+    def get_links(
+        self, node_id: int, *, incoming: bool, link_types: Sequence[str] | None = None
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(label, link_type, neighbour node row)`` for each link into or out of ``node_id``."""
+        near, far = (
+            (links.c.output_id, links.c.input_id) if incoming else (links.c.input_id, links.c.output_id)
+        )
+        query = (
+            select(links.c.label.label("link_label"), links.c.link_type.label("link_kind"), nodes)
+            .join(nodes, nodes.c.id == far)
+            .where(near == node_id)
+            .order_by(links.c.id)
+        )
+        if link_types:
+            query = query.where(links.c.link_type.in_(list(link_types)))
+        with self._reading() as conn:
+            rows = conn.execute(query).all()
+        result = []
+        for row in rows:
+            data = _row(row)
+            assert data is not None
+            result.append((data.pop("link_label"), data.pop("link_kind"), data))
+        return result
+
+    def all_links(self, node_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Every link touching any of ``node_ids`` (for graphs)."""
+        ids = list(node_ids)
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(links).where(or_(links.c.input_id.in_(ids), links.c.output_id.in_(ids)))
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    # -- processes ---------------------------------------------------------------
+    def insert_process(self, row: Mapping[str, Any]) -> None:
+        values = dict(row)
+        values.setdefault("mtime", utcnow())
+        with self.transaction() as conn:
+            conn.execute(insert(processes), values)
+
+    def update_process(self, pk: int, *, expect_owner: str | None = None, **fields: Any) -> bool:
+        """Update process columns; with ``expect_owner`` only if that runner still holds the lease.
+
+        Returns False when ``expect_owner`` was given and the lease is held by
+        someone else (the update did not happen).
+        """
+        fields["mtime"] = utcnow()
+        query = update(processes).where(processes.c.node_id == pk)
+        if expect_owner is not None:
+            query = query.where(processes.c.lease_owner == expect_owner)
+        with self.transaction() as conn:
+            return conn.execute(query.values(**fields)).rowcount > 0
+
+    def get_process(self, pk: int) -> dict[str, Any] | None:
+        with self._reading() as conn:
+            return _row(conn.execute(select(processes).where(processes.c.node_id == pk)).first())
+
+    def get_process_states(self, pks: Iterable[int]) -> dict[int, tuple[str, bool]]:
+        """``{pk: (state, paused)}`` for the given processes."""
+        pks = list(pks)
+        if not pks:
+            return {}
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(processes.c.node_id, processes.c.state, processes.c.paused).where(
+                    processes.c.node_id.in_(pks)
+                )
+            ).all()
+        return {r[0]: (r[1], bool(r[2])) for r in rows}
+
+    def get_children(self, pk: int) -> list[dict[str, Any]]:
+        """Process rows of the processes called by ``pk``."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(processes).where(processes.c.caller_id == pk).order_by(processes.c.node_id)
+            ).all()
+        return [_row(r) for r in rows]  # type: ignore[misc]
+
+    def add_checkpoint(self, pk: int, seq: int, step: str | None, data: Mapping[str, Any]) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                insert(process_checkpoints),
+                {"process_id": pk, "seq": seq, "step": step, "ctime": utcnow(), "data": dict(data)},
+            )
+
+    def get_checkpoints(self, pk: int) -> list[dict[str, Any]]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(process_checkpoints)
+                .where(process_checkpoints.c.process_id == pk)
+                .order_by(process_checkpoints.c.seq)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def delete_checkpoints(self, pk: int) -> None:
+        with self.transaction() as conn:
+            conn.execute(delete(process_checkpoints).where(process_checkpoints.c.process_id == pk))
+
+    def list_processes(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        since: _dt.datetime | None = None,
+        paused: bool | None = None,
+        limit: int | None = None,
+        pks: Sequence[int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Joined node+process rows for the CLI, newest last."""
+        query = select(
+            nodes.c.id,
+            nodes.c.uuid,
+            nodes.c.node_type,
+            nodes.c.process_type,
+            nodes.c.label,
+            nodes.c.ctime,
+            processes,
+        ).join(processes, processes.c.node_id == nodes.c.id)
+        if states:
+            query = query.where(processes.c.state.in_(list(states)))
+        if since is not None:
+            query = query.where(nodes.c.ctime >= since)
+        if paused is not None:
+            query = query.where(processes.c.paused == paused)
+        if pks:
+            query = query.where(nodes.c.id.in_(list(pks)))
+        query = query.order_by(nodes.c.id.desc())
+        if limit:
+            query = query.limit(limit)
+        with self._reading() as conn:
+            rows = conn.execute(query).all()
+        return [_row(r) for r in reversed(rows)]  # type: ignore[misc]
+
+    # -- leases ------------------------------------------------------------------
+    def renew_leases(self, owner: str, expires: float) -> int:
+        """Extend every lease held by ``owner`` on a non-terminated process."""
+        with self.transaction() as conn:
+            return conn.execute(
+                update(processes)
+                .where(and_(processes.c.lease_owner == owner, processes.c.state.in_(ACTIVE_STATES)))
+                .values(lease_expires=expires)
+            ).rowcount
+
+    def take_lease(self, pk: int, owner: str, expires: float, *, force: bool = False) -> bool:
+        """Claim process ``pk`` for ``owner`` if its lease is free, expired, or (force) anyone's."""
+        now = time.time()
+        cond = processes.c.node_id == pk
+        if not force:
+            cond = and_(
+                cond,
+                or_(
+                    processes.c.lease_owner.is_(None),
+                    processes.c.lease_owner == owner,
+                    processes.c.lease_expires < now,
+                ),
+            )
+        with self.transaction() as conn:
+            return (
+                conn.execute(
+                    update(processes).where(cond).values(lease_owner=owner, lease_expires=expires)
+                ).rowcount
+                > 0
+            )
+
+    def release_leases(self, owner: str, pks: Sequence[int] | None = None) -> None:
+        query = update(processes).where(processes.c.lease_owner == owner)
+        if pks is not None:
+            query = query.where(processes.c.node_id.in_(list(pks)))
+        with self.transaction() as conn:
+            conn.execute(query.values(lease_owner=None, lease_expires=None))
+
+    # -- logs --------------------------------------------------------------------
+    def insert_log(
+        self, node_id: int, level: str, message: str, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                insert(logs),
+                {
+                    "node_id": node_id,
+                    "time": utcnow(),
+                    "level": level,
+                    "message": message,
+                    "extra": dict(extra or {}),
+                },
+            )
+
+    def get_logs(self, node_id: int) -> list[dict[str, Any]]:
+        with self._reading() as conn:
+            rows = conn.execute(select(logs).where(logs.c.node_id == node_id).order_by(logs.c.id)).all()
+        return [_row(r) for r in rows]  # type: ignore[misc]
+
+    # -- computers ---------------------------------------------------------------
+    def insert_computer(self, row: Mapping[str, Any]) -> int:
+        with self.transaction() as conn:
+            return conn.execute(insert(computers).returning(computers.c.id), dict(row)).scalar_one()
+
+    def update_computer(self, pk: int, **fields: Any) -> None:
+        with self.transaction() as conn:
+            conn.execute(update(computers).where(computers.c.id == pk).values(**fields))
+
+    def get_computer(self, *, pk: int | None = None, label: str | None = None) -> dict[str, Any] | None:
+        cond = computers.c.id == pk if pk is not None else computers.c.label == label
+        with self._reading() as conn:
+            return _row(conn.execute(select(computers).where(cond)).first())
+
+    def list_computers(self) -> list[dict[str, Any]]:
+        with self._reading() as conn:
+            return [_row(r) for r in conn.execute(select(computers).order_by(computers.c.id)).all()]  # type: ignore[misc]
+
+    def get_computer_config(self, computer_id: int, user_email: str) -> dict[str, Any] | None:
+        with self._reading() as conn:
+            row = conn.execute(
+                select(computer_configs).where(
+                    and_(
+                        computer_configs.c.computer_id == computer_id,
+                        computer_configs.c.user_email == user_email,
+                    )
+                )
+            ).first()
+        return _row(row)
+
+    def set_computer_config(self, computer_id: int, user_email: str, params: Mapping[str, Any]) -> None:
+        with self.transaction() as conn:
+            done = conn.execute(
+                update(computer_configs)
+                .where(
+                    and_(
+                        computer_configs.c.computer_id == computer_id,
+                        computer_configs.c.user_email == user_email,
+                    )
+                )
+                .values(params=dict(params))
+            ).rowcount
+            if not done:
+                conn.execute(
+                    insert(computer_configs),
+                    {"computer_id": computer_id, "user_email": user_email, "params": dict(params)},
+                )
+
+    # -- workers -----------------------------------------------------------------
+    def upsert_worker(self, worker_id: str, hostname: str, pid: int, info: Mapping[str, Any]) -> None:
+        now = time.time()
+        with self.transaction() as conn:
+            done = conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(heartbeat=now, info=dict(info))
+            ).rowcount
+            if not done:
+                conn.execute(
+                    insert(workers),
+                    {
+                        "id": worker_id,
+                        "hostname": hostname,
+                        "pid": pid,
+                        "started": now,
+                        "heartbeat": now,
+                        "info": dict(info),
+                    },
+                )
+
+    def delete_worker(self, worker_id: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+    def list_workers(self) -> list[dict[str, Any]]:
+        with self._reading() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(workers).order_by(workers.c.started)).all()]

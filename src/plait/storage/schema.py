@@ -1,0 +1,186 @@
+"""The database schema (SQLAlchemy Core), identical on SQLite and PostgreSQL.
+
+The Alembic migrations in ``plait/storage/migrations`` build exactly this
+schema; ``tests/storage/test_migrations.py`` checks that they agree.
+
+Tables:
+
+``nodes``
+    Every node of the provenance graph (data and processes).  ``attributes``
+    are fixed once the node is stored; ``extras`` stay writable.  ``files``
+    maps each relative file path of the node to ``[sha256, size]`` in the
+    file repository.  ``node_hash`` is the content hash used for caching.
+``processes``
+    One row per process node: state, paused flag, exit status, the latest
+    checkpoint (versioned JSON), the lease (which runner or worker holds the
+    process, and until when), and the waiting status shown by the CLI.
+``process_checkpoints``
+    The checkpoint after every step, kept while the process runs and when
+    it ends abnormally (for restarting from a chosen step).
+``links``
+    Directed, typed, labelled edges: input_calc, input_work, create, return,
+    call_calc, call_work.
+``logs``
+    Process reports and engine messages attached to a node.
+``computers`` and ``computer_configs``
+    Where calculations run, and each user's way of reaching it.
+``broker_messages`` and ``workers``
+    The database broker's control requests and notifications, and the
+    daemon workers' heartbeats.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+__all__ = ["metadata"]
+
+# One JSON type: JSONB on PostgreSQL (indexable), JSON text on SQLite.
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+PkType = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+computers = Table(
+    "computers",
+    metadata,
+    Column("id", PkType, primary_key=True, autoincrement=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("label", String(255), nullable=False, unique=True),
+    Column("hostname", String(255), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("transport_type", String(255), nullable=False),
+    Column("scheduler_type", String(255), nullable=False),
+    Column("work_dir", Text, nullable=False),
+    Column("options", JsonType, nullable=False),
+    Column("ctime", DateTime(timezone=True), nullable=False),
+)
+
+computer_configs = Table(
+    "computer_configs",
+    metadata,
+    Column("id", PkType, primary_key=True, autoincrement=True),
+    Column("computer_id", PkType, ForeignKey("computers.id", ondelete="CASCADE"), nullable=False),
+    Column("user_email", String(255), nullable=False),
+    Column("params", JsonType, nullable=False),
+    UniqueConstraint("computer_id", "user_email"),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", PkType, primary_key=True, autoincrement=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("node_type", String(255), nullable=False, index=True),
+    Column("process_type", String(255), nullable=True, index=True),
+    Column("label", String(255), nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("ctime", DateTime(timezone=True), nullable=False, index=True),
+    Column("mtime", DateTime(timezone=True), nullable=False),
+    Column("attributes", JsonType, nullable=False),
+    Column("extras", JsonType, nullable=False),
+    Column("files", JsonType, nullable=False),
+    Column("node_hash", String(64), nullable=True, index=True),
+    Column("computer_id", PkType, ForeignKey("computers.id", ondelete="RESTRICT"), nullable=True),
+)
+
+processes = Table(
+    "processes",
+    metadata,
+    Column("node_id", PkType, ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", String(16), nullable=False, index=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("exit_status", Integer, nullable=True),
+    Column("exit_message", Text, nullable=True),
+    Column("exception", Text, nullable=True),
+    Column("process_label", String(255), nullable=False),
+    Column("status", Text, nullable=True),
+    Column("checkpoint", JsonType, nullable=True),
+    Column("checkpoint_seq", Integer, nullable=False, default=0),
+    Column("submitted", Boolean, nullable=False, default=False),
+    Column("lease_owner", String(255), nullable=True, index=True),
+    Column("lease_expires", Float, nullable=True),
+    Column("caller_id", PkType, ForeignKey("nodes.id", ondelete="SET NULL"), nullable=True, index=True),
+    Column("call_key", String(255), nullable=True),
+    Column("wake_at", Float, nullable=True),
+    Column("mtime", DateTime(timezone=True), nullable=False),
+    Index("ix_processes_runnable", "submitted", "state", "lease_expires"),
+)
+
+process_checkpoints = Table(
+    "process_checkpoints",
+    metadata,
+    Column("id", PkType, primary_key=True, autoincrement=True),
+    Column("process_id", PkType, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("step", String(255), nullable=True),
+    Column("ctime", DateTime(timezone=True), nullable=False),
+    Column("data", JsonType, nullable=False),
+    UniqueConstraint("process_id", "seq"),
+)
+
+links = Table(
+    "links",
+    metadata,
+    Column("id", PkType, primary_key=True, autoincrement=True),
+    Column("input_id", PkType, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("output_id", PkType, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("link_type", String(16), nullable=False),
+    Column("label", String(255), nullable=False),
+)
+
+logs = Table(
+    "logs",
+    metadata,
+    Column("id", PkType, primary_key=True, autoincrement=True),
+    Column("node_id", PkType, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("extra", JsonType, nullable=False),
+)
+
+broker_messages = Table(
+    "broker_messages",
+    metadata,
+    Column("id", PkType, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # control | reply | notification
+    Column("process_id", PkType, nullable=True, index=True),
+    Column("body", JsonType, nullable=False),
+    Column("created", Float, nullable=False, index=True),
+    Column("handled", Boolean, nullable=False, default=False),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started", Float, nullable=False),
+    Column("heartbeat", Float, nullable=False),
+    Column("info", JsonType, nullable=False),
+)
