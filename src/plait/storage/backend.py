@@ -21,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import datetime as _dt
+import functools
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from plait.storage.database import Database
@@ -68,6 +69,25 @@ def _row(row: Any) -> dict[str, Any] | None:
         if key in data:
             data[key] = _as_utc(data[key])
     return data
+
+
+@functools.cache
+def _update_process_statement(columns: frozenset[str], check_owner: bool) -> Any:
+    """A reusable UPDATE of these columns: built once, so SQLAlchemy's compiled cache hits at once."""
+    query = update(processes).where(processes.c.node_id == bindparam("_pk"))
+    if check_owner:
+        query = query.where(processes.c.lease_owner == bindparam("_owner"))
+    return query.values({name: bindparam(name) for name in sorted(columns)})
+
+
+_INSERT_NODE = insert(nodes).returning(nodes.c.id)
+_INSERT_NODES = insert(nodes).returning(nodes.c.id, sort_by_parameter_order=True)
+_INSERT_LINKS = insert(links)
+_INSERT_PROCESS = insert(processes)
+_INSERT_CHECKPOINT = insert(process_checkpoints)
+_INSERT_LOG = insert(logs)
+_SELECT_PROCESS = select(processes).where(processes.c.node_id == bindparam("_pk"))
+_SELECT_NODE = select(nodes).where(nodes.c.id == bindparam("_pk"))
 
 
 class StorageBackend:
@@ -117,17 +137,15 @@ class StorageBackend:
             return []
         with self.transaction() as conn:
             if len(rows) == 1:
-                return [conn.execute(insert(nodes).returning(nodes.c.id), dict(rows[0])).scalar_one()]
-            result = conn.execute(
-                insert(nodes).returning(nodes.c.id, sort_by_parameter_order=True), [dict(r) for r in rows]
-            )
+                return [conn.execute(_INSERT_NODE, dict(rows[0])).scalar_one()]
+            result = conn.execute(_INSERT_NODES, [dict(r) for r in rows])
             return list(result.scalars())
 
     def get_node(self, pk: int | None = None, uuid: str | None = None) -> dict[str, Any] | None:
         """The node row by pk, full uuid or unique uuid prefix (at least 4 characters)."""
         with self._reading() as conn:
             if pk is not None:
-                return _row(conn.execute(select(nodes).where(nodes.c.id == pk)).first())
+                return _row(conn.execute(_SELECT_NODE, {"_pk": pk}).first())
             assert uuid is not None
             if len(uuid) == 36:
                 return _row(conn.execute(select(nodes).where(nodes.c.uuid == uuid)).first())
@@ -185,7 +203,7 @@ class StorageBackend:
         """Insert links: dicts with input_id, output_id, link_type, label."""
         if rows:
             with self.transaction() as conn:
-                conn.execute(insert(links), [dict(r) for r in rows])
+                conn.execute(_INSERT_LINKS, [dict(r) for r in rows])
 
     def get_links(
         self, node_id: int, *, incoming: bool, link_types: Sequence[str] | None = None
@@ -225,7 +243,7 @@ class StorageBackend:
         values = dict(row)
         values.setdefault("mtime", utcnow())
         with self.transaction() as conn:
-            conn.execute(insert(processes), values)
+            conn.execute(_INSERT_PROCESS, values)
 
     def update_process(self, pk: int, *, expect_owner: str | None = None, **fields: Any) -> bool:
         """Update process columns; with ``expect_owner`` only if that runner still holds the lease.
@@ -234,15 +252,16 @@ class StorageBackend:
         someone else (the update did not happen).
         """
         fields["mtime"] = utcnow()
-        query = update(processes).where(processes.c.node_id == pk)
+        statement = _update_process_statement(frozenset(fields), expect_owner is not None)
+        fields["_pk"] = pk
         if expect_owner is not None:
-            query = query.where(processes.c.lease_owner == expect_owner)
+            fields["_owner"] = expect_owner
         with self.transaction() as conn:
-            return conn.execute(query.values(**fields)).rowcount > 0
+            return conn.execute(statement, fields).rowcount > 0
 
     def get_process(self, pk: int) -> dict[str, Any] | None:
         with self._reading() as conn:
-            return _row(conn.execute(select(processes).where(processes.c.node_id == pk)).first())
+            return _row(conn.execute(_SELECT_PROCESS, {"_pk": pk}).first())
 
     def get_process_states(self, pks: Iterable[int]) -> dict[int, tuple[str, bool]]:
         """``{pk: (state, paused)}`` for the given processes."""
@@ -268,7 +287,7 @@ class StorageBackend:
     def add_checkpoint(self, pk: int, seq: int, step: str | None, data: Mapping[str, Any]) -> None:
         with self.transaction() as conn:
             conn.execute(
-                insert(process_checkpoints),
+                _INSERT_CHECKPOINT,
                 {"process_id": pk, "seq": seq, "step": step, "ctime": utcnow(), "data": dict(data)},
             )
 
@@ -363,7 +382,7 @@ class StorageBackend:
     ) -> None:
         with self.transaction() as conn:
             conn.execute(
-                insert(logs),
+                _INSERT_LOG,
                 {
                     "node_id": node_id,
                     "time": utcnow(),
