@@ -23,7 +23,8 @@ States: ``Q H W T M S`` → QUEUED (``S``, suspended, is RUNNING), ``R E B U``
   non-zero status (see the exit-code file convention) → FAILED/``failed``
   with ``exit_code`` set, as SLURM reports such a job FAILED;
 * ``>= 256``: killed by signal ``Exit_status - 256``, which is what ``qdel``
-  of a running job gives → FAILED/``cancelled``;
+  of a running job gives → FAILED/``cancelled``; or ``walltime`` when the
+  wall time used reached the limit (Torque kills at the limit this way);
 * negative: PBS itself ended the job: ``-29`` wall time → ``walltime``,
   ``-26``/``-27`` (vmem/mem) → ``out_of_memory``, any other (could not
   start, cpu limits...) → ``failed``.
@@ -126,8 +127,15 @@ def _job_info(job_id: str, attributes: dict[str, str]) -> JobInfo:
         if exit_code is None or exit_code == 0:
             state = JobState.DONE
         elif exit_code >= 256:
-            state, failure = JobState.FAILED, "cancelled"
-            reason = reason or f"killed by signal {exit_code - 256}"
+            state = JobState.FAILED
+            used = parse_duration(attributes.get("resources_used.walltime"))
+            limit = parse_duration(attributes.get("Resource_List.walltime"))
+            if used is not None and limit is not None and used >= limit:
+                failure = "walltime"  # Torque kills at the wall time with a signal, not with -29
+                reason = reason or f"killed by signal {exit_code - 256} at the wall time limit"
+            else:
+                failure = "cancelled"
+                reason = reason or f"killed by signal {exit_code - 256}"
         elif exit_code < 0:
             failure, why = _PBS_KILLS.get(exit_code, ("failed", f"ended by PBS (Exit_status {exit_code})"))
             state = JobState.FAILED
