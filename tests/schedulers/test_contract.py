@@ -190,7 +190,7 @@ def test_script_layout_in_order():
         "export OMP_NUM_THREADS=2",
         "echo before",
         "echo code",
-        'echo "$__plait_status" > .plait-exit-code',
+        'echo "$__plait_status" > "$__plait_workdir"/.plait-exit-code',
         "echo after",
         'exit "$__plait_status"',
     ]
@@ -280,6 +280,23 @@ def test_script_runs_and_records_the_first_failing_status(tmp_path: Path):
     assert (folder / "out4").read_text() == "ran anyway\n"
     assert (folder / "prepend.txt").read_text() == "prepend literal $HOME\n"
     assert (folder / "append.txt").read_text() == "appended\n"
+
+
+def test_exit_code_file_stays_in_the_job_folder_after_a_cd(tmp_path: Path):
+    template = _template(prepend_text="mkdir -p 'sub dir' && cd 'sub dir'", code_runs=(CodeRun(["false"]),))
+    result = _run_script(PlainScheduler().get_submit_script(template), tmp_path)
+    assert result.returncode == 1
+    assert (tmp_path / ".plait-exit-code").read_text() == "1\n"
+    assert not (tmp_path / "sub dir" / ".plait-exit-code").exists()
+
+
+def test_absolute_exit_code_file_is_kept(tmp_path: Path):
+    target = tmp_path / "status dir" / "code"
+    target.parent.mkdir()
+    template = _template(exit_code_file=str(target), prepend_text="cd /", code_runs=(CodeRun(["false"]),))
+    result = _run_script(PlainScheduler().get_submit_script(template), tmp_path)
+    assert result.returncode == 1
+    assert target.read_text() == "1\n"
 
 
 def test_script_of_successful_codes_writes_zero(tmp_path: Path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -47,7 +49,7 @@ async def test_submit_quotes_the_script_and_runs_in_workdir(fake: FakeTransport)
     (call,) = fake.calls
     assert call.workdir == "/work dir/it's"
     assert "nohup bash 'job '\"'\"'x'\"'\"'.sh' > /dev/null 2>&1 < /dev/null &" in call.command
-    assert "setsid" in call.command and call.command.endswith("echo $!")
+    assert "setsid" in call.command and call.command.endswith('echo "$pid"')
     assert call.timeout == 120.0
 
 
@@ -222,3 +224,36 @@ async def test_walltime_is_enforced_with_timeout(local_transport, awkward_dir: P
 async def test_submitting_a_missing_script_fails_clearly(local_transport, awkward_dir: Path):
     with pytest.raises(SchedulerError, match="no such job script"):
         await DirectScheduler().submit(local_transport, str(awkward_dir), "missing 'x'.sh")
+
+
+class WithoutSetsid:
+    """Runs every command with a PATH that holds bash, nohup and sleep but no setsid (as on macOS)."""
+
+    def __init__(self, inner, bin_dir: Path) -> None:
+        self.inner = inner
+        self.hostname = inner.hostname
+        self.prefix = f"PATH={shlex.quote(str(bin_dir))}; "
+
+    async def exec_command_wait(self, command, stdin=None, workdir=None, timeout=None):  # noqa: ASYNC109
+        return await self.inner.exec_command_wait(self.prefix + command, stdin, workdir, timeout)
+
+
+async def test_job_control_fallback_without_setsid(local_transport, awkward_dir: Path, tmp_path: Path):
+    bin_dir = tmp_path / "bin without setsid"
+    bin_dir.mkdir()
+    for tool in ("bash", "nohup", "sleep"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    scheduler = DirectScheduler()
+    transport = WithoutSetsid(local_transport, bin_dir)
+    job_id = await submit_script(
+        scheduler, transport, awkward_dir, JobTemplate(code_runs=(CodeRun(["sleep", "300"]),))
+    )
+    # still its own process group leader: query (which checks pgid == pid) sees it running
+    answers = await scheduler.query(local_transport, [job_id])
+    assert answers[job_id].state is JobState.RUNNING
+    await scheduler.kill(local_transport, job_id)
+    await wait_final(scheduler, local_transport, [job_id], seconds=10)
+    deadline = asyncio.get_running_loop().time() + 10
+    while live_group_members(int(job_id)):
+        assert asyncio.get_running_loop().time() < deadline, live_group_members(int(job_id))
+        await asyncio.sleep(0.05)

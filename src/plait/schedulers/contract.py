@@ -434,14 +434,16 @@ class Scheduler(abc.ABC):
         1. ``#!/bin/bash`` and the scheduler header (:meth:`_header`);
         2. ``custom_scheduler_commands``, verbatim;
         3. the plugin's preamble (:meth:`_preamble`, e.g. PBS's ``cd`` to the
-           submission folder);
+           submission folder), then the job's folder is remembered;
         4. ``export NAME='value'`` for each environment variable;
         5. ``prepend_text``;
         6. each code run: quoted command line, mpirun prefix when ``withmpi``,
            quoted redirections.  After each, the script remembers the first
            non-zero exit status;
         7. ``echo "$status" > <exit_code_file>``: written only when the script
-           gets here, so a job killed while its codes run leaves no such file;
+           gets here, so a job killed while its codes run leaves no such file.
+           A relative name is taken in the job's folder even if
+           ``prepend_text`` changed directory;
         8. ``append_text``;
         9. ``exit`` with the codes' status, so the scheduler's own accounting
            (SLURM's FAILED, PBS's Exit_status) agrees with the file.
@@ -459,10 +461,9 @@ class Scheduler(abc.ABC):
         if template.custom_scheduler_commands.strip():
             lines.append(template.custom_scheduler_commands.rstrip("\n"))
         lines.append("")
-        preamble = self._preamble(template)
-        if preamble:
-            lines.extend(preamble)
-            lines.append("")
+        lines.extend(self._preamble(template))
+        lines.append('__plait_workdir="$PWD"')
+        lines.append("")
         if template.environment:
             lines.extend(f"export {key}={shlex.quote(value)}" for key, value in template.environment.items())
             lines.append("")
@@ -475,7 +476,10 @@ class Scheduler(abc.ABC):
         for run in template.code_runs:
             lines.append(self._code_line(run, mpirun))
             lines.append('__plait_rc=$?; [ "$__plait_status" -ne 0 ] || __plait_status=$__plait_rc')
-        lines.append(f'echo "$__plait_status" > {shlex.quote(template.exit_code_file)}')
+        exit_code_file = shlex.quote(template.exit_code_file)
+        if not template.exit_code_file.startswith("/"):
+            exit_code_file = f'"$__plait_workdir"/{exit_code_file}'
+        lines.append(f'echo "$__plait_status" > {exit_code_file}')
         lines.append("")
         if template.append_text.strip():
             lines.append(template.append_text.rstrip("\n"))

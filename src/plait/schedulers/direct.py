@@ -104,7 +104,12 @@ class DirectScheduler(Scheduler):
         command = (
             f"if [ ! -f {script} ]; then echo 'no such job script: '{script} >&2; exit 2; fi; "
             f"if command -v setsid > /dev/null 2>&1; then setsid {launch} else set -m; {launch} fi; "
-            "echo $!"
+            # Return only once the job leads its process group (setsid runs just after the fork),
+            # so that a query right after submit cannot mistake it for a reused pid.
+            "pid=$!; for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do "
+            'pgid="$(ps -o pgid= -p "$pid" 2> /dev/null | tr -d " ")"; '
+            '{ [ -z "$pgid" ] || [ "$pgid" = "$pid" ]; } && break; sleep 0.05; done; '
+            'echo "$pid"'
         )
         result = await self._run(transport, command, workdir=workdir)
         pid = result.stdout.strip()
