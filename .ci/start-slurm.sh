@@ -150,10 +150,11 @@ fi
 deadline=$(( $(date +%s) + WAIT_SECONDS ))
 state=""
 while :; do
-    state="$(sinfo -h -n "$NODE_NAME" -o %T 2>/dev/null | head -n 1 | tr -d '*' || true)"
+    # %T ends in '*' while the node does not respond: not ready yet.
+    state="$(sinfo -h -n "$NODE_NAME" -o %T 2>/dev/null | head -n 1 || true)"
     case "$state" in
         idle|mixed|allocated|completing) break ;;
-        down|drained|draining|fail|failing|"down~"|drain)
+        down*|drain*|fail*)
             scontrol update nodename="$NODE_NAME" state=resume >/dev/null 2>&1 || true ;;
     esac
     if [ "$(date +%s)" -ge "$deadline" ]; then
