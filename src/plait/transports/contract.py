@@ -196,7 +196,9 @@ class Transport(ABC):
         """Upload the local file ``localpath`` to ``remotepath``, overwriting a file there.
 
         The data is written under a temporary name next to ``remotepath`` and
-        renamed into place, so a reader never sees a half-written file.
+        renamed into place, so a reader never sees a half-written file.  The
+        permission bits of the local file are kept (an uploaded script stays
+        executable).
 
         Raises:
             FileNotFoundError: the local file does not exist (a local problem, not a transport one).
@@ -207,6 +209,8 @@ class Transport(ABC):
     @abstractmethod
     async def get(self, remotepath: str, localpath: LocalPath) -> None:
         """Download the remote file ``remotepath`` to ``localpath`` (temporary name, then rename).
+
+        The permission bits of the remote file are kept.
 
         Raises:
             PathNotFoundError: the remote file does not exist.
@@ -296,7 +300,7 @@ class Transport(ABC):
         command: str,
         stdin: str | bytes | None = None,
         workdir: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - it kills the remote command
     ) -> CommandResult:
         """Run ``command`` through ``bash -c`` on the remote side and wait for it.
 
@@ -337,7 +341,12 @@ class BlockingTransport(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """See :meth:`Transport.close`."""
+        """See :meth:`Transport.close`.
+
+        Unlike the other methods, ``close`` must be safe to call from another
+        thread while a call is running: :func:`plait.transports.as_async`
+        uses it to break a call that hangs on a dead connection.
+        """
 
     @property
     @abstractmethod
