@@ -1,0 +1,187 @@
+"""``plait profile``: create, list, show profiles and choose the default one.
+
+A profile is a folder under ``$PLAIT_HOME/profiles`` naming a database and a
+broker.  ``setup`` opens the new profile's database once, so a wrong URL or
+an unreachable server is reported at once (and the half-made profile is
+removed) rather than at the first ``plait run``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+from rich.text import Text
+
+from plait.cli._common import (
+    CliError,
+    CliState,
+    console,
+    hide_password,
+    kv_table,
+    pass_state,
+    storage_failure,
+    table,
+)
+
+__all__ = ["profile"]
+
+
+@click.group()
+def profile() -> None:
+    """Create, list and show profiles, and choose the default one."""
+
+
+def _undo_setup(folder: Path, folder_existed: bool, config: Path, config_before: bytes | None) -> None:
+    """Remove what a failed ``setup`` made: the profile folder and its mark in config.toml."""
+    if folder_existed:
+        (folder / "profile.toml").unlink(missing_ok=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+    if config_before is None:
+        config.unlink(missing_ok=True)
+    else:
+        config.write_bytes(config_before)
+
+
+@profile.command("setup")
+@click.argument("name")
+@click.option(
+    "--db",
+    "storage_url",
+    metavar="URL",
+    help="PostgreSQL URL (postgresql://user:password@host:5432/dbname); default: an SQLite file.",
+)
+@click.option(
+    "--broker",
+    "broker_url",
+    default="database",
+    show_default=True,
+    metavar="database|amqp://...",
+    help="'database' (no server needed) or a RabbitMQ URL amqp://user:password@host:5672/vhost.",
+)
+@click.option("--set-default", is_flag=True, help="Make it the default profile.")
+@click.option("--email", "user_email", default="user@localhost", show_default=True, help="Who you are.")
+def setup(name: str, storage_url: str | None, broker_url: str, set_default: bool, user_email: str) -> None:
+    """Create the profile NAME and its database schema."""
+    import plait.storage as storage
+    from plait.storage import create_profile, get_plait_home
+
+    folder = get_plait_home() / "profiles" / name
+    folder_existed = folder.exists()
+    config = get_plait_home() / "config.toml"
+    config_before = config.read_bytes() if config.is_file() else None
+
+    created = create_profile(
+        name,
+        storage_url=storage_url,
+        broker_url=broker_url,
+        user_email=user_email,
+        make_default=True if set_default else None,
+    )
+    try:
+        storage.load_profile(name)
+        backend = storage.get_backend()
+        revision = backend.database.current_revision()
+        url = backend.database.display_url
+    except BaseException as exc:
+        storage.reset()
+        _undo_setup(folder, folder_existed, config, config_before)
+        if isinstance(exc, Exception):
+            reason = storage_failure(exc)
+            raise CliError(
+                f"cannot use the database {hide_password(created.storage_url)}: {reason} "
+                f"(profile '{name}' was not created)"
+            ) from exc
+        raise
+    storage.reset()
+
+    from plait.storage.profile import default_profile_name
+
+    out = console()
+    out.print(Text(f"Created profile '{name}' in {created.path}"))
+    out.print(Text(f"  storage  {url} (schema revision {revision})"))
+    out.print(Text(f"  broker   {hide_password(created.broker_url)}"))
+    if default_profile_name() == name:
+        out.print(Text(f"'{name}' is the default profile."))
+    else:
+        out.print(
+            Text(
+                f"Use it with `plait -P {name} ...`, "
+                f"or make it the default: `plait profile set-default {name}`"
+            )
+        )
+
+
+@profile.command("list")
+def list_() -> None:
+    """List the profiles; the default one is marked with '*'."""
+    from plait.storage import ProfileError, list_profiles, load_profile_config
+    from plait.storage.profile import default_profile_name
+
+    names = list_profiles()
+    out = console()
+    if not names:
+        out.print("No profiles yet: the profile 'default' (SQLite, no server) is created on first use,")
+        out.print("or create one with `plait profile setup NAME [--db postgresql://...]`.")
+        return
+    default = default_profile_name()
+    rows = table("", "name", "storage", "database URL", "broker")
+    for name in names:
+        mark = "*" if name == default else ""
+        try:
+            found = load_profile_config(name, create_default=False)
+        except ProfileError as exc:
+            rows.add_row(mark, Text(name), Text("broken", style="red"), Text(str(exc)), "")
+            continue
+        rows.add_row(
+            mark,
+            Text(name, style="bold" if mark else ""),
+            found.storage_backend,
+            Text(hide_password(found.storage_url)),
+            Text(hide_password(found.broker_url)),
+        )
+    out.print(rows)
+    if default not in names:
+        out.print(Text(f"The default profile '{default}' does not exist yet."))
+
+
+@profile.command("show")
+@click.argument("name", required=False)
+@pass_state
+def show(state: CliState, name: str | None) -> None:
+    """Show the profile NAME (default: the one selected with --profile, or the default profile)."""
+    import json
+
+    from plait.storage import load_profile_config
+    from plait.storage.profile import default_profile_name
+
+    wanted = name or state.profile_name
+    found = load_profile_config(wanted, create_default=wanted is None)
+    grid = kv_table()
+    grid.add_row("name", Text(found.name + (" (default)" if found.name == default_profile_name() else "")))
+    grid.add_row("path", Text(str(found.path)))
+    grid.add_row("storage", found.storage_backend)
+    grid.add_row("database URL", Text(hide_password(found.storage_url)))
+    grid.add_row("repository", Text(str(found.repository_path)))
+    grid.add_row("broker", Text(hide_password(found.broker_url)))
+    grid.add_row("user email", Text(found.user_email))
+    grid.add_row("options", Text(json.dumps(found.options, sort_keys=True) if found.options else "-"))
+    console().print(grid)
+
+
+@profile.command("set-default")
+@click.argument("name")
+def set_default(name: str) -> None:
+    """Make NAME the default profile."""
+    import os
+
+    from plait.storage import set_default_profile
+
+    set_default_profile(name)
+    out = console()
+    out.print(Text(f"'{name}' is now the default profile."))
+    env = os.environ.get("PLAIT_PROFILE")
+    if env and env != name:
+        out.print(Text(f"Note: $PLAIT_PROFILE={env} still selects '{env}' in this shell."))
