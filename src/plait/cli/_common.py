@@ -86,7 +86,7 @@ def console(stderr: bool = False) -> Console:
         is_tty = False
     if not is_tty and not os.environ.get("COLUMNS"):
         width = _PIPE_WIDTH
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False, emoji=False)
+    return Console(file=stream, width=width, highlight=False, soft_wrap=True, emoji=False)
 
 
 def table(*columns: str, title: str | None = None, **kwargs: Any) -> Table:
@@ -97,7 +97,7 @@ def table(*columns: str, title: str | None = None, **kwargs: Any) -> Table:
         title=title, box=box.SIMPLE_HEAD, show_edge=False, title_justify="left", pad_edge=False, **kwargs
     )
     for name in columns:
-        result.add_column(name)
+        result.add_column(name, overflow="fold")
     return result
 
 
@@ -105,7 +105,7 @@ def kv_table() -> Table:
     """A two-column ``key  value`` grid for ``show`` commands."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
+    grid.add_column(overflow="fold")
     return grid
 
 

@@ -51,7 +51,7 @@ def demo(state: CliState, number: float, tolerance: float, max_iterations: int) 
 
     out.print(Text(f"Done in {elapsed:.2f} s. Provenance recorded in the database:"))
     out.print()
-    out.print(provenance_tree(node))
+    out.print(provenance_tree(node), soft_wrap=False)
     out.print()
     out.print(Text("Report:", style="bold"))
     for record in node.get_report():
