@@ -38,10 +38,6 @@ __all__ = ["aresume", "arun", "arun_get_node", "resume", "run", "run_get_node", 
 Inputs = Mapping[str, Any] | None
 
 
-def _single(outputs: dict[str, Any]) -> Any:
-    return outputs["result"] if list(outputs) == ["result"] else outputs
-
-
 async def _arun_in_fresh_loop(
     process: Any, inputs: Inputs, kwargs: dict[str, Any]
 ) -> tuple[dict[str, Any], ProcessNode]:
@@ -102,7 +98,7 @@ def run_get_node(
 def run(process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any, **kwargs: Any) -> Any:
     """Run a process to its end and return its outputs (see :func:`run_get_node`)."""
     outputs, _ = run_get_node(process, inputs, *args, **kwargs)
-    return _single(outputs) if isinstance(outputs, dict) else outputs
+    return outputs
 
 
 async def arun_get_node(
@@ -126,7 +122,7 @@ async def arun_get_node(
 async def arun(process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any, **kwargs: Any) -> Any:
     """Run a process on the running loop and return its outputs."""
     outputs, _ = await arun_get_node(process, inputs, *args, **kwargs)
-    return _single(outputs) if isinstance(outputs, dict) else outputs
+    return outputs
 
 
 def submit(process: Any, inputs: Inputs | ProcessBuilder = None, **kwargs: Any) -> ProcessNode:

@@ -141,6 +141,7 @@ class Process:
         self._call_counter = 0
         self._checkpoint_seq = 0
         self._step_name: str | None = None
+        self._terminated = False
 
     @classmethod
     def prepare_inputs(cls, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -279,6 +280,29 @@ class Process:
         }
         self.node = node
         self._owner = owner
+        return node
+
+    def _reuse_recorded_call(self, cls: type[Process]) -> ProcessNode | None:
+        """On resume: the child that this launch created before the crash, matched by call key.
+
+        A step that was interrupted runs again from its start.  Each launch
+        it makes gets the same call key (``parent_pk:index``) as in the
+        interrupted attempt, so the child made then is returned instead of a
+        duplicate.  A mismatch (the step launched something else) is logged
+        and a new child is launched.
+        """
+        recorded: dict[str, int] = getattr(self, "_recorded_children", None) or {}
+        key = f"{self.pk}:{self._call_counter}"
+        pk = recorded.pop(key, None)
+        if pk is None:
+            return None
+        from plait.orm import load_node
+
+        node = load_node(pk)
+        if not isinstance(node, ProcessNode) or node.process_type != cls.process_type_string():
+            LOGGER.warning("process %s: call %s differs from the recorded one; launching anew", self.pk, key)
+            return None
+        self._call_counter += 1
         return node
 
     def _prepare_node(self, node: ProcessNode) -> None:
@@ -436,6 +460,7 @@ class Process:
             lease_expires=None,
             keep_history=False,
         )
+        self._terminated = True
         if exit_code.status:
             _backend().insert_log(
                 self.pk, "ERROR", f"finished with exit status {exit_code.status}: {exit_code.message}", {}
@@ -456,6 +481,7 @@ class Process:
             )
         except LeaseLostError:
             return
+        self._terminated = True
         _backend().insert_log(self.pk, "ERROR", f"excepted: {type(exc).__name__}: {exc}", {})
 
     def _killed(self, message: str) -> None:
@@ -470,6 +496,7 @@ class Process:
             )
         except LeaseLostError:
             return
+        self._terminated = True
         _backend().insert_log(self.pk, "WARNING", f"killed: {message}", {})
 
     # -- control -------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from plait.orm import (
     Dict,
     Float,
     Int,
+    LinkType,
     List,
     Node,
     ProcessNode,
@@ -166,11 +167,7 @@ class FunctionProcess(Process):
             self.out("result", result)
             return None
         if isinstance(result, Mapping):
-            for key, value in result.items():
-                if isinstance(value, Node) or isinstance(self.node, WorkFunctionNode):
-                    self.out(key, value)
-                else:
-                    self.out(key, to_node(value))
+            self._register_mapping(result, "")
             return None
         if isinstance(self.node, WorkFunctionNode):
             raise TypeError(
@@ -184,9 +181,36 @@ class FunctionProcess(Process):
         args, kwargs = self._function_arguments()
         return self._register_result(self._func(*args, **kwargs))
 
+    def _register_mapping(self, result: Mapping[str, Any], prefix: str) -> None:
+        """A returned dict: nested mappings are output namespaces, plain leaves are wrapped into nodes."""
+        for key, value in result.items():
+            if isinstance(value, Mapping) and not isinstance(value, Node):
+                self._register_mapping(value, f"{prefix}{key}.")
+            elif isinstance(value, Node) or isinstance(self.node, WorkFunctionNode):
+                self.out(f"{prefix}{key}", value)
+            else:
+                self.out(f"{prefix}{key}", to_node(value))
+
     def execute(self) -> tuple[dict[str, Any], ProcessNode]:
         """Store, run the function, record outputs; return ``(outputs, node)``.  Raises what the function raises."""
         parent = current_process()
+        if parent is not None:
+            recorded = parent._reuse_recorded_call(type(self))
+            if recorded is not None:
+                if recorded.is_finished:
+                    outputs = {
+                        label: node
+                        for label, _, node in recorded.get_outgoing((LinkType.CREATE, LinkType.RETURN))
+                    }
+                    return _nest(outputs), recorded
+                recorded.refresh()
+                if not recorded.is_terminated:
+                    recorded._process["state"] = "excepted"
+                    from plait.storage import get_backend
+
+                    get_backend().update_process(
+                        recorded.pk, state="excepted", exception="interrupted: its interpreter stopped"
+                    )
         self._store_new(state=ProcessState.RUNNING, parent=parent)
         token = set_current_process(self)
         try:
@@ -208,6 +232,17 @@ class FunctionProcess(Process):
             return self._run_function()
         finally:
             reset_current_process(token)
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for label, value in flat.items():
+        parts = label.split("__")
+        target = nested
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return nested
 
 
 def _default_for(default: Any) -> Any:

@@ -21,6 +21,9 @@ and :func:`asyncio.run_coroutine_threadsafe`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import logging
 import os
 import socket
@@ -44,6 +47,25 @@ __all__ = ["Runner", "load_process_class", "owner_is_dead", "resolve_process"]
 LOGGER = logging.getLogger("plait.runner")
 
 TERMINAL = ("finished", "excepted", "killed")
+
+
+def _copy_result(source: concurrent.futures.Future[Any], waiter: asyncio.Future[Any]) -> None:
+    if waiter.cancelled():
+        return
+    exc = source.exception()
+    if exc is not None:
+        waiter.set_exception(exc)
+    else:
+        waiter.set_result(source.result())
+
+
+def _poll_done(
+    loop: asyncio.AbstractEventLoop, done: threading.Event, finished: asyncio.Future[None]
+) -> None:
+    if done.is_set():
+        finished.set_result(None)
+    else:
+        loop.call_later(0.01, _poll_done, loop, done, finished)
 
 
 class _KillSignal(Exception):
@@ -170,7 +192,7 @@ class Runner:
         return self._thread_id == threading.get_ident()
 
     # -- launching ---------------------------------------------------------------------------
-    def create(
+    async def create(
         self,
         process: Any,
         inputs: Mapping[str, Any] | ProcessBuilder | None,
@@ -178,11 +200,18 @@ class Runner:
         *,
         parent: Process | None,
     ) -> Process:
-        """Validate inputs and store a new process (state created, leased to this runner)."""
+        """Validate inputs (on the loop) and store a new process (in a thread; state created, leased here)."""
         cls, merged = resolve_process(process, inputs, kwargs)
         instance = cls(cls.prepare_inputs(merged), runner=self)
-        instance._store_new(
-            state=ProcessState.CREATED, parent=parent, owner=self.owner, lease_seconds=self.lease_seconds
+        await self.call_in_thread(
+            None,
+            functools.partial(
+                instance._store_new,
+                state=ProcessState.RUNNING,
+                parent=parent,
+                owner=self.owner,
+                lease_seconds=self.lease_seconds,
+            ),
         )
         return instance
 
@@ -209,7 +238,7 @@ class Runner:
     ) -> tuple[dict[str, Any], ProcessNode]:
         """Launch and await a process on this loop; re-raise what made it except."""
         self._thread_id = threading.get_ident()
-        instance = self.create(process, inputs, kwargs or {}, parent=parent)
+        instance = await self.create(process, inputs, kwargs or {}, parent=parent)
         return await self.await_process(self.start(instance), instance)
 
     async def await_process(
@@ -238,8 +267,9 @@ class Runner:
             return recorded
         child = cls(cls.prepare_inputs(merged), runner=self)
         child._store_new(
-            state=ProcessState.CREATED, parent=parent, owner=self.owner, lease_seconds=self.lease_seconds
+            state=ProcessState.RUNNING, parent=parent, owner=self.owner, lease_seconds=self.lease_seconds
         )
+        self._processes[child.pk] = child  # visible to kill() before its task starts
         if self._on_loop_thread():
             self.start(child)
         else:
@@ -247,20 +277,11 @@ class Runner:
         return child.node
 
     def _recorded_child(self, parent: Process, cls: type[Process]) -> ProcessNode | None:
-        """On resume: the child this launch made before the crash (same call key), if any."""
-        recorded: dict[str, int] = getattr(parent, "_recorded_children", {})
-        key = f"{parent.pk}:{parent._call_counter}"
-        pk = recorded.pop(key, None)
-        if pk is None:
+        """On resume: the child this launch made before the crash; restarted here if unfinished."""
+        node = parent._reuse_recorded_call(cls)
+        if node is None:
             return None
-        node = load_node(pk)
-        if not isinstance(node, ProcessNode) or node.process_type != cls.process_type_string():
-            LOGGER.warning(
-                "process %s: call %s differs from the recorded one; launching anew", parent.pk, key
-            )
-            return None
-        parent._call_counter += 1
-        if not node.is_terminated and pk not in self._tasks:
+        if not node.is_terminated and node.pk not in self._tasks:
             process = self._load(node)
             if self._on_loop_thread():
                 self.start(process)
@@ -273,10 +294,12 @@ class Runner:
         pk = process.pk
         token = set_current_process(process)
         try:
+            self.check_safe_point(process)
             if process.node.process_state is ProcessState.CREATED:
-                process._commit(ProcessState.RUNNING)
+                await self.call_in_thread(process, process._commit, ProcessState.RUNNING)
             result = await process._execute()  # type: ignore[attr-defined]
-            process._finish(result)
+            if not process._terminated:
+                await self.call_in_thread(process, process._finish, result)
         except asyncio.CancelledError:
             if process._kill_message is None:
                 raise  # the runner is shutting down: the process stays as last checkpointed
@@ -287,7 +310,7 @@ class Runner:
             LOGGER.warning("process %s was taken over by another runner; this runner lets go of it", pk)
         except Exception as exc:
             process._exception = exc  # type: ignore[attr-defined]
-            process._except(exc)
+            await self.call_in_thread(process, process._except, exc)
             await self._kill_children(process, f"its caller {pk} excepted")
         finally:
             reset_current_process(token)
@@ -300,7 +323,7 @@ class Runner:
 
     async def _terminate_killed(self, process: Process) -> None:
         message = process._kill_message or "killed"
-        process._killed(message)
+        await self.call_in_thread(process, process._killed, message)
         await self._kill_children(process, f"its caller {process.pk} was killed")
 
     def check_safe_point(self, process: Process) -> None:
@@ -317,7 +340,9 @@ class Runner:
     async def _pause(self, process: Process) -> None:
         event = self._play_events.setdefault(process.pk, asyncio.Event())
         event.clear()
-        self.backend.update_process(process.pk, paused=True)
+        await self.call_in_thread(
+            process, functools.partial(self.backend.update_process, process.pk, paused=True)
+        )
         process.node._process["paused"] = True
         self.backend.insert_log(process.pk, "REPORT", "paused", {})
         try:
@@ -326,30 +351,48 @@ class Runner:
             self._play_events.pop(process.pk, None)
         process._pause_requested = False
         self.check_safe_point(process)
-        self.backend.update_process(process.pk, paused=False)
+        await self.call_in_thread(
+            process, functools.partial(self.backend.update_process, process.pk, paused=False)
+        )
         process.node._process["paused"] = False
         self.backend.insert_log(process.pk, "REPORT", "played", {})
 
     async def call_in_thread(self, process: Process | None, fn: Any, *args: Any) -> Any:
-        """Run synchronous user code of ``process`` in the step executor (not cancellable mid-way)."""
-        import contextvars
+        """Run ``fn(*args)`` (user code, or a commit) in the step executor and await its result.
 
+        Work handed to a thread is never torn apart half way: if the awaiting
+        task is cancelled, this waits for the thread to finish, then re-raises
+        the cancellation.  One loop future per call (debug mode records a
+        stack for every future, so fewer is cheaper).
+        """
         from plait.engine.step_executor import get_step_executor
 
         context = contextvars.copy_context()
         pk = process.pk if process is not None else None
         if pk is not None:
             self._in_thread_step.add(pk)
+        loop = self.loop
+        waiter = loop.create_future()
+        done = threading.Event()
+
+        def deliver(source: concurrent.futures.Future[Any]) -> None:
+            done.set()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_copy_result, source, waiter)
+
         try:
-            future = self.loop.run_in_executor(get_step_executor(), context.run, self._in_thread, fn, args)
+            get_step_executor().submit(context.run, self._in_thread, fn, args).add_done_callback(deliver)
             try:
-                return await asyncio.shield(future)
+                return await waiter
             except asyncio.CancelledError:
-                # let the thread finish its work: a step is never torn apart half way
-                await asyncio.wait([future])
+                if not done.is_set():
+                    finished = loop.create_future()
+                    loop.call_soon(_poll_done, loop, done, finished)
+                    await asyncio.wait([finished])
                 raise
         finally:
-            self._in_thread_step.discard(pk)  # type: ignore[arg-type]
+            if pk is not None:
+                self._in_thread_step.discard(pk)
 
     def _in_thread(self, fn: Any, args: tuple[Any, ...]) -> Any:
         previous = set_runner_for_thread(self)
@@ -522,11 +565,11 @@ class Runner:
             return await self.await_process(self._tasks[pk], self._processes[pk])
         node = self.claim(pk, force=force)
         if node.is_terminated:
-            outputs: dict[str, Any] = {}
-            for label, _, value in node.get_outgoing():
-                if label != "CALL":
-                    outputs[label] = value
-            return outputs, node
+            from plait.engine.process_function import _nest
+            from plait.orm import LinkType
+
+            flat = {label: value for label, _, value in node.get_outgoing((LinkType.CREATE, LinkType.RETURN))}
+            return _nest(flat), node
         process = self._load(node)
         return await self.await_process(self.start(process), process)
 
@@ -540,7 +583,9 @@ class Runner:
             while self._tasks:
                 await asyncio.sleep(self.lease_seconds / 3)
                 if self._tasks:
-                    self.backend.renew_leases(self.owner, time.time() + self.lease_seconds)
+                    await self.call_in_thread(
+                        None, self.backend.renew_leases, self.owner, time.time() + self.lease_seconds
+                    )
         except asyncio.CancelledError:
             pass
 

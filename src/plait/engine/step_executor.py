@@ -27,7 +27,7 @@ __all__ = ["StepExecutor", "get_step_executor"]
 class StepExecutor(Executor):
     """An executor whose running-thread count excludes threads blocked on nested launches."""
 
-    def __init__(self, max_running: int = 8, idle_seconds: float = 30.0) -> None:
+    def __init__(self, max_running: int = 2, idle_seconds: float = 30.0) -> None:
         self._max_running = max_running
         self._idle_seconds = idle_seconds
         self._cond = threading.Condition()

@@ -284,11 +284,6 @@ class WorkChain(Process):
         self._call_counter = int(checkpoint.get("calls", self._call_counter))
 
     # -- running -----------------------------------------------------------------------------------
-    async def _call_user(self, fn: Callable[..., Any]) -> Any:
-        if inspect.iscoroutinefunction(fn):
-            return await fn(self)
-        return await self.runner.call_in_thread(self, fn, self)  # type: ignore[union-attr]
-
     def _condition(self, fn: Callable[..., Any]) -> bool:
         result = fn(self)
         if inspect.isawaitable(result):
@@ -311,14 +306,43 @@ class WorkChain(Process):
             elif kind == _RETURN:
                 return self._exit_code_from(op[1])
             else:
-                self._step_name = _name(op[1])
+                fn = op[1]
+                self._step_name = _name(fn)
                 self.runner.check_safe_point(self)  # type: ignore[union-attr]
-                result = await self._call_user(op[1])
-                self._pc += 1
-                exit_code = self._handle_step_result(op[1], result)
-                if exit_code is not None:
+                if inspect.iscoroutinefunction(fn):
+                    result = await fn(self)
+                    exit_code = await self._in_thread(self._conclude_step, fn, result)
+                else:
+                    exit_code = await self._in_thread(self._run_step, fn)
+                if exit_code is not None or self._terminated:
                     return exit_code
-                await self._after_step()
+                await self.runner.after_checkpoint(self)  # type: ignore[union-attr]
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.runner.call_in_thread(self, fn, *args)  # type: ignore[union-attr]
+
+    def _run_step(self, fn: Callable[..., Any]) -> ExitCode | None:
+        """Runs in a step thread: the user's step, then its checkpoint commit."""
+        return self._conclude_step(fn, fn(self))
+
+    def _conclude_step(self, fn: Callable[..., Any], result: Any) -> ExitCode | None:
+        """Interpret what the step returned and commit its checkpoint (waiting or running)."""
+        self._pc += 1
+        exit_code = self._handle_step_result(fn, result)
+        if exit_code is not None:
+            return exit_code
+        program, _ = self._program()
+        checkpoint = self._make_checkpoint()  # refuses a bad context value at the step that set it
+        if not self._awaiting and program[self._pc][0] == _END:
+            self._finish(None)  # the last step: finish in the same commit round trip
+            return None
+        if self._awaiting:
+            pks = [str(item["pk"]) for item in self._awaiting]
+            status = f"waiting for {len(pks)} process{'es' if len(pks) > 1 else ''}: {', '.join(pks)}"
+            self._commit(ProcessState.WAITING, checkpoint=checkpoint, status=status)
+        else:
+            self._commit(ProcessState.RUNNING, checkpoint=checkpoint, status=None)
+        return None
 
     def _handle_step_result(self, fn: Callable[..., Any], result: Any) -> ExitCode | None:
         if result is None:
@@ -337,21 +361,13 @@ class WorkChain(Process):
             return value
         return self.exit_codes(value)
 
-    async def _after_step(self) -> None:
-        """Commit the step's checkpoint: waiting (with the children awaited) or running."""
-        checkpoint = self._make_checkpoint()
-        if self._awaiting:
-            pks = [str(item["pk"]) for item in self._awaiting]
-            status = f"waiting for {len(pks)} process{'es' if len(pks) > 1 else ''}: {', '.join(pks)}"
-            self._commit(ProcessState.WAITING, checkpoint=checkpoint, status=status)
-        else:
-            self._commit(ProcessState.RUNNING, checkpoint=checkpoint, status=None)
-        await self.runner.after_checkpoint(self)  # type: ignore[union-attr]
-
     async def _resolve_awaiting(self) -> None:
         """Wait for every awaited child, put it in the context, and commit running."""
         pks = [item["pk"] for item in self._awaiting]
         await self.runner.wait_for_termination(self, pks)  # type: ignore[union-attr]
+        await self._in_thread(self._resolve_and_commit)
+
+    def _resolve_and_commit(self) -> None:
         for item in self._awaiting:
             node = load_node(item["pk"])
             self._set_ctx(item["key"], node, item["append"])

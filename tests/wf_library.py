@@ -1,0 +1,322 @@
+"""Processes used by the engine tests.
+
+They live in an importable module (not in a test function) because a
+process resumed in another interpreter, or run by a daemon worker, is
+imported again from its recorded ``module:QualName``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+from plait import ToContext, WorkChain, append_, calcfunction, if_, return_, run, while_, workfunction
+from plait.orm import Dict, Float, Int, List, Str
+
+EVENTS: list[str] = []
+EVENTS_LOCK = threading.Lock()
+
+
+def record(event: str) -> None:
+    with EVENTS_LOCK:
+        EVENTS.append(event)
+
+
+@calcfunction
+def add(x: Int, y: Int) -> Int:
+    return x + y
+
+
+@calcfunction
+def multiply(x: Int, y: Int) -> Int:
+    return x * y
+
+
+@calcfunction
+def fail(x: Int) -> Int:
+    raise ValueError(f"cannot handle {x.value}")
+
+
+@workfunction
+def add_multiply(x: Int, y: Int, z: Int) -> Int:
+    return {"result": multiply(add(x, y), z)}
+
+
+class Counter(WorkChain):
+    """A while_ loop; optional failure through an exit code."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("n", valid_type=Int, default=lambda: Int(3))
+        spec.input("fail_at", valid_type=Int, required=False)
+        spec.input("exit_at", valid_type=Int, required=False, help="os._exit here if PLAIT_TEST_CRASH=1")
+        spec.output("count", valid_type=Int)
+        spec.exit_code(400, "ERROR_TOO_FAR", "stopped at {at}")
+        spec.outline(cls.setup, while_(cls.more)(cls.inc, cls.check), cls.finalize)
+
+    def setup(self):
+        self.ctx.count = 0
+        self.ctx.history = []
+
+    def more(self):
+        return self.ctx.count < self.inputs.n.value
+
+    def inc(self):
+        self.ctx.count += 1
+        self.ctx.history.append(self.ctx.count)
+        self.report("count is now %d", self.ctx.count)
+
+    def check(self):
+        if (
+            os.environ.get("PLAIT_TEST_CRASH") == "1"
+            and "exit_at" in self.inputs
+            and self.ctx.count == self.inputs.exit_at.value
+        ):
+            os._exit(17)
+        if "fail_at" in self.inputs and self.ctx.count == self.inputs.fail_at.value:
+            return self.exit_codes.ERROR_TOO_FAR.format(at=self.ctx.count)
+        return None
+
+    def finalize(self):
+        self.out("count", add(Int(self.ctx.count), Int(0)))
+
+
+class Branches(WorkChain):
+    """if_/elif_/else_ and return_."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("value", valid_type=Int)
+        spec.output("kind", valid_type=Str)
+        spec.exit_code(310, "ERROR_NEGATIVE", "the value is negative")
+        spec.outline(
+            if_(cls.is_negative)(return_(310)).elif_(cls.is_zero)(cls.zero).else_(cls.positive),
+            cls.done,
+        )
+
+    def is_negative(self):
+        return self.inputs.value.value < 0
+
+    def is_zero(self):
+        return self.inputs.value.value == 0
+
+    def zero(self):
+        self.ctx.kind = "zero"
+
+    def positive(self):
+        self.ctx.kind = "positive"
+
+    def done(self):
+        self.out("kind", make_str(Str(self.ctx.kind)))
+
+
+@calcfunction
+def make_str(value: Str) -> Str:
+    return Str(value.value)
+
+
+class Slow(WorkChain):
+    """An async step that sleeps: used to observe concurrency of children."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("tag", valid_type=Str)
+        spec.input("delay", valid_type=Float, default=lambda: Float(0.2))
+        spec.output("tag", valid_type=Str)
+        spec.outline(cls.work)
+
+    async def work(self):
+        record(f"start {self.inputs.tag.value}")
+        await asyncio.sleep(self.inputs.delay.value)
+        record(f"end {self.inputs.tag.value}")
+        self.out("tag", make_str(self.inputs.tag))
+
+
+class Gather(WorkChain):
+    """Launches children in one step; they must run concurrently."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("count", valid_type=Int, default=lambda: Int(3))
+        spec.output("tags", valid_type=List)
+        spec.output_namespace("children", dynamic=True, valid_type=Str)
+        spec.outline(cls.launch, cls.collect)
+
+    def launch(self):
+        for i in range(self.inputs.count.value):
+            self.to_context(runs=append_(self.submit(Slow, tag=Str(f"c{i}"))))
+        return ToContext(first=self.submit(Slow, tag=Str("first"), delay=Float(0.05)))
+
+    def collect(self):
+        tags = [run_node.outputs.tag.value for run_node in self.ctx.runs]
+        self.ctx.tags = tags
+        for i, run_node in enumerate(self.ctx.runs):
+            self.out(f"children.c{i}", run_node.outputs.tag)
+        self.out("tags", make_list(Str(",".join(tags))))
+
+
+@calcfunction
+def make_list(joined: Str) -> List:
+    return List(joined.value.split(","))
+
+
+class Nested(WorkChain):
+    """A plain step that calls plait.run on a sub work chain and a workfunction."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.output("count", valid_type=Int)
+        spec.output("product", valid_type=Int)
+        spec.outline(cls.go)
+
+    def go(self):
+        outputs = run(Counter, n=Int(2))
+        self.out("count", outputs["count"])
+        self.out("product", add_multiply(Int(1), Int(2), Int(3)))
+
+
+class AsyncNested(WorkChain):
+    """An async step awaiting arun of a child work chain."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.output("count", valid_type=Int)
+        spec.outline(cls.go)
+
+    async def go(self):
+        from plait import arun
+
+        outputs = await arun(Counter, n=Int(2))
+        self.out("count", outputs["count"])
+
+
+class Raises(WorkChain):
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.outline(cls.first, cls.boom)
+
+    def first(self):
+        self.ctx.x = 1
+
+    def boom(self):
+        raise RuntimeError("boom in step")
+
+
+class BadContext(WorkChain):
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.outline(cls.bad)
+
+    def bad(self):
+        self.ctx.lock = threading.Lock()
+
+
+class MissingOutput(WorkChain):
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.output("needed", valid_type=Int)
+        spec.outline(cls.nothing)
+
+    def nothing(self):
+        pass
+
+
+class Forever(WorkChain):
+    """Waits on a child that sleeps long; used by kill tests."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.outline(cls.launch, cls.never)
+
+    def launch(self):
+        return ToContext(child=self.submit(Slow, tag=Str("long"), delay=Float(60.0)))
+
+    def never(self):
+        raise AssertionError("must not be reached")
+
+
+class Crashy(WorkChain):
+    """Exits the interpreter abruptly at ``crash_at`` when PLAIT_TEST_CRASH=1.
+
+    ``crash_at``: ``"third:start"`` (between steps), ``"second:during"`` (after
+    launching the children, before the checkpoint), or ``"child"`` (a child
+    exits while the chain waits for it).
+    """
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("crash_at", valid_type=Str, default=lambda: Str("none"))
+        spec.output("total", valid_type=Int)
+        spec.output("children", valid_type=Dict)
+        spec.outline(cls.first, cls.second, cls.third, cls.fourth)
+
+    def _maybe_crash(self, where: str) -> None:
+        if os.environ.get("PLAIT_TEST_CRASH") == "1" and self.inputs.crash_at.value == where:
+            os._exit(17)
+
+    def first(self):
+        self.ctx.values = [add(Int(1), Int(2)).pk]
+        self.ctx.total = 3
+
+    def second(self):
+        child_crash = {"exit_at": Int(1)} if self.inputs.crash_at.value == "child" else {}
+        self.to_context(runs=append_(self.submit(Counter, n=Int(1))))
+        self.to_context(runs=append_(self.submit(Counter, n=Int(2), **child_crash)))
+        self._maybe_crash("second:during")
+
+    def third(self):
+        self._maybe_crash("third:start")
+        total = self.ctx.total
+        for run_node in self.ctx.runs:
+            total += run_node.outputs.count.value
+        self.ctx.total = total
+
+    def fourth(self):
+        self.out("total", add(Int(self.ctx.total), Int(0)))
+        self.out("children", make_dict(Int(len(self.ctx.runs))))
+
+
+@calcfunction
+def make_dict(n: Int) -> Dict:
+    return Dict({"children": n.value, "when": "done"})
+
+
+class Bench(WorkChain):
+    """Cheap work chain used by the debug-mode stress test."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("i", valid_type=Int)
+        spec.output("result", valid_type=Int)
+        spec.outline(cls.one, cls.two, cls.three)
+
+    def one(self):
+        self.ctx.x = self.inputs.i.value
+
+    async def two(self):
+        await asyncio.sleep(0)
+        self.ctx.x += 1
+
+    def three(self):
+        self.out("result", add(Int(self.ctx.x), Int(1)))
+
+
+def slow_python(seconds: float) -> None:
+    """Burn CPU in user code (must never run on the event loop)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
