@@ -66,6 +66,16 @@ def test_show_errors(invoke):
     assert_one_line_error(invoke("node", "show", "ffffffff", code=None), "no node with uuid 'ffffffff'")
 
 
+def test_ambiguous_uuid_prefix_is_one_line(invoke):
+    first, second = Dict({"a": 1}), Dict({"a": 2})
+    first._uuid = "abcd0000-0000-4000-8000-000000000001"  # two uuids sharing a prefix
+    second._uuid = "abcd0000-0000-4000-8000-000000000002"
+    first.store()
+    second.store()
+    assert_one_line_error(invoke("node", "show", "abcd0000", code=None), "matches more than one node")
+    assert f"pk           {second.pk}" in invoke("node", "show", second.uuid).stdout
+
+
 def test_graph_writes_dot_in_the_current_folder(invoke, demo_pk, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke("node", "graph", str(demo_pk))
