@@ -27,7 +27,7 @@ from typing import IO, Any, ClassVar, Self
 
 from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNotAllowed
 
-__all__ = ["Data", "LinkType", "Node", "NodeLinks", "check_json", "load_node"]
+__all__ = ["Data", "LinkType", "Node", "NodeLinks", "check_json", "load_node", "node_from_row"]
 
 
 class LinkType(str, enum.Enum):

@@ -329,7 +329,7 @@ class StorageBackend:
             query = query.where(nodes.c.ctime >= since)
         if paused is not None:
             query = query.where(processes.c.paused == paused)
-        if pks:
+        if pks is not None:
             query = query.where(nodes.c.id.in_(list(pks)))
         query = query.order_by(nodes.c.id.desc())
         if limit:
@@ -337,6 +337,22 @@ class StorageBackend:
         with self._reading() as conn:
             rows = conn.execute(query).all()
         return [_row(r) for r in reversed(rows)]  # type: ignore[misc]
+
+    def count_processes(self, *, since: _dt.datetime | None = None) -> dict[str, int]:
+        """``{state: count}`` of every process (created since ``since``)."""
+        query = select(processes.c.state, func.count()).group_by(processes.c.state)
+        if since is not None:
+            query = query.join(nodes, nodes.c.id == processes.c.node_id).where(nodes.c.ctime >= since)
+        with self._reading() as conn:
+            return {state: int(count) for state, count in conn.execute(query).all()}
+
+    def get_descendants(self, pk: int) -> list[dict[str, Any]]:
+        """Process rows of every process called, directly or not, by ``pk`` (one recursive query)."""
+        tree = select(processes.c.node_id).where(processes.c.caller_id == pk).cte("tree", recursive=True)
+        tree = tree.union_all(select(processes.c.node_id).where(processes.c.caller_id == tree.c.node_id))
+        query = select(processes).where(processes.c.node_id.in_(select(tree.c.node_id))).order_by(processes.c.node_id)
+        with self._reading() as conn:
+            return [_row(r) for r in conn.execute(query).all()]  # type: ignore[misc]
 
     # -- leases ------------------------------------------------------------------
     def renew_leases(self, owner: str, expires: float) -> int:

@@ -98,6 +98,7 @@ class Database:
             pool_size=8,
             max_overflow=32,
             pool_pre_ping=True,
+            connect_args={"connect_timeout": 10},
         )
 
     # -- schema ----------------------------------------------------------------
