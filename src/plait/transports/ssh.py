@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 CHUNK_SIZE = 4 * 1024 * 1024
 #: files transferred at once inside puttree/gettree.
 TREE_CONCURRENCY = 16
+#: seconds to keep retrying when the server refuses one more session channel.
+SESSION_WAIT = 30.0
 
 
 def _attributes(attrs: asyncssh.SFTPAttrs) -> FileAttributes:
@@ -714,10 +716,7 @@ class SshTransport(Transport):
             self._sessions = asyncio.Semaphore(self.max_sessions)
         async with self._sessions:
             with self._mapped(operation, path):
-                if stdin:
-                    process = await conn.create_process(line, input=stdin, encoding=None)
-                else:
-                    process = await conn.create_process(line, stdin=asyncssh.DEVNULL, encoding=None)
+                process = await self._start_process(conn, line, stdin)
                 try:
                     completed = await process.wait(check=False, timeout=timeout)
                 except asyncssh.TimeoutError:
@@ -733,6 +732,34 @@ class SshTransport(Transport):
         return CommandResult(
             returncode, stdout.decode("utf-8", errors="replace"), stderr.decode("utf-8", errors="replace")
         )
+
+    async def _start_process(
+        self, conn: asyncssh.SSHClientConnection, line: str, stdin: bytes | None
+    ) -> asyncssh.SSHClientProcess[bytes]:
+        """Open a session channel for ``line``; wait and retry while the server refuses more sessions.
+
+        OpenSSH refuses a channel beyond ``MaxSessions`` (10 by default, less on
+        some login nodes; it answers "open failed", code 2) and frees a slot
+        only a moment after a command ends.
+        """
+        import asyncssh
+
+        delay = 0.02
+        deadline = time.monotonic() + SESSION_WAIT
+        while True:
+            try:
+                if stdin:
+                    return await conn.create_process(line, input=stdin, encoding=None)
+                return await conn.create_process(line, stdin=asyncssh.DEVNULL, encoding=None)
+            except asyncssh.ChannelOpenError as exc:
+                refused = (asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, asyncssh.OPEN_CONNECT_FAILED)
+                if exc.code not in refused or conn.is_closed() or time.monotonic() > deadline:
+                    raise
+                logger.debug(
+                    "%s refused a session (%s); retrying in %.2f s", self.hostname, exc.reason, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     async def exec_command_wait(
         self,

@@ -10,7 +10,8 @@ called from another thread to break a call that hangs).
 
 Options and host-key rules are those of the ``ssh`` plugin: ``RejectPolicy``
 for unknown keys unless ``allow_unknown_host_key`` (then ``AutoAddPolicy``,
-in memory only); a key that differs from known_hosts is always refused.
+kept in memory: the known_hosts file is never rewritten); a key that differs
+from known_hosts is always refused.
 
 paramiko's keepalive only *sends*; it cannot notice a server that stopped
 answering.  So the SFTP channel gets a read time-out of
@@ -124,9 +125,11 @@ def _policies() -> tuple[type, type]:
             )
 
     class AcceptUnknownHostKey(paramiko.AutoAddPolicy):
+        """AutoAddPolicy that remembers the key for this connection only, never in the user's file."""
+
         def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
             logger.warning("accepting the unknown host key of %s (%s)", hostname, _key_description(key))
-            super().missing_host_key(client, hostname, key)
+            client.get_host_keys().add(hostname, key.get_name(), key)
 
     return RefuseUnknownHostKey, AcceptUnknownHostKey
 
