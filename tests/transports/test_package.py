@@ -1,0 +1,64 @@
+"""The package's promises: cheap to import, a lower layer, plugins found by entry point."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import plait.transports
+from plait.transports import BlockingTransport, Transport, get_transport_class, load_transport_plugins
+from plait.transports.local import LocalTransport
+from plait.transports.ssh import SshTransport
+from plait.transports.ssh_blocking import BlockingSshTransport
+
+PACKAGE = Path(plait.transports.__file__).parent
+
+
+def test_import_loads_no_ssh_library() -> None:
+    code = (
+        "import sys, plait.transports; "
+        "print([m for m in ('asyncssh', 'paramiko', 'pytest', 'plait.transports.ssh', "
+        "'plait.transports.ssh_blocking', 'importlib.metadata') if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_transports_import_nothing_else_from_plait() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                if name.startswith("plait") and not name.startswith("plait.transports"):
+                    offenders.append(f"{path.name}: {name}")
+                if name.split(".")[0] in {"nest_asyncio", "greenback", "pickle", "dill"}:
+                    offenders.append(f"{path.name}: {name}")
+    assert offenders == []
+
+
+def test_every_exported_name_exists() -> None:
+    for name in plait.transports.__all__:
+        assert getattr(plait.transports, name) is not None
+
+
+def test_built_in_plugins_are_found_by_name() -> None:
+    assert get_transport_class("local") is LocalTransport
+    assert get_transport_class("ssh") is SshTransport
+    assert get_transport_class("ssh-blocking") is BlockingSshTransport
+    plugins = load_transport_plugins()
+    assert {"local", "ssh", "ssh-blocking"} <= set(plugins)
+    assert all(issubclass(cls, Transport | BlockingTransport) for cls in plugins.values())
+
+
+def test_unknown_plugin_names_the_installed_ones() -> None:
+    with pytest.raises(LookupError, match=r"no transport plugin named 'carrier-pigeon'.*local.*ssh"):
+        get_transport_class("carrier-pigeon")
