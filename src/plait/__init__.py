@@ -49,7 +49,9 @@ _LAZY.update(
         "load_profile": "plait.storage",
         "get_profile": "plait.storage",
         "CalcJob": "plait.engine.calcjob",
-        "Parser": "plait.parsers.base",
+        "CalcInfo": "plait.engine.calcjob",
+        "CodeInfo": "plait.engine.calcjob",
+        "Parser": "plait.engine.parser",
     }
 )
 

@@ -9,6 +9,7 @@ import pytest
 
 import plait.storage
 from plait.storage import create_profile, list_profiles
+from plait.storage.database import SCHEMA_REVISION
 
 from .helpers import PG_URL, assert_one_line_error
 
@@ -16,7 +17,7 @@ from .helpers import PG_URL, assert_one_line_error
 def test_setup_creates_the_profile_and_its_schema(invoke, plait_home):
     result = invoke("profile", "setup", "work")
     assert "Created profile 'work'" in result.stdout
-    assert "schema revision 0001" in result.stdout
+    assert f"schema revision {SCHEMA_REVISION}" in result.stdout
     assert "'work' is the default profile." in result.stdout  # the first profile becomes the default
     assert (plait_home / "profiles" / "work" / "database.sqlite").is_file()
     assert list_profiles() == ["work"]
@@ -144,13 +145,19 @@ def test_setup_on_postgresql(invoke, plait_home):
         if os.environ.get("PLAIT_CI"):
             pytest.fail(f"PostgreSQL at {PG_URL} is not reachable: {problem}")
         pytest.skip(f"PostgreSQL at {PG_URL} is not reachable: {problem}")
+    from conftest import drop_plait_tables
+
+    drop_plait_tables(PG_URL)  # a schema left by another version of plait would be refused
     name = f"pg-{uuid.uuid4().hex[:8]}"
     result = invoke("profile", "setup", name, "--db", PG_URL)
-    assert "postgresql+psycopg://postgres@127.0.0.1:5432/test (schema revision 0001)" in result.stdout
+    assert (
+        f"postgresql+psycopg://postgres@127.0.0.1:5432/test (schema revision {SCHEMA_REVISION})"
+        in result.stdout
+    )
     assert plait.storage.load_profile_config(name).storage_backend == "postgresql"
 
     status = invoke("-P", name, "status").stdout
-    assert "postgresql" in status and "reachable, schema revision 0001" in status
+    assert "postgresql" in status and f"reachable, schema revision {SCHEMA_REVISION}" in status
 
     # the profile works: a node stored through it is in PostgreSQL
     from plait.orm import Str, load_node

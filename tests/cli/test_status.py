@@ -6,6 +6,7 @@ import plait.storage
 from plait.cli import status as status_module
 from plait.cli.status import ServiceStatus
 from plait.storage import create_profile
+from plait.storage.database import SCHEMA_REVISION
 
 from .helpers import assert_one_line_error
 
@@ -16,7 +17,7 @@ def test_status_of_the_default_profile(invoke, plait_home):
     assert "default (default)" in out
     assert str(plait_home / "profiles" / "default") in out
     assert "sqlite" in out and "database.sqlite" in out
-    assert "reachable, schema revision 0001" in out
+    assert f"reachable, schema revision {SCHEMA_REVISION}" in out
     assert "database (embedded in the storage database)" in out
     assert "daemon" in out and "not running" in out
 

@@ -68,10 +68,12 @@ PS_OUTPUT = """\
 
 
 async def test_query_is_one_ps_call_and_reads_every_case(fake: FakeTransport):
-    fake.on("ps ", stdout=PS_OUTPUT)
+    fake.on("if [ -r /proc/self/stat ]", stdout=PS_OUTPUT)
     answers = await DirectScheduler().query(fake, ["101", "202", "303", "404", "101"])
     assert len(fake.calls) == 1
-    assert fake.calls[0].command == "ps -o pid=,pgid=,stat=,etime= -p 101,202,303,404"
+    command = fake.calls[0].command
+    assert "/proc/$__p/stat" in command and "for __p in 101 202 303 404;" in command
+    assert command.endswith("else ps -o pid=,pgid=,stat=,etime= -p 101,202,303,404; fi")
     assert list(answers) == ["101", "202", "303", "404"]
     running = answers["101"]
     assert (running.state, running.raw_state, running.wallclock_seconds) == (JobState.RUNNING, "Ss", 3723)
@@ -81,7 +83,7 @@ async def test_query_is_one_ps_call_and_reads_every_case(fake: FakeTransport):
 
 
 async def test_query_with_no_live_pid_and_with_no_ids(fake: FakeTransport):
-    fake.on("ps ", returncode=1)
+    fake.on("if [ -r /proc/self/stat ]", returncode=1)
     answers = await DirectScheduler().query(fake, ["7", "8"])
     assert {info.state for info in answers.values()} == {JobState.DONE}
     assert await DirectScheduler().query(fake, []) == {}
@@ -89,18 +91,18 @@ async def test_query_with_no_live_pid_and_with_no_ids(fake: FakeTransport):
 
 
 async def test_query_errors(fake: FakeTransport):
-    fake.on("ps ", returncode=127, stderr="bash: ps: command not found\n")
+    fake.on("if [ -r /proc/self/stat ]", returncode=127, stderr="bash: ps: command not found\n")
     with pytest.raises(SchedulerError, match="command not found"):
         await DirectScheduler().query(fake, ["7"])
     with pytest.raises(ValueError, match="not a direct-scheduler job id"):
         await DirectScheduler().query(fake, ["7; rm -rf /"])
-    garbled = FakeTransport().on("ps ", stdout="what is this\n")
+    garbled = FakeTransport().on("if [ -r /proc/self/stat ]", stdout="what is this\n")
     with pytest.raises(SchedulerError, match="cannot read ps line"):
         await DirectScheduler().query(garbled, ["7"])
 
 
 async def test_transport_errors_are_not_wrapped(fake: FakeTransport):
-    fake.raising("ps ", ConnectionLostError("gone", host="fake", operation="exec_command_wait"))
+    fake.raising("if [ -r /proc/self/stat ]", ConnectionLostError("gone", host="fake", operation="exec_command_wait"))
     with pytest.raises(ConnectionLostError):
         await DirectScheduler().query(fake, ["7"])
 

@@ -1,1 +1,1 @@
-"""plait.calculations"""
+"""Built-in calculation plugins (entry point group ``plait.calculations``): ``arithmetic.add``, ``shell``."""

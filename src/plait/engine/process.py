@@ -436,6 +436,7 @@ class Process:
             values["checkpoint_seq"] = self._checkpoint_seq
         with backend.transaction():
             self._flush_outputs()
+            self.node.flush_runtime_changes()
             if not backend.update_process(self.pk, expect_owner=self._owner, **values):
                 raise LeaseLostError(f"process {self.pk} is now held by another runner")
             if checkpoint is not None and keep_history:
@@ -498,6 +499,9 @@ class Process:
             return
         self._terminated = True
         _backend().insert_log(self.pk, "WARNING", f"killed: {message}", {})
+
+    async def _on_kill(self) -> None:
+        """Hook run when the process is killed, before it is marked killed (calculation jobs cancel their job)."""
 
     # -- control -------------------------------------------------------------------------------------
     def request_kill(self, message: str = "killed by request") -> None:

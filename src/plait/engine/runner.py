@@ -170,6 +170,8 @@ class Runner:
         self._play_events: dict[int, asyncio.Event] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._closed = False
+        self._transport_pool: Any = None
+        self._job_manager: Any = None
 
     @classmethod
     def for_loop(cls, loop: asyncio.AbstractEventLoop | None = None) -> Runner:
@@ -181,6 +183,24 @@ class Runner:
                 runner = cls(loop)
                 cls._by_loop[loop] = runner
             return runner
+
+    @property
+    def transport_pool(self) -> Any:
+        """The :class:`~plait.transports.TransportPool` of this runner (one connection per computer and user)."""
+        if self._transport_pool is None:
+            from plait.transports import TransportPool
+
+            self._transport_pool = TransportPool(idle_timeout=60.0)
+        return self._transport_pool
+
+    @property
+    def job_manager(self) -> Any:
+        """The batched scheduler pollers of this runner."""
+        if self._job_manager is None:
+            from plait.engine.job_manager import JobManager
+
+            self._job_manager = JobManager(self.transport_pool)
+        return self._job_manager
 
     @property
     def backend(self) -> Any:
@@ -323,6 +343,10 @@ class Runner:
 
     async def _terminate_killed(self, process: Process) -> None:
         message = process._kill_message or "killed"
+        try:
+            await process._on_kill()
+        except Exception:
+            LOGGER.exception("clean-up of killed process %s failed", process.pk)
         await self.call_in_thread(process, process._killed, message)
         await self._kill_children(process, f"its caller {process.pk} was killed")
 
@@ -335,27 +359,42 @@ class Runner:
         """Safe point after a committed step: honour kill and pause requests."""
         self.check_safe_point(process)
         if process._pause_requested:
-            await self._pause(process)
+            await self.pause(process)
 
-    async def _pause(self, process: Process) -> None:
+    async def pause(self, process: Process, reason: str | None = None) -> None:
+        """Mark ``process`` paused (with ``reason`` as its status) and wait until it is played.
+
+        Used for pause requests at a safe point, and by calculation jobs whose
+        retries ran out: the cluster can be fixed and the process played.
+        Raises the kill signal if the process is killed while paused.
+        """
         event = self._play_events.setdefault(process.pk, asyncio.Event())
         event.clear()
+        previous_status = process.node.process_status
+        fields: dict[str, Any] = {"paused": True}
+        if reason:
+            fields["status"] = f"paused: {reason}"
+        await self.call_in_thread(process, functools.partial(self.backend.update_process, process.pk, **fields))
         await self.call_in_thread(
-            process, functools.partial(self.backend.update_process, process.pk, paused=True)
+            process, self.backend.insert_log, process.pk, "WARNING" if reason else "REPORT", reason or "paused", {}
         )
         process.node._process["paused"] = True
-        self.backend.insert_log(process.pk, "REPORT", "paused", {})
+        await self.on_paused(process)
         try:
             await event.wait()
         finally:
             self._play_events.pop(process.pk, None)
         process._pause_requested = False
         self.check_safe_point(process)
-        await self.call_in_thread(
-            process, functools.partial(self.backend.update_process, process.pk, paused=False)
-        )
+        fields = {"paused": False}
+        if reason:
+            fields["status"] = previous_status
+        await self.call_in_thread(process, functools.partial(self.backend.update_process, process.pk, **fields))
+        await self.call_in_thread(process, self.backend.insert_log, process.pk, "REPORT", "played", {})
         process.node._process["paused"] = False
-        self.backend.insert_log(process.pk, "REPORT", "played", {})
+
+    async def on_paused(self, process: Process) -> None:
+        """Hook: a daemon worker announces the pause; the in-process runner just waits."""
 
     async def call_in_thread(self, process: Process | None, fn: Any, *args: Any) -> Any:
         """Run ``fn(*args)`` (user code, or a commit) in the step executor and await its result.
@@ -596,8 +635,12 @@ class Runner:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop the lease heartbeat; processes still running keep their last checkpoint."""
+        """Stop the lease heartbeat, pollers and connections; running processes keep their last checkpoint."""
         self._closed = True
+        if self._job_manager is not None:
+            await self._job_manager.close()
+        if self._transport_pool is not None:
+            await self._transport_pool.close()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)

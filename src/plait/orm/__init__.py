@@ -18,6 +18,8 @@ from plait.orm.data import (
     Str,
     to_node,
 )
+from plait.orm.code import Code, InstalledCode, PortableCode, load_code
+from plait.orm.computer import Computer
 from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNotAllowed
 from plait.orm.node import Data, LinkType, Node, load_node
 from plait.orm.process_nodes import (
@@ -37,10 +39,13 @@ __all__ = [
     "CalcFunctionNode",
     "CalcJobNode",
     "CalculationNode",
+    "Code",
+    "Computer",
     "Data",
     "Dict",
     "Float",
     "FolderData",
+    "InstalledCode",
     "Int",
     "LinkType",
     "List",
@@ -48,6 +53,7 @@ __all__ = [
     "Node",
     "NotExistentError",
     "NumericType",
+    "PortableCode",
     "ProcessNode",
     "ProcessState",
     "RemoteData",
@@ -57,6 +63,7 @@ __all__ = [
     "WorkChainNode",
     "WorkFunctionNode",
     "WorkflowNode",
+    "load_code",
     "load_node",
     "to_node",
 ]

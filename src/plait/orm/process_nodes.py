@@ -95,17 +95,49 @@ class ProcessNode(Node):
         """Record facts learnt while the process runs (job id, remote folder...) as attributes.
 
         Only the engine calls this, and only before the process terminates:
-        a terminated process node is as immutable as any other node.
+        a terminated process node is as immutable as any other node.  The
+        change is written with the process's next state commit
+        (:meth:`flush_runtime_changes`), not on its own.
         """
-        if self.is_stored:
-            self.refresh()
-            if self.is_terminated:
-                self._check_mutable("attributes")
+        self._check_running()
         for key, value in values.items():
             check_json(value, f"attribute '{key}'")
             self._attributes[key] = value
-        if self.is_stored:
-            _backend().update_node(self.pk, attributes=self._attributes)
+        self._dirty.add("attributes")
+
+    def set_runtime_files(self, files: Mapping[str, bytes]) -> None:
+        """Record files made while the process runs (a job's exact inputs and script); engine only.
+
+        The content goes to the file repository at once; the node's file list
+        is written with the next state commit.
+        """
+        if not self.is_stored:
+            for relpath, data in files.items():
+                self.put_object_from_bytes(relpath, data)
+            return
+        self._check_running()
+        repository = _backend().repository
+        for relpath, data in files.items():
+            self._files[self._clean_relpath(relpath)] = [repository.put_bytes(data), len(data)]
+        self._dirty.add("files")
+
+    def _check_running(self) -> None:
+        if self.is_stored and ProcessState(self._process.get("state", "created")).is_terminal:
+            self._check_mutable("attributes")
+
+    @property
+    def _dirty(self) -> set[str]:
+        dirty = self.__dict__.get("_dirty_fields")
+        if dirty is None:
+            dirty = self.__dict__["_dirty_fields"] = set()
+        return dirty
+
+    def flush_runtime_changes(self) -> None:
+        """Write runtime attributes and files (call inside the transaction of a state commit)."""
+        dirty = self._dirty
+        if self.is_stored and dirty:
+            _backend().update_node(self.pk, **{name: getattr(self, f"_{name}") for name in sorted(dirty)})
+            dirty.clear()
 
     # -- state -------------------------------------------------------------------------
     @property

@@ -1,1 +1,1 @@
-"""plait.parsers"""
+"""Built-in parser plugins (entry point group ``plait.parsers``): ``arithmetic.add``, ``shell``."""

@@ -8,6 +8,7 @@ and :mod:`importlib.metadata` are only loaded when a plugin is asked for.
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from plait.schedulers.contract import (
@@ -45,7 +46,9 @@ _BUILTINS = {
 }
 
 
+@functools.cache
 def _entry_points() -> dict[str, object]:
+    """The registered plugins, scanned once per interpreter (scanning costs milliseconds)."""
     from importlib.metadata import entry_points
 
     try:

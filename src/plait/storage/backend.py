@@ -354,6 +354,41 @@ class StorageBackend:
         with self._reading() as conn:
             return [_row(r) for r in conn.execute(query).all()]  # type: ignore[misc]
 
+    # -- calculation jobs ---------------------------------------------------------
+    QUEUED_JOB_STAGES = ("submitting", "queued")
+
+    def count_queued_jobs(self, computer_id: int) -> int:
+        """Active jobs on a computer that count against its ``max_queued_jobs``."""
+        query = (
+            select(func.count())
+            .select_from(processes.join(nodes, nodes.c.id == processes.c.node_id))
+            .where(
+                nodes.c.computer_id == computer_id,
+                processes.c.job_stage.in_(self.QUEUED_JOB_STAGES),
+                processes.c.state.in_(ACTIVE_STATES),
+            )
+        )
+        with self._reading() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def reserve_job_slot(self, pk: int, computer_id: int, cap: int | None) -> bool:
+        """Mark job ``pk`` as submitting if its computer has fewer than ``cap`` queued jobs.
+
+        Counting and marking happen in one write transaction (with the
+        computer's row locked on PostgreSQL), so workers on several machines
+        never overshoot the cap together.
+        """
+        with self.transaction() as conn:
+            if cap is not None:
+                if not self.database.is_sqlite:
+                    conn.execute(select(computers.c.id).where(computers.c.id == computer_id).with_for_update())
+                if self.count_queued_jobs(computer_id) >= cap:
+                    return False
+            conn.execute(
+                update(processes).where(processes.c.node_id == pk).values(job_stage="submitting", mtime=utcnow())
+            )
+            return True
+
     # -- leases ------------------------------------------------------------------
     def renew_leases(self, owner: str, expires: float) -> int:
         """Extend every lease held by ``owner`` on a non-terminated process."""

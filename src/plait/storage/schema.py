@@ -13,7 +13,9 @@ Tables:
 ``processes``
     One row per process node: state, paused flag, exit status, the latest
     checkpoint (versioned JSON), the lease (which runner or worker holds the
-    process, and until when), and the waiting status shown by the CLI.
+    process, and until when), the waiting status shown by the CLI, and for
+    calculation jobs the stage of the job (``job_stage``: upload, waiting for
+    a slot, submit, queued, retrieve, parse) used to cap queued jobs.
 ``process_checkpoints``
     The checkpoint after every step, kept while the process runs and when
     it ends abnormally (for restarting from a chosen step).
@@ -104,7 +106,7 @@ nodes = Table(
     Column("extras", JsonType, nullable=False),
     Column("files", JsonType, nullable=False),
     Column("node_hash", String(64), nullable=True, index=True),
-    Column("computer_id", PkType, ForeignKey("computers.id", ondelete="RESTRICT"), nullable=True),
+    Column("computer_id", PkType, ForeignKey("computers.id", ondelete="RESTRICT"), nullable=True, index=True),
 )
 
 processes = Table(
@@ -127,6 +129,7 @@ processes = Table(
     Column("call_key", String(255), nullable=True),
     Column("wake_at", Float, nullable=True),
     Column("mtime", DateTime(timezone=True), nullable=False),
+    Column("job_stage", String(16), nullable=True, index=True),
     Index("ix_processes_runnable", "submitted", "state", "lease_expires"),
 )
 

@@ -1,0 +1,149 @@
+"""``shell``: run any command on a computer, with input files and output files, no plugin needed.
+
+::
+
+    from plait.calculations.shell import run_shell_job
+    from plait.orm import SinglefileData
+
+    results, node = run_shell_job(
+        "wc", arguments=["-l", "{table}"],
+        nodes={"table": SinglefileData(b"a\\nb\\n", filename="table.txt")},
+    )
+    print(results["stdout"].get_content())   # "2 table.txt"
+
+Inputs:
+
+* ``command`` — the executable, an absolute path or a name found in
+  ``PATH`` on the computer;
+* ``arguments`` — a list of strings; ``{name}`` is replaced by the file name
+  of the node ``nodes.name`` (or by the value of a ``Str``/``Int``/``Float``);
+* ``nodes`` — files (``SinglefileData``, copied under their file name) and
+  folders (``FolderData``, copied as a folder named like the key);
+* ``outputs`` — file names or globs to retrieve and attach as outputs.
+
+Outputs: ``stdout``, ``stderr`` and each retrieved file as ``SinglefileData``
+(the label is the file name with ``.`` and ``-`` turned into ``_``).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+from plait.engine.calcjob import CalcInfo, CalcJob, CodeInfo
+from plait.engine.spec import ProcessSpec
+from plait.orm import BaseType, Data, FolderData, List, ProcessNode, SinglefileData, Str
+
+__all__ = ["ShellJob", "output_label", "run_shell_job"]
+
+STDOUT = "stdout"
+STDERR = "stderr"
+
+
+def output_label(filename: str) -> str:
+    """The output link label of a retrieved file: ``out.txt`` becomes ``out_txt``."""
+    label = re.sub(r"[^0-9A-Za-z_]", "_", filename.rsplit("/", 1)[-1]).strip("_") or "file"
+    return f"file_{label}" if label[0].isdigit() else label
+
+
+def _check_arguments(value: Any) -> str | None:
+    items = value.get_list() if isinstance(value, List) else None
+    if items is None or not all(isinstance(item, str) for item in items):
+        return "arguments must be a List of strings"
+    return None
+
+
+class ShellJob(CalcJob):
+    """Run a shell command as a calculation job (see the module docstring)."""
+
+    _default_parser = "shell"
+
+    @classmethod
+    def define(cls, spec: ProcessSpec) -> None:
+        super().define(spec)
+        spec.input("command", valid_type=Str, help="the executable: absolute path or name in PATH")
+        spec.input("arguments", valid_type=List, required=False, validator=_check_arguments)
+        spec.input_namespace("nodes", dynamic=True, valid_type=Data, help="files, folders and values")
+        spec.input("outputs", valid_type=List, required=False, help="file names or globs to attach")
+        spec.input(
+            "metadata.options.resources",
+            valid_type=dict,
+            default=lambda: {"num_machines": 1, "num_mpiprocs_per_machine": 1},
+            non_db=True,
+        )
+        spec.output(STDOUT, valid_type=SinglefileData, required=False)
+        spec.output(STDERR, valid_type=SinglefileData, required=False)
+        spec.outputs.dynamic = True
+        spec.outputs.valid_type = (Data,)
+
+    def _substitutions(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for key, node in (self.inputs.get("nodes") or {}).items():
+            if isinstance(node, SinglefileData):
+                values[key] = node.filename
+            elif isinstance(node, FolderData):
+                values[key] = key
+            elif isinstance(node, BaseType):
+                values[key] = str(node.value)
+        return values
+
+    def prepare_for_submission(self, folder: Path) -> CalcInfo:
+        substitutions = self._substitutions()
+        arguments = []
+        for argument in self.inputs["arguments"].get_list() if "arguments" in self.inputs else []:
+            fields = {name for _, name, _, _ in string.Formatter().parse(argument) if name}
+            missing = fields - set(substitutions)
+            if missing:
+                raise ValueError(f"argument '{argument}' names {', '.join(sorted(missing))}, which no node provides")
+            arguments.append(argument.format(**substitutions) if fields else argument)
+        copies = []
+        for key, node in (self.inputs.get("nodes") or {}).items():
+            if isinstance(node, SinglefileData):
+                copies.append((node, node.filename, node.filename))
+            elif isinstance(node, FolderData):
+                copies.append((node, "", key))
+        retrieve = [STDOUT, STDERR]
+        if "outputs" in self.inputs:
+            retrieve.extend(self.inputs["outputs"].get_list())
+        return CalcInfo(
+            codes_info=[
+                CodeInfo(
+                    executable=self.inputs["command"].value,
+                    cmdline_params=arguments,
+                    stdout_name=STDOUT,
+                    stderr_name=STDERR,
+                )
+            ],
+            local_copy_list=copies,
+            retrieve_list=retrieve,
+        )
+
+
+def run_shell_job(
+    command: str,
+    *,
+    arguments: list[str] | None = None,
+    nodes: dict[str, Data] | None = None,
+    outputs: list[str] | None = None,
+    computer: str | None = None,
+    options: dict[str, Any] | None = None,
+    submit: bool = False,
+) -> tuple[dict[str, Any], ProcessNode]:
+    """Run (or submit) a :class:`ShellJob`; returns ``(outputs, node)`` (outputs empty when submitted)."""
+    from plait.engine.launch import run_get_node
+    from plait.engine.launch import submit as submit_process
+
+    inputs: dict[str, Any] = {"command": Str(command), "nodes": dict(nodes or {})}
+    if arguments is not None:
+        inputs["arguments"] = List(list(arguments))
+    if outputs is not None:
+        inputs["outputs"] = List(list(outputs))
+    metadata: dict[str, Any] = {"options": dict(options or {})}
+    if computer is not None:
+        metadata["computer"] = computer
+    inputs["metadata"] = metadata
+    if submit:
+        return {}, submit_process(ShellJob, inputs)
+    return run_get_node(ShellJob, inputs)

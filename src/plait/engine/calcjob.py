@@ -1,0 +1,670 @@
+"""Calculation jobs: run a code on a computer through its scheduler, with provenance.
+
+A :class:`CalcJob` subclass declares its inputs and outputs and writes the
+input files in :meth:`CalcJob.prepare_for_submission`, returning a
+:class:`CalcInfo` that says what else to copy into the job's folder, which
+commands to run, and which files to retrieve.  The engine then runs five
+tasks, each committed as a checkpoint when it is done:
+
+``upload``
+    make the job's folder on the computer, copy the prepared files, the
+    files of input nodes and remote files into it, and write the job script;
+    the folder becomes the ``remote_folder`` output.
+``submit``
+    wait for a slot if the computer caps its queued jobs
+    (``max_queued_jobs``), then submit the script to the scheduler.
+``update``
+    wait until the scheduler reports the job finished — one batched query
+    per computer for all jobs (:mod:`plait.engine.job_manager`).
+``retrieve``
+    copy the files to keep into a ``FolderData`` (the ``retrieved`` output),
+    and read the job's exit-code file.
+``parse``
+    run the parser (in a thread) on the retrieved files.
+
+Every task that talks to the computer is retried with exponential backoff
+(``retry_initial_interval`` and ``retry_max_attempts`` of the computer).
+When the attempts run out the process is *paused* with the reason on its
+node instead of failing; ``plait process play`` retries that task.  Killing
+a calculation job cancels its scheduler job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import functools
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from plait.engine.checkpoint import CHECKPOINT_VERSION
+from plait.engine.exit_code import ExitCode
+from plait.engine.process import Process
+from plait.engine.spec import ProcessSpec
+from plait.orm import CalcJobNode, FolderData, Node, ProcessState, RemoteData, load_node
+from plait.orm.code import Code, InstalledCode
+from plait.orm.computer import Computer
+
+__all__ = ["CalcInfo", "CalcJob", "CodeInfo"]
+
+SCRIPT_NAME = "_plait_submit.sh"
+_GLOB = set("*?[")
+
+
+@dataclass
+class CodeInfo:
+    """One command of the job: the code (default: the ``code`` input) and its arguments and files.
+
+    ``cmdline_params`` are quoted when written into the script, so pass them
+    as they should reach the program.
+    """
+
+    cmdline_params: list[str] = field(default_factory=list)
+    stdin_name: str | None = None
+    stdout_name: str | None = None
+    stderr_name: str | None = None
+    join_files: bool = False
+    withmpi: bool | None = None
+    code: Code | None = None
+    #: run this executable (a path or a name looked up in PATH on the computer) instead of a code
+    executable: str | None = None
+
+
+@dataclass
+class CalcInfo:
+    """What :meth:`CalcJob.prepare_for_submission` tells the engine to do.
+
+    Attributes:
+        codes_info: the commands to run, one after the other.
+        local_copy_list: ``(node, path in the node or "" for all its files, target path)``:
+            files of stored nodes copied into the job folder.
+        remote_copy_list: ``(absolute path on the computer, target path)``: copied on the computer.
+        remote_symlink_list: ``(absolute path on the computer, link path)``: linked instead.
+        retrieve_list: paths or globs (relative to the job folder) kept in ``retrieved``.
+        retrieve_temporary_list: paths or globs given to the parser only, then thrown away.
+    """
+
+    codes_info: list[CodeInfo] = field(default_factory=list)
+    local_copy_list: list[tuple[Node, str, str]] = field(default_factory=list)
+    remote_copy_list: list[tuple[str, str]] = field(default_factory=list)
+    remote_symlink_list: list[tuple[str, str]] = field(default_factory=list)
+    retrieve_list: list[str] = field(default_factory=list)
+    retrieve_temporary_list: list[str] = field(default_factory=list)
+
+
+def _check_resources(value: Any) -> str | None:
+    from plait.schedulers import JobResources
+
+    if not isinstance(value, dict):
+        return f"resources must be a dict, got {type(value).__name__}"
+    if not value:
+        return None
+    try:
+        JobResources.from_dict(value)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+class _Stage:
+    UPLOAD, SUBMIT, UPDATE, RETRIEVE, PARSE = "upload", "submit", "update", "retrieve", "parse"
+
+
+class CalcJob(Process):
+    """Base class of calculation jobs.  Subclasses define inputs and ``prepare_for_submission``."""
+
+    _node_class = CalcJobNode
+    #: parser used when ``metadata.options.parser_name`` is not given (entry point name or module:Class)
+    _default_parser: ClassVar[str | None] = None
+
+    @classmethod
+    def define(cls, spec: ProcessSpec) -> None:
+        super().define(spec)
+        spec.input("code", valid_type=Code, required=False, help="the code to run (its computer runs the job)")
+        spec.input(
+            "metadata.computer",
+            valid_type=str,
+            required=False,
+            non_db=True,
+            help="label of the computer when the code does not say (default: localhost)",
+        )
+        spec.input_namespace("metadata.options", non_db=True, help="how the job runs")
+        option = spec.input
+        option("metadata.options.resources", valid_type=dict, default=lambda: {}, non_db=True,
+               validator=_check_resources, help="num_machines, num_mpiprocs_per_machine, ...")  # fmt: skip
+        option("metadata.options.max_wallclock_seconds", valid_type=int, required=False, non_db=True)
+        option("metadata.options.queue_name", valid_type=str, required=False, non_db=True)
+        option("metadata.options.account", valid_type=str, required=False, non_db=True)
+        option("metadata.options.qos", valid_type=str, required=False, non_db=True)
+        option("metadata.options.max_memory_kb", valid_type=int, required=False, non_db=True)
+        option("metadata.options.withmpi", valid_type=bool, default=False, non_db=True)
+        option("metadata.options.custom_scheduler_commands", valid_type=str, default="", non_db=True)
+        option("metadata.options.environment_variables", valid_type=dict, default=lambda: {}, non_db=True)
+        option("metadata.options.prepend_text", valid_type=str, default="", non_db=True)
+        option("metadata.options.append_text", valid_type=str, default="", non_db=True)
+        option("metadata.options.input_filename", valid_type=str, required=False, non_db=True)
+        option("metadata.options.output_filename", valid_type=str, required=False, non_db=True)
+        option("metadata.options.scheduler_stdout", valid_type=str, default="_scheduler-stdout.txt", non_db=True)
+        option("metadata.options.scheduler_stderr", valid_type=str, default="_scheduler-stderr.txt", non_db=True)
+        option("metadata.options.parser_name", valid_type=str, required=False, non_db=True)
+        option("metadata.options.additional_retrieve_list", valid_type=list, default=lambda: [], non_db=True)
+        option("metadata.options.ignore_nonzero_exit_status", valid_type=bool, default=False, non_db=True,
+               help="a code exiting non-zero is not an error by itself (let the parser decide)")  # fmt: skip
+        spec.output("remote_folder", valid_type=RemoteData, help="the job's folder on the computer")
+        spec.output("retrieved", valid_type=FolderData, help="the files kept from the job's folder")
+        spec.exit_code(100, "ERROR_NO_RETRIEVED_FOLDER", "the files of the job could not be retrieved")
+        spec.exit_code(110, "ERROR_SCHEDULER_JOB_FAILED", "the job failed in the scheduler: {reason}")
+        spec.exit_code(111, "ERROR_SCHEDULER_OUT_OF_WALLTIME", "the job hit its wall-time limit: {reason}")
+        spec.exit_code(112, "ERROR_SCHEDULER_OUT_OF_MEMORY", "the job ran out of memory: {reason}")
+        spec.exit_code(113, "ERROR_SCHEDULER_NODE_FAILURE", "a node of the job failed: {reason}")
+        spec.exit_code(120, "ERROR_CODE_FAILED", "the code exited with status {status}")
+        spec.exit_code(300, "ERROR_MISSING_OUTPUT_FILES", "output files the parser needs are missing: {files}")
+        spec.exit_code(310, "ERROR_READING_OUTPUT_FILE", "an output file could not be read: {message}")
+        spec.exit_code(320, "ERROR_INVALID_OUTPUT", "the output files hold invalid content: {message}")
+
+    # -- to override -----------------------------------------------------------------------
+    def prepare_for_submission(self, folder: Path) -> CalcInfo:
+        """Write the input files into ``folder`` and say what to run and retrieve.
+
+        Runs in a worker thread.  ``self.inputs`` holds the inputs, and
+        ``self.options`` the ``metadata.options``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement prepare_for_submission(folder)")
+
+    # -- state --------------------------------------------------------------------------------
+    def __init__(self, inputs: Any, **kwargs: Any) -> None:
+        super().__init__(inputs, **kwargs)
+        self._stage = _Stage.UPLOAD
+        self._workdir: str | None = None
+        self._job_id: str | None = None
+        self._job_info: dict[str, Any] | None = None
+        self._job_exit_status: int | None = None
+        self._retrieved_pk: int | None = None
+        self._temporary_folder: Path | None = None
+        self._computer_cache: Computer | None = None
+        self._calc_info: CalcInfo | None = None
+        self._sandbox: Path | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.inputs.get("metadata", {}).get("options", {}))
+
+    @property
+    def job_exit_status(self) -> int | None:
+        return self._job_exit_status
+
+    @property
+    def computer(self) -> Computer:
+        if self._computer_cache is None:
+            code = self.inputs.get("code")
+            if isinstance(code, InstalledCode):
+                self._computer_cache = code.computer
+            else:
+                self._computer_cache = Computer.get(self.inputs.get("metadata", {}).get("computer"))
+        return self._computer_cache
+
+    def _prepare_node(self, node: Any) -> None:
+        node._computer_id = self.computer.pk
+
+    def _make_checkpoint(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "kind": "calcjob",
+            "stage": self._stage,
+            "workdir": self._workdir,
+            "job_id": self._job_id,
+            "job_info": self._job_info,
+            "job_exit_status": self._job_exit_status,
+            "retrieved": self._retrieved_pk,
+        }
+
+    def _restore(self, checkpoint: dict[str, Any] | None) -> None:
+        if not checkpoint:
+            return
+        self._stage = checkpoint.get("stage", _Stage.UPLOAD)
+        self._workdir = checkpoint.get("workdir")
+        self._job_id = checkpoint.get("job_id")
+        self._job_info = checkpoint.get("job_info")
+        self._job_exit_status = checkpoint.get("job_exit_status")
+        self._retrieved_pk = checkpoint.get("retrieved")
+        if self._retrieved_pk is not None:
+            self._outputs["retrieved"] = load_node(self._retrieved_pk)
+
+    # -- the task sequence ---------------------------------------------------------------------
+    async def _execute(self) -> ExitCode | None:
+        runner = self.runner
+        assert runner is not None
+        while True:
+            runner.check_safe_point(self)
+            if self._stage == _Stage.UPLOAD:
+                await self._retrying("upload", self._upload)
+                await self._advance(_Stage.SUBMIT, "waiting", "uploaded; waiting to submit", "submit")
+            elif self._stage == _Stage.SUBMIT:
+                await self._wait_for_slot()
+                await self._retrying("submit", self._submit)
+                await self._advance(
+                    _Stage.UPDATE, "waiting", f"submitted as job {self._job_id}; waiting for the scheduler", "queued"
+                )
+            elif self._stage == _Stage.UPDATE:
+                await self._retrying("update", self._update)
+                await self._advance(_Stage.RETRIEVE, "running", "job done; retrieving", "retrieve")
+            elif self._stage == _Stage.RETRIEVE:
+                await self._retrying("retrieve", self._retrieve)
+                await self._advance(_Stage.PARSE, "running", "parsing", "parse")
+            else:
+                if "retrieved" not in self._outputs:
+                    return self.exit_codes.ERROR_NO_RETRIEVED_FOLDER
+                if self._temporary_folder is None and (await self._get_calc_info()).retrieve_temporary_list:
+                    await self._retrying("retrieve", self._retrieve_temporary)
+                try:
+                    return await runner.call_in_thread(self, self._parse)
+                finally:
+                    if self._temporary_folder is not None:
+                        shutil.rmtree(self._temporary_folder, ignore_errors=True)
+
+    async def _advance(self, stage: str, state: str, status: str, job_stage: str) -> None:
+        self._stage = stage
+        await self.runner.call_in_thread(  # type: ignore[union-attr]
+            self, self._commit_stage, ProcessState(state), status, job_stage
+        )
+        await self.runner.after_checkpoint(self)  # type: ignore[union-attr]
+
+    def _commit_stage(self, state: ProcessState, status: str, job_stage: str) -> None:
+        self._commit(state, checkpoint=self._make_checkpoint(), status=status, job_stage=job_stage)
+
+    async def _retrying(self, task: str, action: Callable[[], Awaitable[None]]) -> None:
+        """Run a task; on transport or scheduler errors retry with backoff, then pause until played."""
+        from plait.schedulers import SchedulerError
+        from plait.transports import TransportError
+
+        options = self.computer.options
+        attempts = int(options.get("retry_max_attempts") or 5)
+        initial = float(options.get("retry_initial_interval") or 0.0)
+        attempt, interval = 0, initial
+        while True:
+            try:
+                await action()
+                return
+            except (TransportError, SchedulerError) as exc:
+                attempt += 1
+                if attempt >= attempts:
+                    reason = f"{task} failed {attempt} times; last error: {type(exc).__name__}: {exc}"
+                    await self.runner.pause(self, reason=reason)  # type: ignore[union-attr]
+                    attempt, interval = 0, initial
+                    continue
+                await self._report_async(
+                    f"{task} failed (attempt {attempt} of {attempts}): {exc}; retrying in {interval:g} s"
+                )
+                await asyncio.sleep(interval)
+                interval *= 2
+
+    async def _report_async(self, message: str) -> None:
+        await self.runner.call_in_thread(self, self.report, message)  # type: ignore[union-attr]
+
+    @contextlib.asynccontextmanager
+    async def _transport(self) -> AsyncIterator[Any]:
+        computer = self.computer
+        async with self.runner.transport_pool.request(  # type: ignore[union-attr]
+            computer.pool_key,
+            computer.get_transport,
+            safe_interval=computer.safe_interval(),
+            max_concurrent_operations=int(computer.options.get("max_concurrent_operations") or 8),
+        ) as transport:
+            yield transport
+
+    # -- upload ----------------------------------------------------------------------------------
+    def _job_template(self, calc_info: CalcInfo) -> Any:
+        from plait.schedulers import CodeRun, JobResources, JobTemplate
+
+        options = self.options
+        computer = self.computer
+        resources = dict(options.get("resources") or {})
+        if "num_mpiprocs_per_machine" not in resources and "tot_num_mpiprocs" not in resources:
+            default = computer.options.get("default_mpiprocs_per_machine")
+            if default:
+                resources["num_mpiprocs_per_machine"] = default
+        runs = []
+        prepend = [computer.options.get("prepend_text") or "", options.get("prepend_text") or ""]
+        append = [options.get("append_text") or "", computer.options.get("append_text") or ""]
+        for info in calc_info.codes_info:
+            code = info.code or self.inputs.get("code")
+            if info.executable:
+                executable, code_mpi = info.executable, None
+            elif code is not None:
+                prepend.append(code.prepend_text)
+                append.insert(0, code.append_text)
+                executable, code_mpi = code.get_executable(), code.with_mpi
+            else:
+                raise ValueError(f"{type(self).__name__}: a CodeInfo has no code and no `code` input was given")
+            withmpi = info.withmpi if info.withmpi is not None else (code_mpi or options.get("withmpi", False))
+            runs.append(
+                CodeRun(
+                    cmdline=[executable, *map(str, info.cmdline_params)],
+                    stdin_name=info.stdin_name,
+                    stdout_name=info.stdout_name,
+                    stderr_name=info.stderr_name,
+                    join_files=info.join_files,
+                    withmpi=bool(withmpi),
+                )
+            )
+        return JobTemplate(
+            job_name=f"plait-{self.pk}",
+            resources=JobResources.from_dict(resources),
+            max_wallclock_seconds=options.get("max_wallclock_seconds"),
+            queue_name=options.get("queue_name"),
+            account=options.get("account"),
+            qos=options.get("qos"),
+            max_memory_kb=options.get("max_memory_kb"),
+            custom_scheduler_commands=options.get("custom_scheduler_commands") or "",
+            environment={str(k): str(v) for k, v in (options.get("environment_variables") or {}).items()},
+            prepend_text="\n".join(t for t in prepend if t),
+            append_text="\n".join(t for t in append if t),
+            mpirun_command=list(computer.options.get("mpirun_command") or ["mpirun", "-np", "{tot_num_mpiprocs}"]),
+            code_runs=tuple(runs),
+            scheduler_stdout=options.get("scheduler_stdout", "_scheduler-stdout.txt"),
+            scheduler_stderr=options.get("scheduler_stderr", "_scheduler-stderr.txt"),
+        )
+
+    def _prepare_sandbox(self) -> tuple[Path, CalcInfo]:
+        """(thread) Run prepare_for_submission into a fresh folder and add the job script."""
+        sandbox = Path(tempfile.mkdtemp(prefix=f"plait-{self.pk}-"))
+        try:
+            calc_info = self.prepare_for_submission(sandbox)
+            if not isinstance(calc_info, CalcInfo):
+                raise TypeError(
+                    f"{type(self).__name__}.prepare_for_submission returned {type(calc_info).__name__}, not CalcInfo"
+                )
+            script = self.computer.get_scheduler().get_submit_script(self._job_template(calc_info))
+            (sandbox / SCRIPT_NAME).write_text(script)
+            # the exact inputs the job got are part of its provenance
+            files = {
+                p.relative_to(sandbox).as_posix(): p.read_bytes() for p in sorted(sandbox.rglob("*")) if p.is_file()
+            }
+            self.node.set_runtime_files({f"raw_input/{k}": v for k, v in files.items()})
+            _stage_local_copies(calc_info.local_copy_list, sandbox)
+        except BaseException:
+            shutil.rmtree(sandbox, ignore_errors=True)
+            raise
+        self._calc_info = calc_info
+        return sandbox, calc_info
+
+    async def _upload(self) -> None:
+        if self._sandbox is None:
+            self._sandbox, _ = await self.runner.call_in_thread(self, self._prepare_sandbox)  # type: ignore[union-attr]
+        sandbox = self._sandbox
+        calc_info = self._calc_info
+        assert calc_info is not None
+        async with self._transport() as transport:
+            if self._workdir is None:
+                base = self.computer.work_dir
+                if "{username}" in base:
+                    base = base.replace("{username}", await transport.whoami())
+                uuid = self.node.uuid
+                self._workdir = posixpath.join(base, uuid[:2], uuid[2:4], uuid[4:])
+            workdir = self._workdir
+            await transport.mkdir(workdir, parents=True, exist_ok=True)
+            await transport.puttree(sandbox, workdir)
+            for remote_source, target in calc_info.remote_copy_list:
+                await _ensure_parent(transport, workdir, target)
+                await transport.copy(remote_source, posixpath.join(workdir, target))
+            for remote_source, target in calc_info.remote_symlink_list:
+                await _ensure_parent(transport, workdir, target)
+                link = posixpath.join(workdir, target)
+                if await transport.exists(link):
+                    await transport.remove(link)
+                await transport.symlink(remote_source, link)
+        shutil.rmtree(sandbox, ignore_errors=True)
+        self._sandbox = None
+        remote = RemoteData(remote_path=workdir, computer=self.computer)
+        if "remote_folder" not in self._outputs:
+            self.out("remote_folder", remote)
+        self.node.set_runtime_attributes(remote_workdir=workdir)  # written with the next commit
+
+    # -- submit ------------------------------------------------------------------------------------
+    async def _wait_for_slot(self) -> None:
+        from plait.storage import get_backend
+
+        cap = self.computer.options.get("max_queued_jobs")
+        backend = get_backend()
+        announced = False
+        while not await self.runner.call_in_thread(  # type: ignore[union-attr]
+            self, backend.reserve_job_slot, self.pk, self.computer.pk, cap
+        ):
+            if not announced:
+                queued = await self.runner.call_in_thread(  # type: ignore[union-attr]
+                    self, backend.count_queued_jobs, self.computer.pk
+                )
+                status = (
+                    f"waiting for a slot on {self.computer.label}: {queued} jobs queued "
+                    f"(max_queued_jobs={cap})"
+                )
+                await self.runner.call_in_thread(  # type: ignore[union-attr]
+                    self, functools.partial(backend.update_process, self.pk, status=status, job_stage="waiting_slot")
+                )
+                announced = True
+            await asyncio.sleep(max(0.05, float(self.computer.options.get("minimum_poll_interval") or 0.5)))
+            self.runner.check_safe_point(self)  # type: ignore[union-attr]
+
+    async def _submit(self) -> None:
+        scheduler = self.computer.get_scheduler()
+        async with self._transport() as transport:
+            job_id = await scheduler.submit(transport, self._workdir, SCRIPT_NAME)
+        self._job_id = job_id
+        self.node.set_runtime_attributes(job_id=job_id)  # written with the next commit
+
+    # -- update ------------------------------------------------------------------------------------
+    async def _update(self) -> None:
+        from plait.storage import get_backend
+
+        assert self._job_id is not None
+        loop = asyncio.get_running_loop()
+        backend = get_backend()
+
+        def on_update(info: Any) -> None:
+            reason = f" ({info.reason})" if info.reason and info.reason != "None" else ""
+            status = f"job {info.job_id}: {info.state.value} in {self.computer.scheduler_type}{reason}"
+            update = functools.partial(backend.update_process, self.pk, status=status)
+            loop.create_task(self.runner.call_in_thread(None, update))  # type: ignore[union-attr]
+
+        info = await self.runner.job_manager.wait_for_job(self.computer, self._job_id, on_update)  # type: ignore[union-attr]
+        self._job_info = {
+            "state": info.state.value,
+            "raw_state": info.raw_state,
+            "reason": info.reason,
+            "failure": info.failure,
+            "exit_code": info.exit_code,
+        }
+
+    # -- retrieve ------------------------------------------------------------------------------------
+    async def _retrieve(self) -> None:
+        from plait.schedulers import JobTemplate
+
+        options = self.options
+        calc_info = await self._get_calc_info()
+        names = [
+            *calc_info.retrieve_list,
+            *options.get("additional_retrieve_list", []),
+            options.get("scheduler_stdout", "_scheduler-stdout.txt"),
+            options.get("scheduler_stderr", "_scheduler-stderr.txt"),
+        ]
+        target = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"plait-retrieve-{self.pk}-"))
+        try:
+            async with self._transport() as transport:
+                listing: dict[str, dict[str, Any]] = {}
+                for name in dict.fromkeys(names):
+                    await _retrieve_item(transport, self._workdir, name, target, listing)
+                exit_file = posixpath.join(self._workdir, JobTemplate.exit_code_file)  # type: ignore[arg-type]
+                try:
+                    text = (await transport.read_bytes(exit_file)).decode().strip()
+                    self._job_exit_status = int(text) if text else None
+                except Exception as exc:
+                    from plait.transports import PathNotFoundError
+
+                    if not isinstance(exc, PathNotFoundError):
+                        raise
+                    self._job_exit_status = None
+            folder = await self.runner.call_in_thread(self, _store_folder, target)  # type: ignore[union-attr]
+        finally:
+            await asyncio.to_thread(shutil.rmtree, target, True)
+        self._retrieved_pk = folder.pk
+        self._outputs["retrieved"] = folder
+        self._pending_outputs.append(("retrieved", folder))
+
+    async def _get_calc_info(self) -> CalcInfo:
+        if getattr(self, "_calc_info", None) is None:
+            self._calc_info = await self.runner.call_in_thread(self, self._calc_info_again)  # type: ignore[union-attr]
+        return self._calc_info
+
+    def _calc_info_again(self) -> CalcInfo:
+        """(thread) On resume the retrieve list is recomputed by preparing the inputs again."""
+        sandbox = Path(tempfile.mkdtemp(prefix=f"plait-{self.pk}-again-"))
+        try:
+            return self.prepare_for_submission(sandbox)
+        finally:
+            shutil.rmtree(sandbox, ignore_errors=True)
+
+    async def _retrieve_temporary(self) -> None:
+        target = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"plait-temporary-{self.pk}-"))
+        calc_info = await self._get_calc_info()
+        async with self._transport() as transport:
+            listing: dict[str, dict[str, Any]] = {}
+            for name in calc_info.retrieve_temporary_list:
+                await _retrieve_item(transport, self._workdir, name, target, listing)
+        self._temporary_folder = target
+
+    # -- parse -----------------------------------------------------------------------------------------
+    def _parse(self) -> ExitCode | None:
+        """(thread) Scheduler verdict, then the parser, then the code's exit status."""
+        from plait.engine.parser import get_parser_class
+
+        scheduler_code = self._scheduler_exit_code()
+        parser_name = self.options.get("parser_name") or self._default_parser
+        parsed: ExitCode | None = None
+        if parser_name:
+            parser = get_parser_class(parser_name)(self)
+            kwargs = {}
+            if self._temporary_folder is not None:
+                kwargs["retrieved_temporary_folder"] = self._temporary_folder
+            parsed = parser.parse(**kwargs)
+            if parsed is not None and not isinstance(parsed, ExitCode):
+                raise TypeError(f"parser {parser_name} returned {type(parsed).__name__}: return None or an ExitCode")
+        if scheduler_code is not None:
+            return scheduler_code
+        if parsed is not None and parsed.status != 0:
+            return parsed
+        status = self._job_exit_status
+        if status and not self.options.get("ignore_nonzero_exit_status"):
+            return self.exit_codes.ERROR_CODE_FAILED.format(status=status)
+        return None
+
+    def _scheduler_exit_code(self) -> ExitCode | None:
+        info = self._job_info or {}
+        reason = f"{info.get('raw_state') or 'gone'} ({info.get('reason') or 'no reason given'})"
+        failure = info.get("failure")
+        if failure == "walltime":
+            return self.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.format(reason=reason)
+        if failure == "out_of_memory":
+            return self.exit_codes.ERROR_SCHEDULER_OUT_OF_MEMORY.format(reason=reason)
+        if failure == "node_failure":
+            return self.exit_codes.ERROR_SCHEDULER_NODE_FAILURE.format(reason=reason)
+        if info.get("state") == "failed" and self._job_exit_status is None:
+            return self.exit_codes.ERROR_SCHEDULER_JOB_FAILED.format(reason=reason)
+        if self._job_exit_status is None:
+            return self.exit_codes.ERROR_SCHEDULER_JOB_FAILED.format(
+                reason=f"{reason}; the job ended without writing its exit-code file (killed?)"
+            )
+        return None
+
+    # -- kill --------------------------------------------------------------------------------------------
+    async def _on_kill(self) -> None:
+        """Cancel the scheduler job, if one was submitted and may still run."""
+        if self._job_id is None or self._stage not in (_Stage.UPDATE,):
+            return
+        scheduler = self.computer.get_scheduler()
+        try:
+            async with self._transport() as transport:
+                await scheduler.kill(transport, self._job_id)
+            await self._report_async(f"cancelled scheduler job {self._job_id}")
+        except Exception as exc:
+            await self._report_async(f"could not cancel scheduler job {self._job_id}: {exc}")
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+def _stage_local_copies(copies: list[tuple[Node, str, str]], sandbox: Path) -> None:
+    """(thread) Write the files of input nodes into the sandbox at their target paths."""
+    for node, source, target in copies:
+        if not node.is_stored:
+            raise ValueError(f"local_copy_list: {node!r} is not stored")
+        paths = node.list_file_paths()
+        if source:
+            selected = [p for p in paths if p == source or p.startswith(source.rstrip("/") + "/")]
+            if not selected:
+                raise FileNotFoundError(f"local_copy_list: {node!r} has no file '{source}'")
+        else:
+            selected = paths
+        for path in selected:
+            if source and path == source:
+                relative = target
+            else:
+                relative = posixpath.join(target, path[len(source) :].lstrip("/")) if source else posixpath.join(target, path)
+            destination = sandbox / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            node.copy_file_to(path, destination)
+
+
+async def _ensure_parent(transport: Any, workdir: str, target: str) -> None:
+    parent = posixpath.dirname(target)
+    if parent:
+        await transport.mkdir(posixpath.join(workdir, parent), parents=True, exist_ok=True)
+
+
+async def _retrieve_item(
+    transport: Any, workdir: str | None, name: str, target: Path, listing: dict[str, dict[str, Any]]
+) -> None:
+    """Copy ``name`` (a path or a glob, relative to the job folder) from the computer into ``target``.
+
+    ``listing`` caches one ``listdir_with_attributes`` per remote folder, so
+    retrieving many files costs one listing plus one transfer each.
+    """
+    assert workdir is not None
+    directory, pattern = posixpath.split(name)
+    remote_dir = posixpath.join(workdir, directory) if directory else workdir
+    if remote_dir not in listing:
+        from plait.transports import NotADirectoryTransportError, PathNotFoundError
+
+        try:
+            listing[remote_dir] = await transport.listdir_with_attributes(remote_dir)
+        except (PathNotFoundError, NotADirectoryTransportError):
+            listing[remote_dir] = {}
+    entries = listing[remote_dir]
+    if _GLOB & set(pattern):
+        names = [item for item in entries if fnmatch.fnmatchcase(item, pattern)]
+    else:
+        names = [pattern] if pattern in entries else []
+    for item in names:
+        remote = posixpath.join(remote_dir, item)
+        local = target / directory / item if directory else target / item
+        attributes = entries[item]
+        if attributes.is_symlink:
+            attributes = await transport.stat(remote)
+        if attributes.is_dir:
+            await transport.gettree(remote, local)
+        elif attributes.is_file:
+            if directory:
+                await asyncio.to_thread(os.makedirs, local.parent, exist_ok=True)
+            await transport.get(remote, local)
+
+
+def _store_folder(path: Path) -> FolderData:
+    folder = FolderData(tree=path)
+    folder.store()
+    return folder
