@@ -123,6 +123,52 @@ class AtomicLocalFile:
                 pass
 
 
+def write_file_atomically(target: LocalPath, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``target`` through a temporary file; set the permission bits if given."""
+    atomic = AtomicLocalFile(target)
+    try:
+        atomic.write(data)
+        atomic.commit(mode)
+    except BaseException:
+        atomic.discard()
+        raise
+
+
+class LocalSource:
+    """A local file read in chunks for an upload.
+
+    Opening it reads the first chunk, so a small file costs a single trip to
+    a worker thread; the file is closed as soon as its end is reached.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, PermissionError: from opening ``path``.
+    """
+
+    def __init__(self, path: LocalPath, chunk_size: int) -> None:
+        self.chunk_size = chunk_size
+        self._file = open(path, "rb")  # closed by read() at the end, or close()
+        try:
+            self.mode = stat.S_IMODE(os.fstat(self._file.fileno()).st_mode)
+            self.first = self.read()
+        except BaseException:
+            self._file.close()
+            raise
+
+    @property
+    def finished(self) -> bool:
+        return self._file.closed
+
+    def read(self) -> bytes:
+        """The next chunk; a short one is the last."""
+        data = self._file.read(self.chunk_size)
+        if len(data) < self.chunk_size:
+            self._file.close()
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def copy_file_atomically(source: LocalPath, destination: LocalPath) -> None:
     """Copy a local file's data and permission bits; ``destination`` appears whole or not at all."""
     source_str = os.fspath(source)
