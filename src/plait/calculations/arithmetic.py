@@ -29,12 +29,6 @@ class ArithmeticAddCalculation(CalcJob):
         spec.input("y", valid_type=(Int, Float), help="the right operand")
         spec.input("metadata.options.input_filename", valid_type=str, default="plait.in", non_db=True)
         spec.input("metadata.options.output_filename", valid_type=str, default="plait.out", non_db=True)
-        spec.input(
-            "metadata.options.resources",
-            valid_type=dict,
-            default=lambda: {"num_machines": 1, "num_mpiprocs_per_machine": 1},
-            non_db=True,
-        )
         spec.output("sum", valid_type=(Int, Float), help="x + y")
         spec.exit_code(410, "ERROR_NEGATIVE_NUMBER", "the sum of the operands is negative")
 
@@ -47,6 +41,8 @@ class ArithmeticAddCalculation(CalcJob):
         options = self.options
         (folder / options["input_filename"]).write_text(script)
         return CalcInfo(
-            codes_info=[CodeInfo(stdin_name=options["input_filename"], stdout_name=options["output_filename"])],
+            codes_info=[
+                CodeInfo(stdin_name=options["input_filename"], stdout_name=options["output_filename"])
+            ],
             retrieve_list=[options["output_filename"]],
         )

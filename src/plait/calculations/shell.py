@@ -67,12 +67,6 @@ class ShellJob(CalcJob):
         spec.input("arguments", valid_type=List, required=False, validator=_check_arguments)
         spec.input_namespace("nodes", dynamic=True, valid_type=Data, help="files, folders and values")
         spec.input("outputs", valid_type=List, required=False, help="file names or globs to attach")
-        spec.input(
-            "metadata.options.resources",
-            valid_type=dict,
-            default=lambda: {"num_machines": 1, "num_mpiprocs_per_machine": 1},
-            non_db=True,
-        )
         spec.output(STDOUT, valid_type=SinglefileData, required=False)
         spec.output(STDERR, valid_type=SinglefileData, required=False)
         spec.outputs.dynamic = True
@@ -96,7 +90,9 @@ class ShellJob(CalcJob):
             fields = {name for _, name, _, _ in string.Formatter().parse(argument) if name}
             missing = fields - set(substitutions)
             if missing:
-                raise ValueError(f"argument '{argument}' names {', '.join(sorted(missing))}, which no node provides")
+                raise ValueError(
+                    f"argument '{argument}' names {', '.join(sorted(missing))}, which no node provides"
+                )
             arguments.append(argument.format(**substitutions) if fields else argument)
         copies = []
         for key, node in (self.inputs.get("nodes") or {}).items():

@@ -127,7 +127,9 @@ class CalcJob(Process):
     @classmethod
     def define(cls, spec: ProcessSpec) -> None:
         super().define(spec)
-        spec.input("code", valid_type=Code, required=False, help="the code to run (its computer runs the job)")
+        spec.input(
+            "code", valid_type=Code, required=False, help="the code to run (its computer runs the job)"
+        )
         spec.input(
             "metadata.computer",
             valid_type=str,
@@ -137,8 +139,9 @@ class CalcJob(Process):
         )
         spec.input_namespace("metadata.options", non_db=True, help="how the job runs")
         option = spec.input
-        option("metadata.options.resources", valid_type=dict, default=lambda: {}, non_db=True,
-               validator=_check_resources, help="num_machines, num_mpiprocs_per_machine, ...")  # fmt: skip
+        option("metadata.options.resources", valid_type=dict, non_db=True, validator=_check_resources,
+               default=lambda: {"num_machines": 1, "num_mpiprocs_per_machine": 1},
+               help="num_machines, num_mpiprocs_per_machine, ... (default: one process on one machine)")  # fmt: skip
         option("metadata.options.max_wallclock_seconds", valid_type=int, required=False, non_db=True)
         option("metadata.options.queue_name", valid_type=str, required=False, non_db=True)
         option("metadata.options.account", valid_type=str, required=False, non_db=True)
@@ -151,8 +154,12 @@ class CalcJob(Process):
         option("metadata.options.append_text", valid_type=str, default="", non_db=True)
         option("metadata.options.input_filename", valid_type=str, required=False, non_db=True)
         option("metadata.options.output_filename", valid_type=str, required=False, non_db=True)
-        option("metadata.options.scheduler_stdout", valid_type=str, default="_scheduler-stdout.txt", non_db=True)
-        option("metadata.options.scheduler_stderr", valid_type=str, default="_scheduler-stderr.txt", non_db=True)
+        option(
+            "metadata.options.scheduler_stdout", valid_type=str, default="_scheduler-stdout.txt", non_db=True
+        )
+        option(
+            "metadata.options.scheduler_stderr", valid_type=str, default="_scheduler-stderr.txt", non_db=True
+        )
         option("metadata.options.parser_name", valid_type=str, required=False, non_db=True)
         option("metadata.options.additional_retrieve_list", valid_type=list, default=lambda: [], non_db=True)
         option("metadata.options.ignore_nonzero_exit_status", valid_type=bool, default=False, non_db=True,
@@ -165,7 +172,9 @@ class CalcJob(Process):
         spec.exit_code(112, "ERROR_SCHEDULER_OUT_OF_MEMORY", "the job ran out of memory: {reason}")
         spec.exit_code(113, "ERROR_SCHEDULER_NODE_FAILURE", "a node of the job failed: {reason}")
         spec.exit_code(120, "ERROR_CODE_FAILED", "the code exited with status {status}")
-        spec.exit_code(300, "ERROR_MISSING_OUTPUT_FILES", "output files the parser needs are missing: {files}")
+        spec.exit_code(
+            300, "ERROR_MISSING_OUTPUT_FILES", "output files the parser needs are missing: {files}"
+        )
         spec.exit_code(310, "ERROR_READING_OUTPUT_FILE", "an output file could not be read: {message}")
         spec.exit_code(320, "ERROR_INVALID_OUTPUT", "the output files hold invalid content: {message}")
 
@@ -250,7 +259,10 @@ class CalcJob(Process):
                 await self._wait_for_slot()
                 await self._retrying("submit", self._submit)
                 await self._advance(
-                    _Stage.UPDATE, "waiting", f"submitted as job {self._job_id}; waiting for the scheduler", "queued"
+                    _Stage.UPDATE,
+                    "waiting",
+                    f"submitted as job {self._job_id}; waiting for the scheduler",
+                    "queued",
                 )
             elif self._stage == _Stage.UPDATE:
                 await self._retrying("update", self._update)
@@ -296,7 +308,7 @@ class CalcJob(Process):
                 attempt += 1
                 if attempt >= attempts:
                     reason = f"{task} failed {attempt} times; last error: {type(exc).__name__}: {exc}"
-                    await self.runner.pause(self, reason=reason)  # type: ignore[union-attr]
+                    await self.runner.pause_process(self, reason=reason)  # type: ignore[union-attr]
                     attempt, interval = 0, initial
                     continue
                 await self._report_async(
@@ -342,8 +354,12 @@ class CalcJob(Process):
                 append.insert(0, code.append_text)
                 executable, code_mpi = code.get_executable(), code.with_mpi
             else:
-                raise ValueError(f"{type(self).__name__}: a CodeInfo has no code and no `code` input was given")
-            withmpi = info.withmpi if info.withmpi is not None else (code_mpi or options.get("withmpi", False))
+                raise ValueError(
+                    f"{type(self).__name__}: a CodeInfo has no code and no `code` input was given"
+                )
+            withmpi = (
+                info.withmpi if info.withmpi is not None else (code_mpi or options.get("withmpi", False))
+            )
             runs.append(
                 CodeRun(
                     cmdline=[executable, *map(str, info.cmdline_params)],
@@ -366,7 +382,9 @@ class CalcJob(Process):
             environment={str(k): str(v) for k, v in (options.get("environment_variables") or {}).items()},
             prepend_text="\n".join(t for t in prepend if t),
             append_text="\n".join(t for t in append if t),
-            mpirun_command=list(computer.options.get("mpirun_command") or ["mpirun", "-np", "{tot_num_mpiprocs}"]),
+            mpirun_command=list(
+                computer.options.get("mpirun_command") or ["mpirun", "-np", "{tot_num_mpiprocs}"]
+            ),
             code_runs=tuple(runs),
             scheduler_stdout=options.get("scheduler_stdout", "_scheduler-stdout.txt"),
             scheduler_stderr=options.get("scheduler_stderr", "_scheduler-stderr.txt"),
@@ -385,7 +403,9 @@ class CalcJob(Process):
             (sandbox / SCRIPT_NAME).write_text(script)
             # the exact inputs the job got are part of its provenance
             files = {
-                p.relative_to(sandbox).as_posix(): p.read_bytes() for p in sorted(sandbox.rglob("*")) if p.is_file()
+                p.relative_to(sandbox).as_posix(): p.read_bytes()
+                for p in sorted(sandbox.rglob("*"))
+                if p.is_file()
             }
             self.node.set_runtime_files({f"raw_input/{k}": v for k, v in files.items()})
             _stage_local_copies(calc_info.local_copy_list, sandbox)
@@ -446,7 +466,10 @@ class CalcJob(Process):
                     f"(max_queued_jobs={cap})"
                 )
                 await self.runner.call_in_thread(  # type: ignore[union-attr]
-                    self, functools.partial(backend.update_process, self.pk, status=status, job_stage="waiting_slot")
+                    self,
+                    functools.partial(
+                        backend.update_process, self.pk, status=status, job_stage="waiting_slot"
+                    ),
                 )
                 announced = True
             await asyncio.sleep(max(0.05, float(self.computer.options.get("minimum_poll_interval") or 0.5)))
@@ -554,7 +577,9 @@ class CalcJob(Process):
                 kwargs["retrieved_temporary_folder"] = self._temporary_folder
             parsed = parser.parse(**kwargs)
             if parsed is not None and not isinstance(parsed, ExitCode):
-                raise TypeError(f"parser {parser_name} returned {type(parsed).__name__}: return None or an ExitCode")
+                raise TypeError(
+                    f"parser {parser_name} returned {type(parsed).__name__}: return None or an ExitCode"
+                )
         if scheduler_code is not None:
             return scheduler_code
         if parsed is not None and parsed.status != 0:
@@ -615,7 +640,11 @@ def _stage_local_copies(copies: list[tuple[Node, str, str]], sandbox: Path) -> N
             if source and path == source:
                 relative = target
             else:
-                relative = posixpath.join(target, path[len(source) :].lstrip("/")) if source else posixpath.join(target, path)
+                relative = (
+                    posixpath.join(target, path[len(source) :].lstrip("/"))
+                    if source
+                    else posixpath.join(target, path)
+                )
             destination = sandbox / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             node.copy_file_to(path, destination)

@@ -77,7 +77,9 @@ class _ComputerPoller:
                     self.computer.pool_key,
                     self.computer.get_transport,
                     safe_interval=self.computer.safe_interval(),
-                    max_concurrent_operations=int(self.computer.options.get("max_concurrent_operations") or 8),
+                    max_concurrent_operations=int(
+                        self.computer.options.get("max_concurrent_operations") or 8
+                    ),
                 ) as transport:
                     infos = await self.scheduler.query(transport, job_ids)
                 self.polls += 1

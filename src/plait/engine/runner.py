@@ -359,9 +359,9 @@ class Runner:
         """Safe point after a committed step: honour kill and pause requests."""
         self.check_safe_point(process)
         if process._pause_requested:
-            await self.pause(process)
+            await self.pause_process(process)
 
-    async def pause(self, process: Process, reason: str | None = None) -> None:
+    async def pause_process(self, process: Process, reason: str | None = None) -> None:
         """Mark ``process`` paused (with ``reason`` as its status) and wait until it is played.
 
         Used for pause requests at a safe point, and by calculation jobs whose
@@ -374,9 +374,16 @@ class Runner:
         fields: dict[str, Any] = {"paused": True}
         if reason:
             fields["status"] = f"paused: {reason}"
-        await self.call_in_thread(process, functools.partial(self.backend.update_process, process.pk, **fields))
         await self.call_in_thread(
-            process, self.backend.insert_log, process.pk, "WARNING" if reason else "REPORT", reason or "paused", {}
+            process, functools.partial(self.backend.update_process, process.pk, **fields)
+        )
+        await self.call_in_thread(
+            process,
+            self.backend.insert_log,
+            process.pk,
+            "WARNING" if reason else "REPORT",
+            reason or "paused",
+            {},
         )
         process.node._process["paused"] = True
         await self.on_paused(process)
@@ -389,7 +396,9 @@ class Runner:
         fields = {"paused": False}
         if reason:
             fields["status"] = previous_status
-        await self.call_in_thread(process, functools.partial(self.backend.update_process, process.pk, **fields))
+        await self.call_in_thread(
+            process, functools.partial(self.backend.update_process, process.pk, **fields)
+        )
         await self.call_in_thread(process, self.backend.insert_log, process.pk, "REPORT", "played", {})
         process.node._process["paused"] = False
 

@@ -4,6 +4,8 @@ Importing this package does not open the database (nor import SQLAlchemy):
 storage is reached on the first store or load.
 """
 
+from plait.orm.code import Code, InstalledCode, PortableCode, load_code
+from plait.orm.computer import Computer
 from plait.orm.data import (
     BaseType,
     Bool,
@@ -18,8 +20,6 @@ from plait.orm.data import (
     Str,
     to_node,
 )
-from plait.orm.code import Code, InstalledCode, PortableCode, load_code
-from plait.orm.computer import Computer
 from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNotAllowed
 from plait.orm.node import Data, LinkType, Node, load_node
 from plait.orm.process_nodes import (

@@ -110,11 +110,15 @@ class Computer:
         for name in ("minimum_poll_interval", "retry_initial_interval"):
             value = self.options[name]
             if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"computer '{self.label}': option {name} must be a number >= 0, got {value!r}")
+                raise ValueError(
+                    f"computer '{self.label}': option {name} must be a number >= 0, got {value!r}"
+                )
         for name in ("max_queued_jobs", "default_mpiprocs_per_machine"):
             value = self.options[name]
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"computer '{self.label}': option {name} must be a positive integer, got {value!r}")
+                raise ValueError(
+                    f"computer '{self.label}': option {name} must be a positive integer, got {value!r}"
+                )
         if not isinstance(self.options["retry_max_attempts"], int) or self.options["retry_max_attempts"] < 1:
             raise ValueError(f"computer '{self.label}': option retry_max_attempts must be >= 1")
         if "{" in self.work_dir.replace("{username}", ""):

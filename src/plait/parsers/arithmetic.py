@@ -13,7 +13,9 @@ __all__ = ["ArithmeticAddParser"]
 
 class ArithmeticAddParser(Parser):
     def parse(self, **kwargs: Any) -> ExitCode | None:
-        filename = self.node.get_attribute("metadata", {}).get("options", {}).get("output_filename", "plait.out")
+        filename = (
+            self.node.get_attribute("metadata", {}).get("options", {}).get("output_filename", "plait.out")
+        )
         try:
             text = self.retrieved.get_object_content(filename).strip()
         except FileNotFoundError:
@@ -25,7 +27,9 @@ class ArithmeticAddParser(Parser):
             try:
                 value = float(text)
             except ValueError:
-                return self.exit_codes.ERROR_READING_OUTPUT_FILE.format(message=f"'{text[:50]}' is not a number")
+                return self.exit_codes.ERROR_READING_OUTPUT_FILE.format(
+                    message=f"'{text[:50]}' is not a number"
+                )
             node = Float(value)
         self.out("sum", node)
         if value < 0:
