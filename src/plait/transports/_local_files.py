@@ -29,7 +29,7 @@ def temporary_sibling(path: str, *, pathmod: ModuleType = posixpath) -> str:
     ``pathmod`` is :mod:`posixpath` for remote paths and :mod:`os.path` for local ones.
     """
     head, tail = pathmod.split(path)
-    return pathmod.join(head, f".{tail}{TEMPORARY_MARKER}{secrets.token_hex(6)}")
+    return str(pathmod.join(head, f".{tail}{TEMPORARY_MARKER}{secrets.token_hex(6)}"))
 
 
 def is_temporary_name(name: str) -> bool:

@@ -14,6 +14,8 @@ reading it in ``plait process report`` knows what to fix.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AuthenticationError",
     "ConnectionFailedError",
@@ -74,14 +76,21 @@ class TransportError(Exception):
         prefix = " ".join(where)
         return f"{prefix}: {self.reason}" if prefix else self.reason
 
-    def __reduce__(self):  # keep the structured fields when copied between threads
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # keep the structured fields when copied
         return (
             _rebuild,
             (type(self), self.reason, self.host, self.operation, self.path, self.retryable),
         )
 
 
-def _rebuild(cls, reason, host, operation, path, retryable):
+def _rebuild(
+    cls: type[TransportError],
+    reason: str,
+    host: str | None,
+    operation: str | None,
+    path: str | None,
+    retryable: bool,
+) -> TransportError:
     return cls(reason, host=host, operation=operation, path=path, retryable=retryable)
 
 

@@ -28,7 +28,7 @@ import stat
 import sys
 import time
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _remote_shell as shell
 from ._local_files import (
@@ -107,7 +107,7 @@ class _HostKeyVerdict:
         import asyncssh
 
         known_hosts = self.options.known_hosts_file
-        recorded = []
+        recorded: Sequence[asyncssh.SSHKey] = []
         if known_hosts and os.path.isfile(known_hosts):
             recorded = asyncssh.match_known_hosts(known_hosts, host, addr, None if port == 22 else port)[0]
         description = f"{key.get_algorithm()} key {key.get_fingerprint()}"
@@ -253,8 +253,9 @@ class SshTransport(Transport):
         opts = self.options
         # three empty key lists mean "trust no key"; an empty value would mean the default file.
         known_hosts: object = ([], [], [])
-        if opts.known_hosts_file and await asyncio.to_thread(os.path.isfile, opts.known_hosts_file):
-            known_hosts = opts.known_hosts_file
+        if opts.known_hosts_file is not None:
+            if await asyncio.to_thread(os.path.isfile, opts.known_hosts_file):
+                known_hosts = opts.known_hosts_file
         ciphers: object = ()
         if not opts.config_file or not await asyncio.to_thread(_configures_ciphers, opts.config_file):
             ciphers = PREFERRED_CIPHERS  # an explicit ``Ciphers`` line in the user's config wins
@@ -504,7 +505,7 @@ class SshTransport(Transport):
             size = attrs.size or 0
             with self._mapped(operation, remotepath):
                 # a size of 0 may be a lie (/proc files): ask for a whole chunk then.
-                first = await remote.read(size if 0 < size < CHUNK_SIZE else CHUNK_SIZE, 0)
+                first = cast(bytes, await remote.read(size if 0 < size < CHUNK_SIZE else CHUNK_SIZE, 0))
             if len(first) < CHUNK_SIZE:
                 await asyncio.to_thread(write_file_atomically, localpath, first, attrs.permissions)
                 return
@@ -515,7 +516,7 @@ class SshTransport(Transport):
                     await asyncio.to_thread(target.write, chunk)
                     offset += len(chunk)
                     with self._mapped(operation, remotepath):
-                        chunk = await remote.read(CHUNK_SIZE, offset)
+                        chunk = cast(bytes, await remote.read(CHUNK_SIZE, offset))
                 await asyncio.to_thread(target.commit, attrs.permissions)
             except BaseException:
                 await asyncio.to_thread(target.discard)

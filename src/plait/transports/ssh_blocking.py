@@ -616,7 +616,7 @@ class BlockingSshTransport(BlockingTransport):
             try:
                 with sftp.open(path, "rb") as remote:
                     remote.prefetch(None, PREFETCH_REQUESTS)
-                    return remote.read()
+                    return bytes(remote.read())
             except OSError as exc:
                 if not self._is_generic(exc):
                     raise

@@ -216,12 +216,17 @@ class LoopbackSshd:
             if self.process.poll() is not None:
                 break
             if self._answers():
+                self._wait_for_no_sessions(deadline)  # the probe's pre-auth child exits on its own
                 return
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(
             f"sshd on port {self.port} did not start; its log:\n{self.log.read_text()[-3000:]}"
         )
+
+    def _wait_for_no_sessions(self, deadline: float) -> None:
+        while self.session_pids() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _answers(self) -> bool:
         try:
