@@ -1,0 +1,93 @@
+"""(c) many concurrent CalcJobs in one process: N ``ShellJob``s running ``sleep 1`` at once (default N=1000).
+
+Inside one ``asyncio.run``::
+
+    await asyncio.gather(*(plait.arun_get_node(ShellJob, command=Str("sleep"), arguments=List(["1"]))
+                           for _ in range(N)))
+
+on the ``localhost`` computer (local transport, direct scheduler, its default options).  Reports the wall time,
+jobs/s, the peak RSS of the process (``ru_maxrss``) and how many jobs finished ok (all must).  Also the longest
+stall of the event loop while the jobs ran, measured by a task that sleeps 5 ms in a loop and records its largest
+overshoot (plait's rule: nothing blocks the loop for long).  There is no aiida anchor for this row.
+
+A warm-up of 1 job opens the profile first (not timed).
+
+    python3 benchmarks/bench_concurrent_jobs.py [-n 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import _common
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("-n", type=int, default=1000, help="number of concurrent jobs")
+parser.add_argument("--seconds", default="1", help="argument of sleep")
+parser.add_argument("--warmup", type=int, default=1)
+_common.add_common_args(parser)
+args = parser.parse_args()
+name = f"c_concurrent_jobs{args.tag}"
+_common.fresh_home(name, args)
+
+import plait  # noqa: E402
+from plait.calculations.shell import ShellJob  # noqa: E402
+from plait.orm import Computer, List, Str  # noqa: E402
+
+TICK = 0.005
+
+
+async def watch_loop(stop: asyncio.Event, worst: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        t = loop.time()
+        await asyncio.sleep(TICK)
+        worst[0] = max(worst[0], loop.time() - t - TICK)
+
+
+async def launch(n: int) -> tuple[list, float, float]:
+    stop, worst = asyncio.Event(), [0.0]
+    watcher = asyncio.create_task(watch_loop(stop, worst))
+    t0 = time.perf_counter()
+    results = await asyncio.gather(
+        *(
+            plait.arun_get_node(ShellJob, command=Str("sleep"), arguments=List([args.seconds]))
+            for _ in range(n)
+        ),
+        return_exceptions=True,
+    )
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    await watcher
+    return results, elapsed, worst[0]
+
+
+if args.warmup:
+    asyncio.run(launch(args.warmup))
+rss_before = _common.peak_rss_kib()
+
+results, elapsed, stall = asyncio.run(launch(args.n))
+
+errors = [r for r in results if isinstance(r, BaseException)]
+ok = sum(1 for r in results if not isinstance(r, BaseException) and r[1].is_finished_ok)
+not_ok = [r[1] for r in results if not isinstance(r, BaseException) and not r[1].is_finished_ok]
+options = Computer.get("localhost").options
+record = {
+    "n": args.n,
+    "command": f"sleep {args.seconds}",
+    "finished_ok": ok,
+    "all_finished_ok": ok == args.n,
+    "errors": [repr(e)[:300] for e in errors[:3]],
+    "not_ok": [(n.pk, str(n.process_state), n.exit_status) for n in not_ok[:3]],
+    "minimum_poll_interval": options["minimum_poll_interval"],
+    "safe_interval": options["safe_interval"],
+    "max_concurrent_operations": options["max_concurrent_operations"],
+    "elapsed_s": round(elapsed, 4),
+    "jobs_per_s": round(args.n / elapsed, 2),
+    "max_loop_stall_s": round(stall, 4),
+    "peak_rss_kib_before": rss_before,
+}
+_common.emit(name, record)
+assert ok == args.n, f"{ok}/{args.n} finished ok; errors {record['errors']}; not ok {record['not_ok']}"
