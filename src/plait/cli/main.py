@@ -90,6 +90,7 @@ def cli(ctx: click.Context, profile_name: str | None) -> None:
 
 
 def _register() -> None:
+    from plait.cli.computer import computer
     from plait.cli.demo import demo
     from plait.cli.node import node
     from plait.cli.process import process
@@ -98,6 +99,8 @@ def _register() -> None:
     from plait.cli.status import status
 
     for command in (status, profile, process, node, run, demo):
+        cli.add_command(command)
+    for command in (computer,):
         cli.add_command(command)
 
 
