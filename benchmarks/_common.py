@@ -44,9 +44,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--home",
         default=None,
-        help="use this PLAIT_HOME instead of a fresh scratch folder (kept at exit)",
+        help="use this PLAIT_HOME instead of a fresh scratch folder (kept at exit; compare.py passes a "
+        "fresh one whose profile it has created already)",
     )
-    parser.add_argument("--keep-home", action="store_true", help="do not delete the scratch PLAIT_HOME at exit")
+    parser.add_argument(
+        "--keep-home", action="store_true", help="do not delete the scratch PLAIT_HOME at exit"
+    )
     parser.add_argument("--tag", default="", help="suffix of the result name (results/<name><tag>.jsonl)")
     parser.add_argument(
         "--first-use",
@@ -69,7 +72,8 @@ def fresh_home(name: str, args: argparse.Namespace) -> Path:
             atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ["PLAIT_HOME"] = str(home)
     os.environ["PLAIT_PROFILE"] = os.environ.get("PLAIT_BENCH_PROFILE", "default")
-    if not args.first_use:
+    database = home / "profiles" / os.environ["PLAIT_PROFILE"] / "database.sqlite"
+    if not args.first_use and not database.exists():
         # Create the profile and its schema in another interpreter, so that this process's peak RSS and
         # timings are those of an installed plait (the one-time migration imports Alembic and Mako).
         t0 = time.perf_counter()
@@ -89,22 +93,33 @@ def peak_rss_kib() -> int:
 
 
 def plait_version() -> str:
+    """``<version>+<commit>`` of the plait that was imported; ``-dirty`` if its src/ has uncommitted changes.
+
+    compare.py sets ``$PLAIT_BENCH_REV`` when it benchmarks an exported revision.
+    """
     try:
         import plait
 
         version = plait.__version__
+        src = Path(plait.__file__).resolve().parent
     except Exception:  # pragma: no cover - reported, not fatal
         return "?"
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{version}+{commit}" if commit else version
+    if os.environ.get("PLAIT_BENCH_REV"):
+        return f"{version}+{os.environ['PLAIT_BENCH_REV']}"
+
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(src), *argv], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return version
+    dirty = "-dirty" if git("status", "--porcelain", "--", ".") else ""
+    return f"{version}+{commit}{dirty}"
 
 
 def emit(name: str, record: dict) -> None:

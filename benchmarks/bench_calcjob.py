@@ -1,14 +1,14 @@
-"""(c) N ArithmeticAddCalculation CalcJobs run in-process one after another: the same scenario as the aiida anchor.
+"""(c) N ArithmeticAddCalculation CalcJobs run in-process one after another, as in the aiida anchor.
 
-Computer ``localhost`` (local transport, direct scheduler; it exists in every profile) and an InstalledCode
-``bash-add`` running ``/bin/bash``.  After 1 untimed warm-up job, ``run_get_node(ArithmeticAddCalculation,
-code=code, x=Int(i), y=Int(1))`` N times (default 20); each job must be ``is_finished_ok`` with ``sum == i+1``.
-The computer's options (``minimum_poll_interval``, ``safe_interval``...) are recorded as found; plait runs job
-commands with plain ``bash``, never a login shell, which is what the anchor's fair row
-(poll 0, safe 0, ``use_login_shell=False``) compares against.
+Computer ``localhost`` (local transport, direct scheduler; it exists in every profile) and an
+InstalledCode ``bash-add`` running ``/bin/bash``.  After 1 untimed warm-up job,
+``run_get_node(ArithmeticAddCalculation, code=code, x=Int(i), y=Int(1))`` N times (default 20); each job
+must be ``is_finished_ok`` with ``sum == i+1``.  The computer's options (``minimum_poll_interval``,
+``safe_interval``...) are recorded as found; plait runs job commands with plain ``bash``, never a login
+shell, which is what the anchor's fair row (poll 0, safe 0, ``use_login_shell=False``) compares against.
 
-``--poll`` / ``--safe`` change the computer's ``minimum_poll_interval`` / ``safe_interval`` first (default: leave
-the localhost defaults, 0.02 s and 0 s).
+``--poll`` / ``--safe`` change the computer's ``minimum_poll_interval`` / ``safe_interval`` first
+(default: leave the localhost defaults, 0.02 s and 0 s).
 
     python3 benchmarks/bench_calcjob.py [-n 20] [--poll SECONDS] [--safe SECONDS]
 """

@@ -5,10 +5,11 @@ Inside one ``asyncio.run``::
     await asyncio.gather(*(plait.arun_get_node(ShellJob, command=Str("sleep"), arguments=List(["1"]))
                            for _ in range(N)))
 
-on the ``localhost`` computer (local transport, direct scheduler, its default options).  Reports the wall time,
-jobs/s, the peak RSS of the process (``ru_maxrss``) and how many jobs finished ok (all must).  Also the longest
-stall of the event loop while the jobs ran, measured by a task that sleeps 5 ms in a loop and records its largest
-overshoot (plait's rule: nothing blocks the loop for long).  There is no aiida anchor for this row.
+on the ``localhost`` computer (local transport, direct scheduler, its default options).  Reports the
+wall time, jobs/s, the peak RSS of the process (``ru_maxrss``) and how many jobs finished ok (all must).
+Also the longest stall of the event loop while the jobs ran, measured by a task that sleeps 5 ms in a
+loop and records its largest overshoot (plait's rule: nothing blocks the loop for long).  There is no
+aiida anchor for this row.
 
 A warm-up of 1 job opens the profile first (not timed).
 

@@ -8,8 +8,8 @@ interpreter (page cache, .pyc) and then ``--reps`` timed ones; medians are repor
   import_inproc        perf_counter around the statement inside the interpreter (the target: <= 0.15 s)
   import_load_profile  perf_counter around the statement + ``plait.load_profile()`` (lazy: reads the profile's
                        TOML, does not open the database; like aiida's ``load_profile``)
-  import_open_storage  the same + ``plait.storage.get_backend()`` (opens the existing SQLite database; no aiida
-                       counterpart in the anchor, reported for plait only)
+  import_open_storage  the same + ``plait.storage.get_backend()`` (opens the existing SQLite database;
+                       no aiida counterpart in the anchor, reported for plait only)
   importtime_total     sum of the top-level "cumulative" entries of ``python -X importtime -c '<statement>'``
 
 The profile is the default profile of a fresh scratch PLAIT_HOME, created before the timed runs.
@@ -42,7 +42,7 @@ ENV = dict(os.environ)  # carries PLAIT_HOME / PLAIT_PROFILE of the scratch prof
 
 def wall(cmd: list[str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, env=ENV)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120, env=ENV)
     return time.perf_counter() - t0
 
 

@@ -1,13 +1,14 @@
 """(b) WorkChain benchmarks, in-process with ``plait.run_get_node``: the same scenarios as the aiida anchor.
 
---kind steps     outline = N literal steps (``spec.outline(*[cls.inc] * N)``, default N=100); each step only does
-                 ``ctx.count += 1``.
---kind while     outline = ``setup, while_(not_done)(inc)``, N iterations (N+1 condition checks and N steps).
---kind children  outline = ``launch, finalize``; ``launch`` calls N child calcfunctions (default 50, add two fresh
-                 Ints) one after the other inside the step; ``finalize`` outputs the sum as a stored Int.
+--kind steps     outline = N literal steps (``spec.outline(*[cls.inc] * N)``, default N=100); each
+                 step only does ``ctx.count += 1``.
+--kind while     outline = ``setup, while_(not_done)(inc)``, N iterations (N+1 condition checks, N steps).
+--kind children  outline = ``launch, finalize``; ``launch`` calls N child calcfunctions (default 50, add
+                 two fresh Ints) one after the other inside the step; ``finalize`` outputs the sum as a
+                 stored Int.
 
-One untimed warm-up run of the same WorkChain, then one timed ``run_get_node``.  The final count (or the sum and
-the number of called children) and ``is_finished_ok`` are asserted.
+One untimed warm-up run of the same WorkChain, then one timed ``run_get_node``.  The final count (or the
+sum and the number of called children) and ``is_finished_ok`` are asserted.
 
     python3 benchmarks/bench_workchain.py --kind steps|while|children [-n N]
 """

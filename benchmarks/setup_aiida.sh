@@ -31,6 +31,7 @@ fi
 export AIIDA_PATH=$SCRATCH/aiida-home   # before anything imports aiida, or it creates ~/.aiida
 export PATH=$VENV/bin:$PATH
 export ANCHORS=$SCRATCH   # only read by setup_localhost.py when it has to create the computer itself
+export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the read-only anchor folder
 "$VENV/bin/python" -c 'import aiida; print("aiida-core", aiida.__version__)'
 
 if ! timeout 120 verdi profile show "$PROFILE" > /dev/null 2>&1; then
