@@ -90,6 +90,7 @@ def cli(ctx: click.Context, profile_name: str | None) -> None:
 
 
 def _register() -> None:
+    from plait.cli.code import code
     from plait.cli.computer import computer
     from plait.cli.demo import demo
     from plait.cli.node import node
@@ -100,7 +101,7 @@ def _register() -> None:
 
     for command in (status, profile, process, node, run, demo):
         cli.add_command(command)
-    for command in (computer,):
+    for command in (computer, code):
         cli.add_command(command)
 
 
