@@ -98,10 +98,11 @@ def _register() -> None:
     from plait.cli.profile import profile
     from plait.cli.run import run
     from plait.cli.status import status
+    from plait.cli.storage import storage
 
     for command in (status, profile, process, node, run, demo):
         cli.add_command(command)
-    for command in (computer, code):
+    for command in (computer, code, storage):
         cli.add_command(command)
 
 
