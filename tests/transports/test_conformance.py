@@ -52,7 +52,9 @@ class TestSshThroughPool(TransportConformance):
         pool = TransportPool(idle_timeout=5.0)
         key = ("ssh", sshd.host, sshd.username)
         try:
-            async with pool.request(key, lambda: SshTransport(sshd.host, **sshd.transport_options())) as transport:
+            async with pool.request(
+                key, lambda: SshTransport(sshd.host, **sshd.transport_options())
+            ) as transport:
                 yield transport
         finally:
             await pool.close()
