@@ -22,6 +22,7 @@ import pytest
 POSTGRES_URL = os.environ.get("PLAIT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 RABBITMQ_URL = os.environ.get("PLAIT_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
 PLAIT_TABLES = (
+    "process_waits",
     "process_checkpoints",
     "links",
     "logs",

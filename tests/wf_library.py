@@ -320,3 +320,58 @@ def slow_python(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
+
+
+class Gate(WorkChain):
+    """Waits (asynchronously) until the file ``path`` exists."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("path", valid_type=Str)
+        spec.output("opened", valid_type=Str)
+        spec.outline(cls.wait)
+
+    async def wait(self):
+        while not os.path.exists(self.inputs.path.value):
+            await asyncio.sleep(0.05)
+        self.out("opened", make_str(self.inputs.path))
+
+
+class BehindGate(WorkChain):
+    """A parent that waits for one Gate child."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("path", valid_type=Str)
+        spec.output("opened", valid_type=Str)
+        spec.outline(cls.launch, cls.done)
+
+    def launch(self):
+        return ToContext(gate=self.submit(Gate, path=self.inputs.path))
+
+    def done(self):
+        self.out("opened", self.ctx.gate.outputs.opened)
+
+
+class Batch(WorkChain):
+    """Three slow children, then a sum: used to kill a worker in the middle."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("seed", valid_type=Int)
+        spec.output("total", valid_type=Int)
+        spec.outline(cls.launch, cls.collect, cls.finish)
+
+    def launch(self):
+        for i in range(3):
+            tag = f"{self.inputs.seed.value}-{i}"
+            self.to_context(slow=append_(self.submit(Slow, tag=Str(tag), delay=Float(0.4))))
+
+    def collect(self):
+        self.ctx.total = add(Int(len(self.ctx.slow)), self.inputs.seed).value
+
+    def finish(self):
+        self.out("total", add(Int(self.ctx.total), Int(0)))

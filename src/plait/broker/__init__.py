@@ -1,15 +1,29 @@
-"""The broker: rings the bell when there is work, carries control requests and notifications.
+"""The broker layer: bells that tell workers and runners to look at the database.
 
-(Being written: the database broker and the RabbitMQ broker.)
+See :mod:`plait.broker.contract` for why nothing important travels through
+the broker, :mod:`plait.broker.database` (no server) and
+:mod:`plait.broker.rabbitmq` for the two implementations, and
+:mod:`plait.broker.control` for control requests stored in the database.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
-LOGGER = logging.getLogger("plait.broker")
+from plait.broker.contract import Broker, BrokerError
+
+__all__ = ["Broker", "BrokerError", "create_broker"]
 
 
-def ring_bell(pk: int) -> None:
-    """Tell daemon workers that process ``pk`` is ready to run."""
-    LOGGER.warning("process %s was submitted, but no daemon is running to run it", pk)
+def create_broker(profile: Any) -> Broker:
+    """The broker a profile names: ``database`` (default) or an ``amqp://`` URL (not started yet)."""
+    url = profile.broker_url
+    if url == "database":
+        from plait.broker.database import DatabaseBroker
+
+        return DatabaseBroker(profile)
+    if url.startswith(("amqp://", "amqps://")):
+        from plait.broker.rabbitmq import RabbitMQBroker
+
+        return RabbitMQBroker(profile)
+    raise BrokerError(f"profile '{profile.name}' names an unknown broker '{url}'")

@@ -148,9 +148,9 @@ def submit(process: Any, inputs: Inputs | ProcessBuilder = None, **kwargs: Any) 
         )
     instance = cls(cls.prepare_inputs(merged))
     node = instance._store_new(state=ProcessState.CREATED, parent=None, submitted=True)
-    from plait.broker import ring_bell
+    from plait.engine.bell import ring_work
 
-    ring_bell(node.pk)
+    ring_work()
     return node
 
 

@@ -434,6 +434,7 @@ class Process:
             self._checkpoint_seq += 1
             values["checkpoint"] = checkpoint
             values["checkpoint_seq"] = self._checkpoint_seq
+        woken: list[int] = []
         with backend.transaction():
             self._flush_outputs()
             self.node.flush_runtime_changes()
@@ -441,9 +442,15 @@ class Process:
                 raise LeaseLostError(f"process {self.pk} is now held by another runner")
             if checkpoint is not None and keep_history:
                 backend.add_checkpoint(self.pk, self._checkpoint_seq, self._step_name, checkpoint)
-            if state.is_terminal and state is ProcessState.FINISHED and values.get("exit_status") == 0:
-                backend.delete_checkpoints(self.pk)
+            if state.is_terminal:
+                if state is ProcessState.FINISHED and values.get("exit_status") == 0:
+                    backend.delete_checkpoints(self.pk)
+                woken = backend.release_waits_on(self.pk)  # a parked parent may run again
         self.node._process.update(values)
+        if woken:
+            from plait.engine.bell import ring_work
+
+            ring_work()
 
     def _finish(self, result: ExitCode | None) -> ExitCode:
         """Validate the outputs, link them and commit the finished state."""

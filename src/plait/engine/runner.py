@@ -72,6 +72,15 @@ class _KillSignal(Exception):
     """Internal: a kill request reached a safe point."""
 
 
+class ProcessParked(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a process task when its runner let go of it (it waits in the database).
+
+    A daemon worker parks a work chain that waits for children, and a
+    paused process: their state is committed, their lease released, and
+    whichever worker claims them later continues from the checkpoint.
+    """
+
+
 def new_owner_id(kind: str = "run") -> str:
     """``host:pid:kind:random`` — who holds a lease, readable in ``plait process list``."""
     return f"{socket.gethostname()}:{os.getpid()}:{kind}:{uuid.uuid4().hex[:8]}"
@@ -172,6 +181,10 @@ class Runner:
         self._closed = False
         self._transport_pool: Any = None
         self._job_manager: Any = None
+        self._control_task: asyncio.Task[None] | None = None
+        #: the broker whose control bell wakes this runner (None: poll the database)
+        self.control_broker: Any = None
+        self.control_poll_interval = 0.25
 
     @classmethod
     def for_loop(cls, loop: asyncio.AbstractEventLoop | None = None) -> Runner:
@@ -246,6 +259,7 @@ class Runner:
         self._tasks[pk] = task
         self._processes[pk] = process
         self._ensure_heartbeat()
+        self._ensure_control_server()
         return task
 
     async def arun_get_node(
@@ -326,6 +340,8 @@ class Runner:
             await self._terminate_killed(process)
         except _KillSignal:
             await self._terminate_killed(process)
+        except ProcessParked:
+            pass  # it waits in the database, committed and released
         except LeaseLostError:
             LOGGER.warning("process %s was taken over by another runner; this runner lets go of it", pk)
         except Exception as exc:
@@ -542,9 +558,18 @@ class Runner:
         return True
 
     async def _kill_children(self, process: Process, message: str) -> None:
-        """Kill every non-terminated child of ``process`` (and so, recursively, theirs)."""
+        """Kill every non-terminated child of ``process`` (and so, recursively, theirs).
+
+        Children run here are killed here; the others are killed wherever
+        they are (through their holder, or in the database if nobody holds
+        them) by :func:`plait.engine.control.kill`.
+        """
+        from plait.engine import control
+
         tasks = []
-        for row in self.backend.get_children(process.pk):
+        elsewhere = []
+        rows = await asyncio.to_thread(self.backend.get_children, process.pk)
+        for row in rows:
             if row["state"] in TERMINAL:
                 continue
             child = row["node_id"]
@@ -552,23 +577,61 @@ class Runner:
                 task = self._tasks.get(child)
                 if task is not None:
                     tasks.append(task)
-            elif not row["submitted"] and (
-                row["lease_owner"] in (None, self.owner) or owner_is_dead(row["lease_owner"])
-            ):
-                self.backend.update_process(
-                    child, state="killed", exit_message=message, lease_owner=None, lease_expires=None
-                )
             else:
-                await self.request_remote_kill(child, message)
+                elsewhere.append(child)
+        if elsewhere:
+            await asyncio.to_thread(functools.partial(control.kill, elsewhere, message=message))
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def request_remote_kill(self, pk: int, message: str) -> None:
-        """Kill a process run elsewhere (a daemon worker): through the broker."""
-        from plait.broker import get_broker
+    # -- control requests from other processes (plait process pause/play/kill) -------------------
+    def _ensure_control_server(self) -> None:
+        if self._control_task is None or self._control_task.done():
+            from plait.broker.control import ControlServer
 
-        broker = get_broker()
-        await broker.send_control(pk, "kill", {"message": message}, timeout=None)
+            server = ControlServer(
+                self.owner, self.handle_control, broker=self.control_broker, poll_interval=self.control_poll_interval
+            )
+            self._control_task = self.loop.create_task(server.run(), name="plait-control")
+
+    async def handle_control(self, request: Any) -> dict[str, Any]:
+        """Act on a control request addressed to this runner; the reply says what happened."""
+        from plait.engine import control
+
+        pk, action = request.pk, request.action
+        process = self._processes.get(pk)
+        if process is None:
+            message = await asyncio.to_thread(control.apply_directly, pk, action, request.payload)
+            return {"ok": True, "message": message}
+        if action == "status":
+            node = process.node
+            paused = ", paused" if node.paused else ""
+            detail = f": {node.process_status}" if node.process_status else ""
+            where = " (in a step)" if pk in self._in_thread_step else ""
+            return {"ok": True, "message": f"{node.process_state.value}{paused}, held by {self.owner}{where}{detail}"}
+        if action == "kill":
+            self.kill(pk, request.payload.get("message") or "killed by request")
+            task = self._tasks.get(pk)
+            if task is not None:
+                done, _ = await asyncio.wait([task], timeout=float(request.payload.get("timeout") or 30.0))
+                if not done:
+                    return {"ok": True, "message": "kill requested: it takes effect when the current step ends"}
+            return {"ok": True, "message": "killed"}
+        if action == "pause":
+            if process.node.paused:
+                return {"ok": True, "message": "already paused"}
+            self.pause(pk)
+            for _ in range(40):  # report it paused if it reaches a safe point soon
+                await asyncio.sleep(0.05)
+                if process.node.paused or pk not in self._processes:
+                    return {"ok": True, "message": "paused"}
+            return {"ok": True, "message": "pause requested: it takes effect at the next safe point"}
+        if action == "play":
+            if not process.node.paused and not process._pause_requested:
+                return {"ok": True, "message": "not paused"}
+            self.play(pk)
+            return {"ok": True, "message": "played"}
+        return {"ok": False, "error": f"unknown action '{action}'"}
 
     # -- resuming ---------------------------------------------------------------------------------------
     def _load(self, node: ProcessNode) -> Process:
@@ -646,6 +709,9 @@ class Runner:
     async def close(self) -> None:
         """Stop the lease heartbeat, pollers and connections; running processes keep their last checkpoint."""
         self._closed = True
+        if self._control_task is not None:
+            self._control_task.cancel()
+            await asyncio.gather(self._control_task, return_exceptions=True)
         if self._job_manager is not None:
             await self._job_manager.close()
         if self._transport_pool is not None:

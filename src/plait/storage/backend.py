@@ -33,12 +33,14 @@ from plait.storage.database import Database
 from plait.storage.profile import Profile
 from plait.storage.repository import FileRepository
 from plait.storage.schema import (
+    broker_messages,
     computer_configs,
     computers,
     links,
     logs,
     nodes,
     process_checkpoints,
+    process_waits,
     processes,
     workers,
 )
@@ -426,6 +428,184 @@ class StorageBackend:
             query = query.where(processes.c.node_id.in_(list(pks)))
         with self.transaction() as conn:
             conn.execute(query.values(lease_owner=None, lease_expires=None))
+
+    # -- daemon: claiming, parking, waking ---------------------------------------------
+    def _runnable(self, now: float) -> Any:
+        waiting = select(process_waits.c.parent_id).where(process_waits.c.parent_id == processes.c.node_id)
+        return and_(
+            processes.c.submitted.is_(True),
+            processes.c.state.in_(ACTIVE_STATES),
+            processes.c.paused.is_(False),
+            or_(processes.c.lease_owner.is_(None), processes.c.lease_expires < now),
+            ~waiting.exists(),
+        )
+
+    def count_runnable(self) -> int:
+        with self._reading() as conn:
+            query = select(func.count()).select_from(processes).where(self._runnable(time.time()))
+            return int(conn.execute(query).scalar_one())
+
+    def claim_runnable(self, owner: str, lease_seconds: float, limit: int) -> list[int]:
+        """Take the lease on up to ``limit`` processes that a daemon worker may run now, oldest first.
+
+        Runnable: submitted, not terminated, not paused, no live lease, and
+        waiting for no child.  On PostgreSQL the candidates are locked with
+        ``FOR UPDATE SKIP LOCKED`` so that workers claiming at the same time
+        split the work instead of queueing on each other; on SQLite the
+        write transaction itself serialises them.
+        """
+        if limit <= 0:
+            return []
+        now = time.time()
+        with self.transaction() as conn:
+            query = select(processes.c.node_id).where(self._runnable(now)).order_by(processes.c.node_id).limit(limit)
+            if not self.database.is_sqlite:
+                query = query.with_for_update(skip_locked=True, of=processes)
+            pks = [row[0] for row in conn.execute(query).all()]
+            if pks:
+                conn.execute(
+                    update(processes)
+                    .where(processes.c.node_id.in_(pks))
+                    .values(lease_owner=owner, lease_expires=now + lease_seconds)
+                )
+            return pks
+
+    def park(self, pk: int, owner: str, children: Sequence[int], status: str) -> bool:
+        """Release ``pk`` to wait in the database for those of ``children`` that are still active.
+
+        Returns False when every child has already terminated (nothing to wait
+        for: keep running).  The children's rows are locked while the waits
+        are written, so a child terminating at this moment either is seen as
+        terminated here or deletes the new wait row when it commits.
+        """
+        with self.transaction() as conn:
+            query = select(processes.c.node_id).where(
+                processes.c.node_id.in_(list(children)), processes.c.state.in_(ACTIVE_STATES)
+            )
+            if not self.database.is_sqlite:
+                query = query.with_for_update(of=processes)
+            active = [row[0] for row in conn.execute(query).all()]
+            if not active:
+                return False
+            conn.execute(
+                insert(process_waits), [{"parent_id": pk, "child_id": child} for child in active]
+            )
+            conn.execute(
+                update(processes)
+                .where(processes.c.node_id == pk, processes.c.lease_owner == owner)
+                .values(lease_owner=None, lease_expires=None, status=status, mtime=utcnow())
+            )
+            return True
+
+    def release_waits_on(self, child: int) -> list[int]:
+        """Delete the waits on a terminated ``child``; return the parents that now wait for nothing."""
+        with self.transaction() as conn:
+            parents = [
+                row[0]
+                for row in conn.execute(
+                    select(process_waits.c.parent_id).where(process_waits.c.child_id == child)
+                ).all()
+            ]
+            if not parents:
+                return []
+            conn.execute(delete(process_waits).where(process_waits.c.child_id == child))
+            still = {
+                row[0]
+                for row in conn.execute(
+                    select(process_waits.c.parent_id).where(process_waits.c.parent_id.in_(parents))
+                ).all()
+            }
+            return [parent for parent in parents if parent not in still]
+
+    def delete_waits_of(self, parent: int) -> None:
+        with self.transaction() as conn:
+            conn.execute(delete(process_waits).where(process_waits.c.parent_id == parent))
+
+    def clear_stale_waits(self) -> int:
+        """Remove waits on children that are no longer active (a safety net; should find none)."""
+        with self.transaction() as conn:
+            done = select(processes.c.node_id).where(processes.c.state.in_(TERMINAL_STATES))
+            return conn.execute(delete(process_waits).where(process_waits.c.child_id.in_(done))).rowcount
+
+    def get_waits(self, parent: int) -> list[int]:
+        with self._reading() as conn:
+            return [
+                row[0]
+                for row in conn.execute(
+                    select(process_waits.c.child_id).where(process_waits.c.parent_id == parent)
+                ).all()
+            ]
+
+    def held_by(self, owner: str) -> list[int]:
+        """Processes whose lease ``owner`` holds."""
+        with self._reading() as conn:
+            return [
+                row[0]
+                for row in conn.execute(select(processes.c.node_id).where(processes.c.lease_owner == owner)).all()
+            ]
+
+    # -- broker messages (the database broker) ------------------------------------------
+    def post_message(self, kind: str, recipient: str | None, process_id: int | None, body: Mapping[str, Any]) -> int:
+        with self.transaction() as conn:
+            return conn.execute(
+                insert(broker_messages).returning(broker_messages.c.id),
+                {
+                    "kind": kind,
+                    "recipient": recipient,
+                    "process_id": process_id,
+                    "body": dict(body),
+                    "created": time.time(),
+                    "handled": False,
+                },
+            ).scalar_one()
+
+    def take_messages(self, kind: str, recipient: str) -> list[dict[str, Any]]:
+        """Messages of ``kind`` for ``recipient`` not handled yet, marked handled as they are taken."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                select(broker_messages)
+                .where(
+                    broker_messages.c.kind == kind,
+                    broker_messages.c.recipient == recipient,
+                    broker_messages.c.handled.is_(False),
+                )
+                .order_by(broker_messages.c.id)
+            ).all()
+            if rows:
+                conn.execute(
+                    update(broker_messages)
+                    .where(broker_messages.c.id.in_([r.id for r in rows]))
+                    .values(handled=True)
+                )
+            return [dict(r._mapping) for r in rows]
+
+    def has_messages(self, kind: str, recipient: str) -> bool:
+        with self._reading() as conn:
+            return (
+                conn.execute(
+                    select(broker_messages.c.id)
+                    .where(
+                        broker_messages.c.kind == kind,
+                        broker_messages.c.recipient == recipient,
+                        broker_messages.c.handled.is_(False),
+                    )
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
+    def purge_messages(self, older_than: float) -> int:
+        with self.transaction() as conn:
+            return conn.execute(delete(broker_messages).where(broker_messages.c.created < older_than)).rowcount
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """PostgreSQL NOTIFY inside the current transaction (delivered when it commits); no-op on SQLite."""
+        if self.database.is_sqlite:
+            return
+        from sqlalchemy import text
+
+        with self.transaction() as conn:
+            conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
 
     # -- logs --------------------------------------------------------------------
     def insert_log(

@@ -26,9 +26,15 @@ Tables:
     Process reports and engine messages attached to a node.
 ``computers`` and ``computer_configs``
     Where calculations run, and each user's way of reaching it.
+``process_waits``
+    A parked process (a work chain run by a daemon worker, waiting for its
+    children) holds no worker and no lease: one row per child it still
+    waits for.  A child's termination deletes its rows in the same
+    transaction, so the parent becomes runnable exactly when its last
+    awaited child has ended — the database says what must run.
 ``broker_messages`` and ``workers``
-    The database broker's control requests and notifications, and the
-    daemon workers' heartbeats.
+    The database broker's control requests and replies (addressed to the
+    runner that holds the process), and the daemon workers' heartbeats.
 """
 
 from __future__ import annotations
@@ -175,6 +181,14 @@ broker_messages = Table(
     Column("body", JsonType, nullable=False),
     Column("created", Float, nullable=False, index=True),
     Column("handled", Boolean, nullable=False, default=False),
+    Column("recipient", String(255), nullable=True, index=True),
+)
+
+process_waits = Table(
+    "process_waits",
+    metadata,
+    Column("parent_id", PkType, ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True),
+    Column("child_id", PkType, ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True, index=True),
 )
 
 workers = Table(

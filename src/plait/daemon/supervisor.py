@@ -1,0 +1,289 @@
+"""The daemon's supervisor: starts the workers, restarts one that dies, stops them all gracefully.
+
+plait's own small supervisor, on asyncio subprocesses (no circus).  One per
+profile: it holds an exclusive lock on ``<profile>/daemon/supervisor.lock``
+for its whole life, so a second ``plait daemon start`` on the same profile
+is refused.  It writes its pid file and answers commands on the UNIX socket
+``<profile>/daemon/supervisor.sock`` (one JSON object per line):
+``status``, ``incr``, ``decr``, ``stop``.
+
+Workers log to ``<profile>/daemon/log/worker-<n>.log``; the supervisor to
+``supervisor.log``.  A worker that exits without being asked to is
+restarted, after a pause that grows if it keeps dying (so a broken set-up
+does not spin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Supervisor", "daemon_paths", "main"]
+
+LOGGER = logging.getLogger("plait.supervisor")
+
+
+@dataclass
+class DaemonPaths:
+    folder: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.folder / "supervisor.lock"
+
+    @property
+    def pid(self) -> Path:
+        return self.folder / "supervisor.pid"
+
+    @property
+    def socket(self) -> Path:
+        """The supervisor's UNIX socket.
+
+        Socket paths are limited to ~100 bytes, and profile folders can be
+        deeper than that, so the socket lives in a short per-user folder
+        under the temporary directory, named by a hash of the profile folder.
+        """
+        digest = hashlib.sha256(str(self.folder.resolve()).encode()).hexdigest()[:20]
+        base = Path(tempfile.gettempdir()) / f"plait-{os.getuid()}"
+        base.mkdir(mode=0o700, exist_ok=True)
+        return base / f"{digest}.sock"
+
+    @property
+    def logs(self) -> Path:
+        return self.folder / "log"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.logs / "supervisor.log"
+
+
+def daemon_paths(profile: Any) -> DaemonPaths:
+    return DaemonPaths(Path(profile.daemon_path))
+
+
+@dataclass
+class _WorkerSlot:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    started: float = 0.0
+    restarts: int = 0
+    stopping: bool = False
+    watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class Supervisor:
+    """Keeps ``workers`` worker processes running for one profile."""
+
+    def __init__(self, profile: Any, workers: int = 1, *, worker_slots: int = 200) -> None:
+        self.profile = profile
+        self.paths = daemon_paths(profile)
+        self.target = max(0, workers)
+        self.worker_slots = worker_slots
+        self.slots: list[_WorkerSlot] = []
+        self._stopping = asyncio.Event()
+        self._lock_fd: int | None = None
+        self._next_index = 0
+        self.started = time.time()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def acquire_lock(self) -> None:
+        """Take the profile's daemon lock.  Raises RuntimeError if another supervisor holds it."""
+        self.paths.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.paths.lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RuntimeError(f"the daemon of profile '{self.profile.name}' is already running") from None
+        self._lock_fd = fd
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.paths.logs.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.socket.unlink()
+        server = await asyncio.start_unix_server(self._serve, path=str(self.paths.socket))
+        self.paths.pid.write_text(
+            json.dumps({"pid": os.getpid(), "started": self.started, "socket": str(self.paths.socket)})
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        LOGGER.info("supervisor %d started for profile %s with %d worker(s)", os.getpid(), self.profile.name, self.target)
+        for _ in range(self.target):
+            self._add_worker()
+        try:
+            await self._stopping.wait()
+        finally:
+            server.close()
+            await self._stop_all()
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.socket.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                self.paths.pid.unlink()
+            LOGGER.info("supervisor %d stopped", os.getpid())
+
+    # -- workers ---------------------------------------------------------------------------------
+    def _add_worker(self) -> _WorkerSlot:
+        slot = _WorkerSlot(index=self._next_index)
+        self._next_index += 1
+        self.slots.append(slot)
+        slot.watcher = asyncio.get_running_loop().create_task(self._keep_alive(slot))
+        return slot
+
+    async def _spawn(self, slot: _WorkerSlot) -> None:
+        log = open(self.paths.logs / f"worker-{slot.index}.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            slot.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "plait.daemon.worker",
+                "--profile",
+                self.profile.name,
+                "--slots",
+                str(self.worker_slots),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        finally:
+            log.close()
+        slot.started = time.time()
+        LOGGER.info("worker %d started (pid %d)", slot.index, slot.process.pid)
+
+    async def _keep_alive(self, slot: _WorkerSlot) -> None:
+        delay = 1.0
+        while not slot.stopping:
+            await self._spawn(slot)
+            assert slot.process is not None
+            code = await slot.process.wait()
+            if slot.stopping or self._stopping.is_set():
+                return
+            lived = time.time() - slot.started
+            delay = 1.0 if lived > 60 else min(delay * 2, 60.0)
+            slot.restarts += 1
+            LOGGER.warning(
+                "worker %d (pid %d) died with exit code %s after %.0f s; restarting in %.0f s",
+                slot.index,
+                slot.process.pid,
+                code,
+                lived,
+                delay,
+            )
+            await asyncio.sleep(delay if lived < 5 else 0.2)
+
+    async def _stop_worker(self, slot: _WorkerSlot, timeout: float = 90.0) -> None:
+        slot.stopping = True
+        process = slot.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout)
+            except TimeoutError:
+                LOGGER.warning("worker %d did not stop within %.0f s; killing it", slot.index, timeout)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if slot.watcher is not None:
+            slot.watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await slot.watcher
+
+    async def _stop_all(self) -> None:
+        await asyncio.gather(*(self._stop_worker(slot) for slot in self.slots))
+        self.slots.clear()
+
+    # -- commands ----------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "profile": self.profile.name,
+            "started": self.started,
+            "workers": [
+                {
+                    "index": slot.index,
+                    "pid": slot.process.pid if slot.process else None,
+                    "started": slot.started,
+                    "restarts": slot.restarts,
+                    "alive": slot.process is not None and slot.process.returncode is None,
+                }
+                for slot in self.slots
+            ],
+        }
+
+    async def _command(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("command")
+        if command == "status":
+            return {"ok": True, **self.status()}
+        if command == "incr":
+            for _ in range(max(1, int(request.get("n", 1)))):
+                self._add_worker()
+            await asyncio.sleep(0)
+            return {"ok": True, **self.status()}
+        if command == "decr":
+            n = max(1, int(request.get("n", 1)))
+            victims = self.slots[-n:] if n <= len(self.slots) else list(self.slots)
+            for slot in victims:
+                self.slots.remove(slot)
+            await asyncio.gather(*(self._stop_worker(slot) for slot in victims))
+            return {"ok": True, **self.status()}
+        if command == "stop":
+            self._stopping.set()
+            return {"ok": True, "stopping": True}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            try:
+                request = json.loads(line or b"{}")
+                reply = await self._command(request)
+            except Exception as exc:
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        finally:
+            writer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m plait.daemon.supervisor")
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--worker-slots", type=int, default=200)
+    args = parser.parse_args(argv)
+    from plait.storage import load_profile
+
+    profile = load_profile(args.profile)
+    paths = daemon_paths(profile)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s supervisor [%(process)d]: %(message)s",
+        handlers=[logging.FileHandler(paths.supervisor_log), logging.StreamHandler(sys.stderr)],
+    )
+    supervisor = Supervisor(profile, args.workers, worker_slots=args.worker_slots)
+    try:
+        supervisor.acquire_lock()
+    except RuntimeError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 3
+    asyncio.run(supervisor.run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""A daemon worker: claims runnable processes from the database and runs them.
+
+The worker is one Python process with one event loop and one
+:class:`WorkerRunner`.  Its life:
+
+* **claim** — up to ``slots`` processes at a time, those the database says
+  are runnable (submitted, not terminated, not paused, no live lease,
+  waiting for no child), taking a lease on each (``claim_runnable``).  It
+  looks when the broker rings the work bell, and at least every
+  ``poll_interval`` seconds;
+* **run** — each process continues from its last checkpoint;
+* **park** — a work chain that waits for its children, and a paused
+  process, are committed and *released*: they hold no slot, no memory and
+  no lease while they wait, and the last child's termination makes the
+  parent runnable again (``process_waits``).  Calculation jobs waiting for
+  their scheduler stay with the worker but do not count against its slots;
+* **renew** — one UPDATE every third of the lease time extends the leases
+  of everything the worker holds, and records its heartbeat in ``workers``.
+  A worker that dies stops renewing; once its leases expire, other workers
+  claim its processes and continue them from their checkpoints;
+* **stop** (SIGTERM) — no more claims; each process is interrupted at a
+  safe point (a step running in a thread finishes and commits first), the
+  leases are released, the worker leaves.
+
+Run one with ``python -m plait.daemon.worker --profile NAME`` (the daemon's
+supervisor does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import gc
+import logging
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from plait.engine.process import Process
+from plait.engine.runner import ProcessParked, Runner, new_owner_id, resolve_process
+from plait.orm import ProcessNode, ProcessState, load_node
+
+__all__ = ["Worker", "WorkerRunner", "main"]
+
+LOGGER = logging.getLogger("plait.worker")
+
+
+class WorkerRunner(Runner):
+    """A runner whose children go to the whole daemon and whose waiting processes are parked."""
+
+    def submit_child(self, parent: Process, process: Any, inputs: Any, kwargs: Any) -> ProcessNode:
+        from plait.engine.bell import ring_work
+
+        cls, merged = resolve_process(process, inputs, kwargs)
+        recorded = parent._reuse_recorded_call(cls)
+        if recorded is not None:
+            return recorded  # made before a crash; it is submitted and some worker runs it
+        child = cls(cls.prepare_inputs(merged), runner=self)
+        child._store_new(state=ProcessState.CREATED, parent=parent, submitted=True)
+        ring_work()
+        return child.node
+
+    async def wait_for_termination(self, parent: Process | None, pks: Any) -> None:
+        pks = list(pks)
+        if parent is None:
+            await super().wait_for_termination(parent, pks)
+            return
+        status = f"waiting for {len(pks)} process{'es' if len(pks) > 1 else ''}: {', '.join(map(str, pks))}"
+        parked = await self.call_in_thread(
+            parent, functools.partial(self.backend.park, parent.pk, self.owner, pks, status)
+        )
+        if parked:
+            raise ProcessParked()
+
+    async def pause_process(self, process: Process, reason: str | None = None) -> None:
+        """A paused process does not hold a worker: record the pause and let go of it."""
+        fields: dict[str, Any] = {"paused": True, "lease_owner": None, "lease_expires": None}
+        if reason:
+            fields["status"] = f"paused: {reason}"
+        await self.call_in_thread(
+            process, functools.partial(self.backend.update_process, process.pk, expect_owner=self.owner, **fields)
+        )
+        await self.call_in_thread(
+            process, self.backend.insert_log, process.pk, "WARNING" if reason else "REPORT", reason or "paused", {}
+        )
+        process.node._process["paused"] = True
+        raise ProcessParked()
+
+    def _adopt_orphan(self, pk: int) -> bool:
+        return False  # children are submitted: the daemon's claim loop takes them
+
+    def holds_slot(self, pk: int) -> bool:
+        """A calculation job waiting for its scheduler does not take a slot."""
+        process = self._processes.get(pk)
+        return getattr(process, "_stage", None) != "update"
+
+
+class Worker:
+    """One daemon worker of a profile (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        slots: int = 200,
+        lease_seconds: float | None = None,
+        poll_interval: float | None = None,
+        stop_timeout: float = 60.0,
+    ) -> None:
+        from plait.storage import get_profile
+
+        self.profile = get_profile()
+        options = self.profile.options.get("daemon", {}) if isinstance(self.profile.options, dict) else {}
+        self.slots = int(options.get("slots", slots))
+        self.lease_seconds = float(
+            lease_seconds or os.environ.get("PLAIT_LEASE_SECONDS") or options.get("lease_seconds", 30.0)
+        )
+        default_poll = 0.2 if self.profile.storage_backend == "sqlite" else 2.0
+        self.poll_interval = float(poll_interval or options.get("poll_interval", default_poll))
+        self.stop_timeout = stop_timeout
+        self.worker_id = new_owner_id("worker")
+        self.runner: WorkerRunner | None = None
+        self.broker: Any = None
+        self._stopping = asyncio.Event()
+        self._started = time.time()
+        self.claimed = 0
+
+    # -- main ------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        from plait.broker import create_broker
+        from plait.engine.bell import set_ringer
+        from plait.storage import get_backend
+
+        loop = asyncio.get_running_loop()
+        backend = get_backend()
+        self.broker = create_broker(self.profile)
+        await self.broker.start()
+        set_ringer(self.broker)
+        runner = self.runner = WorkerRunner(loop, owner=self.worker_id, lease_seconds=self.lease_seconds)
+        runner.control_broker = self.broker
+        with Runner._by_loop_lock:
+            Runner._by_loop[loop] = runner
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        await asyncio.to_thread(backend.upsert_worker, self.worker_id, socket.gethostname(), os.getpid(), self.info())
+        gc.collect()
+        gc.freeze()  # the imported code and caches are permanent: keep them out of every collection
+        LOGGER.info("worker %s started (slots %d, lease %g s)", self.worker_id, self.slots, self.lease_seconds)
+        heartbeat = loop.create_task(self._heartbeat(), name="plait-worker-heartbeat")
+        runner._ensure_control_server()
+        try:
+            await self._claim_loop()
+        finally:
+            heartbeat.cancel()
+            await self._shutdown()
+
+    async def _claim_loop(self) -> None:
+        from plait.storage import get_backend
+
+        backend = get_backend()
+        runner = self.runner
+        assert runner is not None
+        while not self._stopping.is_set():
+            busy = sum(1 for pk in list(runner._processes) if runner.holds_slot(pk))
+            free = self.slots - busy
+            claimed: list[int] = []
+            if free > 0:
+                try:
+                    claimed = await runner.call_in_thread(
+                        None, backend.claim_runnable, self.worker_id, self.lease_seconds, free
+                    )
+                except Exception as exc:
+                    LOGGER.warning("claiming failed (%s); trying again", exc)
+                for pk in claimed:
+                    await self._start(pk)
+            if claimed and len(claimed) == free:
+                await asyncio.sleep(0)
+                continue
+            bell = asyncio.ensure_future(self.broker.wait_for_work(self.poll_interval))
+            stop = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait([bell, stop], return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (bell, stop):
+                waiter.cancel()
+
+    async def _start(self, pk: int) -> None:
+        runner = self.runner
+        assert runner is not None
+        try:
+            node = await runner.call_in_thread(None, load_node, pk)
+            process = await runner.call_in_thread(None, runner._load, node)
+        except Exception as exc:
+            LOGGER.error("cannot continue process %s: %s", pk, exc)
+            await runner.call_in_thread(None, self._mark_excepted, pk, exc)
+            return
+        self.claimed += 1
+        runner.start(process)
+
+    def _mark_excepted(self, pk: int, exc: BaseException) -> None:
+        import traceback
+
+        from plait.storage import get_backend
+
+        backend = get_backend()
+        text = "".join(traceback.format_exception(exc))
+        with backend.transaction():
+            backend.update_process(
+                pk, state="excepted", exception=text, lease_owner=None, lease_expires=None, status=None
+            )
+            woken = backend.release_waits_on(pk)
+        backend.insert_log(pk, "ERROR", f"excepted: cannot be continued: {exc}", {})
+        if woken:
+            self.broker.ring_work()
+
+    def info(self) -> dict[str, Any]:
+        runner = self.runner
+        held = len(runner._processes) if runner is not None else 0
+        return {
+            "slots": self.slots,
+            "held": held,
+            "claimed": self.claimed,
+            "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "lease_seconds": self.lease_seconds,
+        }
+
+    async def _heartbeat(self) -> None:
+        from plait.storage import get_backend
+
+        backend = get_backend()
+        beats = 0
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await asyncio.to_thread(backend.renew_leases, self.worker_id, time.time() + self.lease_seconds)
+                await asyncio.to_thread(
+                    backend.upsert_worker, self.worker_id, socket.gethostname(), os.getpid(), self.info()
+                )
+                beats += 1
+                if beats % 30 == 0:  # housekeeping, now and then
+                    await asyncio.to_thread(backend.clear_stale_waits)
+                    await asyncio.to_thread(backend.purge_messages, time.time() - 3600)
+            except Exception as exc:  # the database may be busy or restarting: keep the worker alive
+                LOGGER.warning("heartbeat failed: %s", exc)
+
+    async def _shutdown(self) -> None:
+        """Interrupt every process at a safe point, release the leases, leave."""
+        from plait.storage import get_backend
+
+        runner = self.runner
+        assert runner is not None
+        tasks = list(runner._tasks.values())
+        LOGGER.info("worker %s stopping; interrupting %d process(es)", self.worker_id, len(tasks))
+        for task in tasks:
+            task.cancel()  # a step running in a thread finishes and commits first (call_in_thread)
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=self.stop_timeout)
+            for task in pending:
+                task.cancel()
+        backend = get_backend()
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(backend.release_leases, self.worker_id)
+            await asyncio.to_thread(backend.delete_worker, self.worker_id)
+        await runner.close()
+        await self.broker.close()
+        LOGGER.info("worker %s stopped", self.worker_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m plait.daemon.worker", description="Run one daemon worker.")
+    parser.add_argument("--profile", default=None, help="profile name (default: the default profile)")
+    parser.add_argument("--slots", type=int, default=200, help="processes run at once")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("PLAIT_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s",
+        stream=sys.stdout,
+    )
+    from plait.storage import load_profile
+
+    load_profile(args.profile)
+    worker = Worker(slots=args.slots)
+    asyncio.run(worker.run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Ringing the work bell from anywhere (a script's ``submit``, a step thread, a worker).
+
+A process-wide :class:`~plait.broker.Broker` does the ringing.  A daemon
+worker installs its own (:func:`set_ringer`); elsewhere one is started on
+the engine's background loop the first time a bell is rung, so a blocking
+caller never needs a loop of its own.  Ringing never blocks and never
+raises: a bell that is lost costs one poll interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+__all__ = ["ring_control", "ring_work", "set_ringer"]
+
+LOGGER = logging.getLogger("plait.bell")
+_lock = threading.Lock()
+_ringer: Any = None
+_ringer_profile: str | None = None
+
+
+def set_ringer(broker: Any) -> None:
+    """Use ``broker`` (started on its loop) for every bell of this interpreter."""
+    global _ringer, _ringer_profile
+    with _lock:
+        _ringer, _ringer_profile = broker, broker.profile.name
+
+
+def _get_ringer() -> Any:
+    global _ringer, _ringer_profile
+    from plait.storage import get_profile
+
+    profile = get_profile()
+    with _lock:
+        if _ringer is not None and _ringer_profile == profile.name:
+            return _ringer
+        if profile.broker_url == "database" and profile.storage_backend == "sqlite":
+            return None  # workers in other processes poll; there is nothing to ring
+        from plait.broker import create_broker
+        from plait.engine.loop_thread import run_on_engine_loop
+
+        broker = create_broker(profile)
+        run_on_engine_loop(broker.start())
+        _ringer, _ringer_profile = broker, profile.name
+        return broker
+
+
+def ring_work() -> None:
+    """Tell the daemon workers of the current profile that work may be runnable."""
+    try:
+        ringer = _get_ringer()
+        if ringer is not None:
+            ringer.ring_work()
+    except Exception as exc:
+        LOGGER.info("work bell not rung (%s); workers will find the work at their next poll", exc)
+
+
+def ring_control(recipient: str) -> None:
+    """Tell runner ``recipient`` that a control request waits for it."""
+    try:
+        ringer = _get_ringer()
+        if ringer is not None:
+            ringer.ring_control(recipient)
+    except Exception as exc:
+        LOGGER.info("control bell not rung (%s); the runner will see the request at its next poll", exc)

@@ -1,0 +1,153 @@
+"""The daemon under faults: a worker killed with SIGKILL, a broker restart, load on one SQLite file,
+thousands of processes waiting for children with few slots."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from plait import run_get_node, submit
+from plait.orm import Int, Str, load_node
+from plait.storage import get_backend
+
+from engine.test_resume import shape
+from .conftest import wait_for
+
+TERMINAL = ("finished", "excepted", "killed")
+
+
+def all_done(pks: list[int]) -> bool:
+    rows = get_backend().list_processes(pks=pks)
+    return len(rows) == len(pks) and all(r["state"] in TERMINAL for r in rows)
+
+
+def test_worker_killed_with_sigkill_mid_batch_everything_still_finishes_once(daemon):
+    from wf_library import Batch
+
+    handle = daemon(workers=2, lease=2.0)
+    pks = [submit(Batch, seed=Int(i)).pk for i in range(6)]
+    backend = get_backend()
+
+    def busy_worker():
+        holders = {r["lease_owner"] for r in backend.list_processes(states=["running", "waiting"]) if r["lease_owner"]}
+        return next((h for h in holders if ":worker:" in h), None)
+
+    wait_for(lambda: busy_worker() is not None, 30, "a worker holding processes")
+    victim = busy_worker()
+    victim_pid = int(victim.split(":")[1])
+    time.sleep(0.2)  # let it get into the middle of slow steps
+    os.kill(victim_pid, signal.SIGKILL)
+
+    wait_for(lambda: all_done(pks), 90, "every work chain to finish after the crash", interval=0.2)
+    _, reference = run_get_node(Batch, seed=Int(0))
+    for i, pk in enumerate(pks):
+        node = load_node(pk)
+        assert node.is_finished_ok, (pk, node.process_state, node.exit_message, node.exception)
+        assert node.outputs.total.value == 3 + i
+        slow = [c for c in node.called if c.process_label == "Slow"]
+        assert len(slow) == 3, [c.process_label for c in node.called]  # no child launched twice
+        assert all(len([lbl for lbl, *_ in c.get_outgoing() if lbl == "tag"]) == 1 for c in slow)
+        if i == 0:
+            assert shape(node) == shape(reference)
+    # the supervisor replaced the dead worker
+    wait_for(lambda: victim_pid not in handle.worker_pids() and len(handle.worker_pids()) == 2, 30, "a new worker")
+
+
+def test_two_workers_and_the_cli_on_one_sqlite_file_never_see_database_locked(daemon, tmp_path):
+    from wf_library import Counter, Gather
+
+    handle = daemon(workers=2)
+    pks = [submit(Counter, n=Int(4)).pk for _ in range(60)] + [submit(Gather, count=Int(2)).pk for _ in range(20)]
+    env = dict(os.environ)
+    cli_errors = []
+    deadline = time.monotonic() + 120
+    while not all_done(pks) and time.monotonic() < deadline:
+        result = subprocess.run(
+            [sys.executable, "-m", "plait.cli.main", "process", "list", "-a", "--limit", "50"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        if result.returncode != 0 or "locked" in result.stderr + result.stdout:
+            cli_errors.append(result.stderr + result.stdout)
+    assert all_done(pks)
+    assert cli_errors == []
+    states = {r["state"] for r in get_backend().list_processes(pks=pks)}
+    assert states == {"finished"}
+    logs = (get_backend().profile.daemon_path / "log").glob("worker-*.log")
+    text = "\n".join(p.read_text(errors="replace") for p in logs)
+    assert "database is locked" not in text
+    assert handle.worker_pids()
+
+
+def test_many_waiting_parents_hold_no_slots_and_do_not_deadlock(daemon, tmp_path, monkeypatch):
+    """Far more parents than slots wait for children: they park, the children run, all finish."""
+    from plait.daemon import client
+    from wf_library import BehindGate
+
+    monkeypatch.setattr(client, "start", _start_with_slots(client.start, 20))
+    daemon(workers=1)
+    gate = tmp_path / "gate"
+    pks = [submit(BehindGate, path=Str(str(gate))).pk for _ in range(150)]
+    backend = get_backend()
+
+    def parked() -> int:
+        return sum(
+            1 for r in backend.list_processes(pks=pks) if r["state"] == "waiting" and r["lease_owner"] is None
+        )
+
+    wait_for(lambda: parked() >= 100, 90, "parents parked in the database", interval=0.2)
+    workers = backend.list_workers()
+    assert max((w["info"] or {}).get("held", 0) for w in workers) <= 20
+    gate.write_text("open")
+    wait_for(lambda: all_done(pks), 120, "every parent to finish once the gate opens", interval=0.2)
+    assert {r["state"] for r in backend.list_processes(pks=pks)} == {"finished"}
+
+
+def _start_with_slots(start, slots):
+    def wrapped(profile=None, workers=1, **kwargs):
+        kwargs["worker_slots"] = slots
+        return start(profile, workers, **kwargs)
+
+    return wrapped
+
+
+def _rabbitmq_ready() -> None:
+    from conftest import require_server
+
+    require_server("RabbitMQ", "127.0.0.1", 5672)
+    if shutil.which("rabbitmqctl") is None:
+        if os.environ.get("PLAIT_CI"):
+            pytest.fail("rabbitmqctl is missing")
+        pytest.skip("rabbitmqctl is missing")
+
+
+@pytest.mark.rabbitmq
+def test_rabbitmq_restarted_while_processes_run(daemon, monkeypatch):
+    import plait.storage
+    from conftest import RABBITMQ_URL
+    from plait.storage import create_profile
+    from wf_library import Batch
+
+    _rabbitmq_ready()
+    create_profile("rmq", broker_url=RABBITMQ_URL)
+    monkeypatch.setenv("PLAIT_PROFILE", "rmq")
+    plait.storage.reset()
+    daemon(workers=1, lease=5.0)
+    pks = [submit(Batch, seed=Int(i)).pk for i in range(4)]
+    time.sleep(0.3)
+    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
+    try:
+        more = [submit(Batch, seed=Int(10 + i)).pk for i in range(2)]  # submitted while RabbitMQ is down
+        time.sleep(1.0)
+    finally:
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+    wait_for(lambda: all_done(pks + more), 120, "every process to finish across the broker restart", interval=0.2)
+    assert {r["state"] for r in get_backend().list_processes(pks=pks + more)} == {"finished"}
