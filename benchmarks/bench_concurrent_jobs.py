@@ -8,8 +8,9 @@ Inside one ``asyncio.run``::
 on the ``localhost`` computer (local transport, direct scheduler, its default options).  Reports the
 wall time, jobs/s, the peak RSS of the process (``ru_maxrss``) and how many jobs finished ok (all must).
 Also the longest stall of the event loop while the jobs ran, measured by a task that sleeps 5 ms in a
-loop and records its largest overshoot (plait's rule: nothing blocks the loop for long).  There is no
-aiida anchor for this row.
+loop and records its largest overshoot (plait's rule: nothing blocks the loop for long), and beside it
+the longest garbage-collector pause (``gc.callbacks``), which stalls the loop whatever code triggers it.
+There is no aiida anchor for this row.
 
 A warm-up of 1 job opens the profile first (not timed).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import time
 
 import _common
@@ -38,6 +40,18 @@ from plait.calculations.shell import ShellJob  # noqa: E402
 from plait.orm import Computer, List, Str  # noqa: E402
 
 TICK = 0.005
+GC = {"longest_s": 0.0, "longest_generation": None, "gen2_collections": 0, "_start": 0.0}
+
+
+def gc_watch(phase: str, info: dict) -> None:
+    if phase == "start":
+        GC["_start"] = time.perf_counter()
+        return
+    pause = time.perf_counter() - GC["_start"]
+    if info["generation"] == 2:
+        GC["gen2_collections"] += 1
+    if pause > GC["longest_s"]:
+        GC["longest_s"], GC["longest_generation"] = pause, info["generation"]
 
 
 async def watch_loop(stop: asyncio.Event, worst: list[float]) -> None:
@@ -69,7 +83,9 @@ if args.warmup:
     asyncio.run(launch(args.warmup))
 rss_before = _common.peak_rss_kib()
 
+gc.callbacks.append(gc_watch)
 results, elapsed, stall = asyncio.run(launch(args.n))
+gc.callbacks.remove(gc_watch)
 
 errors = [r for r in results if isinstance(r, BaseException)]
 ok = sum(1 for r in results if not isinstance(r, BaseException) and r[1].is_finished_ok)
@@ -88,6 +104,9 @@ record = {
     "elapsed_s": round(elapsed, 4),
     "jobs_per_s": round(args.n / elapsed, 2),
     "max_loop_stall_s": round(stall, 4),
+    "longest_gc_pause_s": round(GC["longest_s"], 4),
+    "longest_gc_pause_generation": GC["longest_generation"],
+    "gen2_collections": GC["gen2_collections"],
     "peak_rss_kib_before": rss_before,
 }
 _common.emit(name, record)

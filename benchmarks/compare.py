@@ -605,7 +605,8 @@ def concurrent_row(run: Run | None, n: int) -> dict[str, Any]:
         text = (
             f"{r['elapsed_s']:.1f} s wall, {r['jobs_per_s']:.1f} jobs/s, peak RSS {rss / MiB:.0f} MiB, "
             f"{r['finished_ok']}/{r['n']} finished ok, "
-            f"longest loop stall {1000 * r['max_loop_stall_s']:.0f} ms"
+            f"longest loop stall {1000 * r['max_loop_stall_s']:.0f} ms "
+            f"(longest GC pause {1000 * r.get('longest_gc_pause_s', 0):.0f} ms)"
         )
         met = bool(r.get("all_finished_ok"))
     return {
