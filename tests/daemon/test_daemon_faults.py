@@ -43,8 +43,11 @@ def test_worker_killed_with_sigkill_mid_batch_everything_still_finishes_once(dae
     victim_pid = int(victim.split(":")[1])
     time.sleep(0.2)  # let it get into the middle of slow steps
     os.kill(victim_pid, signal.SIGKILL)
+    orphaned = backend.held_by(victim)
+    assert orphaned, "the killed worker held nothing: the test proves nothing"
 
     wait_for(lambda: all_done(pks), 90, "every work chain to finish after the crash", interval=0.2)
+    assert {r["state"] for r in backend.list_processes(pks=orphaned)} == {"finished"}
     _, reference = run_get_node(Batch, seed=Int(0))
     for i, pk in enumerate(pks):
         node = load_node(pk)

@@ -151,14 +151,31 @@ def stop(profile: Any | None = None, *, wait: bool = True, timeout: float = 120.
         wait_until_stopped(profile, pid, timeout)
 
 
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (reaping it if it is our own child, e.g. started by :func:`start`)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return True
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def wait_until_stopped(profile: Any, pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _gone(pid):
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     raise DaemonError(f"the daemon (pid {pid}) did not stop within {timeout:g} s and was killed")
 

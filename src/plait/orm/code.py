@@ -199,5 +199,12 @@ def load_code(identifier: str | int) -> Code:
         return node_from_row(matches[0])  # type: ignore[return-value]
     if len(matches) > 1:
         raise NotExistentError(f"code label '{label}' is ambiguous: write it as label@computer")
+    if not computer and len(label) >= 4:  # maybe a uuid or uuid prefix
+        try:
+            node = load_node(uuid=label)
+        except (NotExistentError, LookupError):
+            node = None
+        if isinstance(node, Code):
+            return node
     known = ", ".join(f"{r['label']}@{(r['attributes'] or {}).get('computer', '')}" for r in rows) or "none"
     raise NotExistentError(f"no code '{identifier}' (codes: {known})")

@@ -123,6 +123,16 @@ class Computer:
             raise ValueError(f"computer '{self.label}': option retry_max_attempts must be >= 1")
         if "{" in self.work_dir.replace("{username}", ""):
             raise ValueError(f"computer '{self.label}': work_dir may only use the placeholder {{username}}")
+        import string
+
+        allowed = {"tot_num_mpiprocs", "num_machines", "num_mpiprocs_per_machine", "num_cores_per_mpiproc"}
+        for part in self.options.get("mpirun_command") or []:
+            names = {name for _, name, _, _ in string.Formatter().parse(str(part)) if name}
+            if names - allowed:
+                raise ValueError(
+                    f"computer '{self.label}': mpirun_command uses {', '.join(sorted(names - allowed))}; "
+                    f"placeholders are {', '.join(sorted(allowed))}"
+                )
 
     def __repr__(self) -> str:
         return f"<Computer {self.label} ({self.transport_type}, {self.scheduler_type}) pk={self.pk}>"
@@ -233,7 +243,32 @@ class Computer:
 
     @property
     def is_configured(self) -> bool:
-        return self.transport_type == "local" or bool(self.get_config())
+        """True for the local transport, or once the user configured it (even with no parameters)."""
+        if self.transport_type == "local":
+            return True
+        return self.pk is not None and _backend().get_computer_config(self.pk, _user_email()) is not None
+
+    def set(self, **fields: Any) -> None:
+        """Change ``hostname``, ``work_dir`` or ``description`` of a computer (validated, stored at once).
+
+        The transport and scheduler plugins are not changeable: calculations
+        already recorded on this computer ran with them.
+        """
+        allowed = {"hostname", "work_dir", "description"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"cannot change {', '.join(sorted(unknown))} of a computer (changeable: {', '.join(sorted(allowed))})")
+        previous = {name: getattr(self, name) for name in fields}
+        for name, value in fields.items():
+            setattr(self, name, str(value))
+        try:
+            self._validate()
+        except ValueError:
+            for name, value in previous.items():
+                setattr(self, name, value)
+            raise
+        if self.pk is not None:
+            _backend().update_computer(self.pk, **fields)
 
     # -- what the engine needs ------------------------------------------------------------
     def transport_class(self) -> Any:

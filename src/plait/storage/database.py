@@ -141,12 +141,26 @@ class Database:
             return None
         return row[0] if row else None
 
-    def migrate(self, revision: str = "head") -> None:
-        """Run the Alembic migrations up to ``revision`` (imports Alembic only here)."""
+    def migrate(self, revision: str = "head", *, lock_dir: Path | None = None) -> None:
+        """Run the Alembic migrations up to ``revision`` (imports Alembic only here).
+
+        With ``lock_dir`` (the profile folder) two processes migrating at once
+        queue on a file lock instead of racing.
+        """
         from plait.storage.migrations import upgrade
 
-        with self.engine.begin() as conn:
+        with _file_lock(lock_dir), self.engine.begin() as conn:
             upgrade(conn, revision)
+
+    @staticmethod
+    def known_revisions() -> list[str]:
+        """Every revision of the migrations shipped with this plait, oldest first."""
+        from alembic.script import ScriptDirectory
+
+        from plait.storage.migrations import alembic_config
+
+        script = ScriptDirectory.from_config(alembic_config())
+        return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
     # -- transactions ----------------------------------------------------------
     @contextlib.contextmanager
