@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -157,6 +158,8 @@ def _classify(exc: BaseException) -> type[TransportError] | None:
         return library
     if isinstance(exc, TimeoutError):  # asyncio.TimeoutError and socket.timeout too
         return TransportTimeoutError
+    if isinstance(exc, socket.gaierror):  # the host name does not resolve: a connection failure
+        return ConnectionFailedError
     if isinstance(exc, OSError):
         return ERRNO_ERRORS.get(exc.errno or 0, TransportError)
     if isinstance(exc, EOFError):  # paramiko's way of saying the server went away

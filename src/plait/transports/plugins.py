@@ -12,6 +12,9 @@ a broken plugin only hurts the computers that use it.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from .contract import BlockingTransport, Transport
 
 __all__ = ["ENTRY_POINT_GROUP", "get_transport_class", "load_transport_plugins", "transport_plugin_names"]
@@ -21,11 +24,20 @@ ENTRY_POINT_GROUP = "plait.transports"
 TransportClass = type[Transport] | type[BlockingTransport]
 
 
-def transport_plugin_names() -> list[str]:
-    """Names of the installed transport plugins, sorted; nothing is imported."""
+@functools.cache
+def _entry_points() -> dict[str, Any]:
+    """The registered plugins by name, scanned once per interpreter (a scan costs milliseconds)."""
     from importlib.metadata import entry_points
 
-    return sorted({entry.name for entry in entry_points(group=ENTRY_POINT_GROUP)})
+    found: dict[str, Any] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(entry.name, entry)
+    return found
+
+
+def transport_plugin_names() -> list[str]:
+    """Names of the installed transport plugins, sorted; nothing is imported."""
+    return sorted(_entry_points())
 
 
 def get_transport_class(name: str) -> TransportClass:
@@ -36,13 +48,12 @@ def get_transport_class(name: str) -> TransportClass:
         TypeError: the entry point does not name a Transport or BlockingTransport subclass.
         ImportError: the plugin's module cannot be imported.
     """
-    from importlib.metadata import entry_points
-
-    found = list(entry_points(group=ENTRY_POINT_GROUP, name=name))
-    if not found:
+    entry = _entry_points().get(name)
+    if entry is None:
         known = ", ".join(transport_plugin_names()) or "none"
         raise LookupError(f"no transport plugin named {name!r} (installed: {known})")
-    loaded = found[0].load()
+    found = [entry]
+    loaded = entry.load()
     if not (isinstance(loaded, type) and issubclass(loaded, Transport | BlockingTransport)):
         raise TypeError(
             f"the transport plugin {name!r} ({found[0].value}) is not a subclass of "
