@@ -1,16 +1,19 @@
 """``plait status``: is everything this profile needs there and reachable?
 
 It reports the profile, its storage (is the database reachable, is its
-schema the one this plait needs, how many nodes), its broker and its daemon.
-The exit code is 1 when the database cannot be used, so scripts can run
-``plait status || ...``.
-
-The daemon and broker checks are hooks (:func:`_daemon_status`,
-:func:`_broker_status`) for the daemon and broker layers to fill in.
+schema the one this plait needs, how many nodes), its broker (connected to,
+asked to describe itself, disconnected) and its daemon (running or not).
+The exit code is 1 when the database cannot be used or the broker cannot be
+reached, so scripts can run ``plait status || ...``; a daemon that is not
+running is not a failure.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,32 +42,103 @@ class ServiceStatus:
     text: str
 
 
-# -- hooks -------------------------------------------------------------------------------------------
-# HOOK: the daemon engineer replaces the body of _daemon_status (and, for RabbitMQ, _broker_status).
-# Both must be quick (a second at most) and must not raise: return ServiceStatus(False, "why") instead.
-# Neither changes the exit code of `plait status`, which only fails when the database is unusable.
+# -- daemon and broker ---------------------------------------------------------------------------------
+# Both checks are quick (a few seconds at most, for a broker that does not answer) and never raise.
+
+#: seconds to connect to a broker before calling it unreachable
+BROKER_TIMEOUT = 5.0
 
 
 def _daemon_status(profile: Profile) -> ServiceStatus:
-    """HOOK (daemon layer): is the daemon of ``profile`` running, with how many workers?
+    """Is the daemon of ``profile`` running, with how many workers?  (It is fine for it not to run.)"""
+    try:
+        from plait.daemon import client
 
-    For now plait has no daemon, so the answer is always "not running".
+        reply = client.status(profile)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        if "not running" in reason:
+            return ServiceStatus(None, "not running (start it with `plait daemon start`)")
+        return ServiceStatus(False, reason)
+    workers = reply.get("workers", [])
+    dead = sum(1 for worker in workers if not worker.get("alive"))
+    text = f"running (pid {reply.get('pid')}, {len(workers)} worker{'' if len(workers) == 1 else 's'}"
+    text += f", {dead} restarting)" if dead else ")"
+    return ServiceStatus(True if workers and not dead else None, text)
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the password of ``url`` (driver errors may quote the URL they were given)."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    text = text.replace(url, hide_password(url))
+    if password:
+        text = text.replace(f":{password}@", ":***@")
+    return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Silence these loggers and their children (whose level is inherited) for a while."""
+    loggers = [logging.getLogger(name) for name in names]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.setLevel(level)
+
+
+def check_broker(profile: Profile, storage_ok: bool | None, timeout: float = BROKER_TIMEOUT) -> ServiceStatus:
+    """Can the broker of ``profile`` be reached?  Connects, asks it to describe itself, disconnects.
+
+    The database broker lives in the storage database: when that is unreachable, so is the broker
+    (and it is not tried again).
     """
-    del profile
-    return ServiceStatus(None, "not running (the daemon is not available in this version)")
+    import asyncio
+
+    url = profile.broker_url
+    shown = hide_password(url)
+    if url == "database" and not storage_ok:
+        return ServiceStatus(False, "database (embedded in the storage database, which is unreachable)")
+
+    async def probe() -> str:
+        from plait.broker import create_broker
+
+        broker = create_broker(profile)
+        try:
+            await asyncio.wait_for(broker.start(), timeout)
+            return await asyncio.wait_for(broker.describe(), timeout)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(broker.close(), timeout)
+
+    try:
+        with _quiet_loggers("aiormq", "aio_pika"):  # they log the failure themselves: one line is enough
+            described = asyncio.run(probe())
+    except TimeoutError:
+        return ServiceStatus(False, f"{shown} unreachable: no answer within {timeout:g} s")
+    except Exception as exc:
+        reason = _scrub(str(exc) or type(exc).__name__, url)
+        if shown not in reason:
+            reason = f"{shown} unreachable: {reason}"
+        return ServiceStatus(False, reason)
+    described = _scrub(described, url)
+    if url == "database":
+        match = re.fullmatch(r"database \((.*)\)", described)
+        detail = match.group(1) if match else described
+        return ServiceStatus(True, f"database (embedded in the storage database): {detail}")
+    return ServiceStatus(True, f"{described}, reachable")
 
 
 def _broker_status(profile: Profile, storage: ServiceStatus) -> ServiceStatus:
-    """HOOK (broker layer): can the broker of ``profile`` be reached?
-
-    The database broker lives in the storage database, so it is exactly as
-    reachable as the storage.  A RabbitMQ broker is not checked yet.
-    """
-    if profile.broker_url == "database":
-        if storage.ok:
-            return ServiceStatus(True, "database (embedded in the storage database)")
-        return ServiceStatus(False, "database (embedded in the storage database, which is unreachable)")
-    return ServiceStatus(None, f"{hide_password(profile.broker_url)} (reachability not checked yet)")
+    return check_broker(profile, storage.ok)
 
 
 # -- the checks ----------------------------------------------------------------------------------------
@@ -95,7 +169,10 @@ def _styled(service: ServiceStatus) -> Text:
 @click.command()
 @pass_state
 def status(state: CliState) -> None:
-    """Show the profile, its database, broker and daemon, and whether they work."""
+    """Show the profile, its database, broker and daemon, and whether they work.
+
+    Exits with 1 when the database is not usable or the broker not reachable.
+    """
     from plait.storage.profile import default_profile_name
 
     profile = state.load_profile()
@@ -116,3 +193,5 @@ def status(state: CliState) -> None:
     out.print(grid)
     if not storage.ok:
         raise click.ClickException(f"the database of profile '{profile.name}' is not usable: {storage.text}")
+    if broker.ok is False:
+        raise click.ClickException(f"the broker of profile '{profile.name}' is not reachable: {broker.text}")
