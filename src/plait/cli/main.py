@@ -92,6 +92,7 @@ def cli(ctx: click.Context, profile_name: str | None) -> None:
 def _register() -> None:
     from plait.cli.code import code
     from plait.cli.computer import computer
+    from plait.cli.daemon import daemon
     from plait.cli.demo import demo
     from plait.cli.node import node
     from plait.cli.process import process
@@ -104,6 +105,7 @@ def _register() -> None:
         cli.add_command(command)
     for command in (computer, code, storage):
         cli.add_command(command)
+    cli.add_command(daemon)
 
 
 _register()
