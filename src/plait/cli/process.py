@@ -1,4 +1,4 @@
-"""``plait process``: list processes, show one, read its report.
+"""``plait process``: list processes, show one, read its report, pause, play, kill and watch them.
 
 The rows come from the storage backend's joined node+process query
 (``list_processes``), so listing thousands of processes is one SQL query.
@@ -7,6 +7,7 @@ The rows come from the storage backend's joined node+process query
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import time
 from typing import Any
 
@@ -14,8 +15,10 @@ import click
 from rich.text import Text
 
 from plait.cli._common import (
+    CliError,
     CliState,
     console,
+    describe_exception,
     format_time,
     kv_table,
     link_label,
@@ -34,6 +37,7 @@ __all__ = ["process"]
 
 STATES = ("created", "running", "waiting", "finished", "excepted", "killed")
 ACTIVE = ("created", "running", "waiting")
+TERMINAL = ("finished", "excepted", "killed")
 #: log levels from least to most severe; REPORT is what ``self.report`` writes.
 LEVELS = ("DEBUG", "INFO", "REPORT", "WARNING", "ERROR", "CRITICAL")
 #: how many report lines ``process show`` prints
@@ -42,17 +46,53 @@ SHOW_REPORT_LINES = 10
 
 @click.group()
 def process() -> None:
-    """List processes, show one, read its report."""
+    """List processes, show one, read its report; pause, play, kill and watch them."""
+
+
+def holder_text(owner: str | None, expires: float | None, now: float) -> Text:
+    """Who holds a process, readably: ``worker 12345``, ``script 6789`` (this machine), else the owner id.
+
+    Lease owners are ``host:pid:kind:id``; on this machine the pid says it all (and ``(dead)``
+    marks an interpreter that no longer exists), elsewhere the whole id says where it runs.
+    ``(expired)`` marks a lease that ran out: its holder stopped renewing it, another worker may
+    take the process over.
+    """
+    import socket
+
+    from plait.engine.runner import owner_is_dead
+
+    if not owner:
+        return Text("-")
+    parts = owner.split(":")
+    shown = owner
+    if len(parts) >= 3 and parts[0] == socket.gethostname() and parts[1].isdigit():
+        kind = {"run": "script", "worker": "worker"}.get(parts[2], parts[2])
+        shown = f"{kind} {parts[1]}"
+    if expires is not None and expires < now:
+        return Text(f"{shown} (expired)", style="red")
+    if owner_is_dead(owner):
+        return Text(f"{shown} (dead)", style="red")
+    return Text(shown)
 
 
 def _holder(row: dict[str, Any], now: float) -> Text:
-    owner = row.get("lease_owner")
-    if not owner:
-        return Text("-")
-    expires = row.get("lease_expires")
-    if expires is not None and expires < now:
-        return Text(f"{owner} (expired)", style="red")
-    return Text(owner)
+    return holder_text(row.get("lease_owner"), row.get("lease_expires"), now)
+
+
+def _state_cell(row: dict[str, Any]) -> Text:
+    """The state, with ``paused`` in bold magenta so that paused processes stand out.
+
+    A terminated process is shown without the paused flag (it no longer means anything there).
+    """
+    terminated = row["state"] in TERMINAL
+    paused = bool(row.get("paused")) and not terminated
+    text = Text(
+        state_text(row["state"], row.get("exit_status"), paused, row.get("status")),
+        style=state_style(row["state"], row.get("exit_status")),
+    )
+    if paused:
+        text.highlight_words([", paused"], style="bold magenta")
+    return text
 
 
 @process.command("list")
@@ -73,40 +113,57 @@ def _holder(row: dict[str, Any], now: float) -> Text:
     help="Only processes created in the last DAYS days.",
 )
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the N most recent processes.")
+@click.option("--paused", is_flag=True, help="Only paused processes (play them with `plait process play`).")
 @pass_state
 def list_(
-    state: CliState, all_: bool, states: tuple[str, ...], past_days: int | None, limit: int | None
+    state: CliState,
+    all_: bool,
+    states: tuple[str, ...],
+    past_days: int | None,
+    limit: int | None,
+    paused: bool,
 ) -> None:
-    """List processes, oldest first (by default only the active ones: created, running, waiting)."""
+    """List processes, oldest first (by default only the active ones: created, running, waiting).
+
+    The holder is the daemon worker (`worker PID`) or script (`script PID`) that runs the
+    process now; `-` when nobody does (not started yet, parked while it waits for its
+    children, paused, or terminated).
+    """
     backend = state.backend()
     wanted = (
         sorted({s.lower() for s in states}, key=STATES.index) if states else (None if all_ else list(ACTIVE))
     )
     since = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=past_days) if past_days else None
-    rows = backend.list_processes(states=wanted, since=since, limit=limit)
+    rows = backend.list_processes(states=wanted, since=since, limit=limit, paused=True if paused else None)
+    if paused:  # a terminated process may keep its flag; it is no longer paused in any useful sense
+        rows = [row for row in rows if row["state"] not in TERMINAL]
 
     out = console()
     now = time.time()
     utcnow = _dt.datetime.now(_dt.UTC)
     listing = table("PK", "Created", "Process label", "State", "Holder")
     counts: dict[str, int] = {}
+    n_paused = 0
     for row in rows:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
+        if row.get("paused") and row["state"] not in TERMINAL:
+            n_paused += 1
         label = row["process_label"] + (f" ({row['label']})" if row.get("label") else "")
         listing.add_row(
             str(row["id"]),
             relative_time(row["ctime"], utcnow),
             Text(label),
-            Text(
-                state_text(row["state"], row.get("exit_status"), bool(row.get("paused")), row.get("status")),
-                style=state_style(row["state"], row.get("exit_status")),
-            ),
+            _state_cell(row),
             _holder(row, now),
         )
     if rows:
         out.print(listing)
     summary = ", ".join(f"{counts[s]} {s}" for s in STATES if s in counts)
+    if n_paused and not paused:
+        summary += f"; {n_paused} paused"
     what = "active process" if wanted == list(ACTIVE) and not states else "process"
+    if paused:
+        what = "paused process"
     total = f"{len(rows)} {what}{'es' if len(rows) != 1 else ''}"
     out.print(
         Text(
@@ -115,7 +172,7 @@ def list_(
             + (f", the {limit} most recent" if limit else "")
         )
     )
-    if wanted == list(ACTIVE) and not states:
+    if wanted == list(ACTIVE) and not states and not paused:
         out.print(
             Text("Only active processes (created, running, waiting) are listed: use -a to list them all.")
         )
@@ -290,3 +347,350 @@ def report(state: CliState, identifier: str, levelname: str) -> None:
             )
             for line in exception.rstrip().splitlines():
                 out.print(Text("  " * depth + line))
+
+
+# -- control: pause, play, kill ------------------------------------------------------------------------
+
+#: what each control verb does, for prompts and messages: (verb, past tense, default timeout)
+_CONTROL = {
+    "pause": ("Pause", "paused", 10.0),
+    "play": ("Play", "played", 10.0),
+    "kill": ("Kill", "killed", 30.0),
+}
+#: the start of a reply that means the request did not do what was asked
+_FAILED = re.compile(
+    r"^(no reply from |\d+ is not a process|unknown action|[A-Z]\w*(Error|Exception|Timeout)\b)"
+)
+
+
+def _resolve_pks(identifiers: tuple[str, ...]) -> tuple[list[int], list[tuple[str, str]]]:
+    """``(pks of the processes, [(identifier, why not)])``: a bad identifier does not stop the others."""
+    pks: list[int] = []
+    errors: list[tuple[str, str]] = []
+    for identifier in identifiers:
+        try:
+            pk = load_process(identifier).pk
+        except click.ClickException as exc:
+            errors.append((identifier, exc.format_message()))
+            continue
+        except Exception as exc:
+            reason = describe_exception(exc)
+            if reason is None:
+                raise
+            errors.append((identifier, reason))
+            continue
+        if pk not in pks:
+            pks.append(pk)
+    return pks, errors
+
+
+def _targets_for_all(backend: Any, action: str) -> tuple[list[int], int]:
+    """``(pks to act on, descendants acted on through them)`` for ``--all``."""
+    if action == "play":
+        rows = backend.list_processes(states=list(ACTIVE), paused=True)
+        return [row["id"] for row in rows], 0
+    rows = backend.list_processes(states=list(ACTIVE))
+    if action == "pause":
+        return [row["id"] for row in rows if not row.get("paused")], 0
+    # kill: the roots of the active trees; killing a process kills what it called
+    active = {row["id"] for row in rows}
+    roots = [row["id"] for row in rows if row.get("caller_id") not in active]
+    return roots, len(active) - len(roots)
+
+
+def _pk_list(pks: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, pks[:limit]))
+    return shown + (f", ... ({len(pks) - limit} more)" if len(pks) > limit else "")
+
+
+def _control_command(
+    state: CliState,
+    action: str,
+    identifiers: tuple[str, ...],
+    all_: bool,
+    yes: bool,
+    timeout: float | None,
+    message: str | None = None,
+) -> None:
+    from plait.engine import control
+
+    verb, past, default_timeout = _CONTROL[action]
+    timeout = timeout if timeout is not None else default_timeout
+    if all_ and identifiers:
+        raise click.UsageError("give either PKs or --all, not both")
+    if not all_ and not identifiers:
+        raise click.UsageError(f"which processes? Give their PKs, or --all to {action} every one")
+    backend = state.backend()
+    out = console()
+    failed = False
+    if all_:
+        pks, through = _targets_for_all(backend, action)
+        if not pks:
+            what = "paused processes to play" if action == "play" else f"active processes to {action}"
+            out.print(Text(f"There are no {what}."))
+            return
+        what = "paused process" if action == "play" else "active process"
+        question = f"{verb} {len(pks)} {what}{'es' if len(pks) != 1 else ''} ({_pk_list(pks)})"
+        if through:
+            question += f" and the {through} active process{'es' if through != 1 else ''} they called"
+        if not yes and not click.confirm(question + "?", default=False, err=True):
+            raise CliError(f"cancelled: no process was {past}")
+    else:
+        pks, errors = _resolve_pks(identifiers)
+        for identifier, reason in errors:
+            click.echo(f"Error: {identifier}: {' '.join(reason.split())}", err=True)
+            failed = True
+
+    for pk in pks:
+        try:
+            if action == "kill":
+                kwargs: dict[str, Any] = {"timeout": timeout}
+                if message:
+                    kwargs["message"] = message
+                reply = control.kill([pk], **kwargs)[pk]
+            else:
+                reply = getattr(control, action)([pk], timeout=timeout)[pk]
+        except Exception as exc:
+            reply = describe_exception(exc) or f"{type(exc).__name__}: {exc}"
+        reply = " ".join(str(reply).split())
+        if _FAILED.match(reply):
+            click.echo(f"Error: {pk}: {reply}", err=True)
+            failed = True
+        else:
+            out.print(Text(f"{pk}: {reply}"))
+    if failed:
+        click.get_current_context().exit(1)
+
+
+def _control_options(action: str) -> Any:
+    verb, _, default_timeout = _CONTROL[action]
+    what = "every paused process" if action == "play" else "every active process"
+
+    def decorate(function: Any) -> Any:
+        function = click.argument("identifiers", nargs=-1, metavar="PK...")(function)
+        function = click.option("--all", "all_", is_flag=True, help=f"{verb} {what} (asks first).")(function)
+        function = click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation with --all.")(
+            function
+        )
+        function = click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            metavar="S",
+            help=f"Seconds to wait for the runner holding a process to reply [default: {default_timeout:g}].",
+        )(function)
+        return function
+
+    return decorate
+
+
+@process.command()
+@_control_options("pause")
+@pass_state
+def pause(
+    state: CliState, identifiers: tuple[str, ...], all_: bool, yes: bool, timeout: float | None
+) -> None:
+    """Pause processes: they stop at their next safe point and stay paused, across restarts, until played.
+
+    A paused process held by a daemon worker is let go of: it holds no worker
+    while paused.  One line per process: `42: paused`.
+    """
+    _control_command(state, "pause", identifiers, all_, yes, timeout)
+
+
+@process.command()
+@_control_options("play")
+@pass_state
+def play(state: CliState, identifiers: tuple[str, ...], all_: bool, yes: bool, timeout: float | None) -> None:
+    """Play paused processes: they continue from where they stopped (the daemon takes them again)."""
+    _control_command(state, "play", identifiers, all_, yes, timeout)
+
+
+@process.command()
+@_control_options("kill")
+@click.option(
+    "-m",
+    "--message",
+    metavar="TEXT",
+    help="Why: recorded on the node as its exit message [default: killed by request].",
+)
+@pass_state
+def kill(
+    state: CliState,
+    identifiers: tuple[str, ...],
+    all_: bool,
+    yes: bool,
+    timeout: float | None,
+    message: str | None,
+) -> None:
+    """Kill processes and everything they called; a calculation job's scheduler job is cancelled.
+
+    A process running a step is killed when that step ends (an async step is
+    interrupted at once).
+    """
+    _control_command(state, "kill", identifiers, all_, yes, timeout, message)
+
+
+# -- watch ---------------------------------------------------------------------------------------------
+
+
+class _Watcher:
+    """Polls the database for the state of a process tree and for new log records.
+
+    The database is the truth: this works whoever runs the processes (daemon workers, a script,
+    or nobody yet) and needs no broker.
+    """
+
+    #: polls during which a terminated process's logs are still read (a kill logs after it commits)
+    SETTLE_POLLS = 2
+
+    def __init__(self, backend: Any, root: int) -> None:
+        self.backend = backend
+        self.root = root
+        self.seen: dict[int, tuple[Any, ...]] = {}
+        self.labels: dict[int, str] = {}
+        self.depth: dict[int, int] = {root: 0}
+        self.last_log: dict[int, int] = {}
+        self.settled: dict[int, int] = {}
+        self.root_state = ""
+
+    def _depth(self, row: dict[str, Any]) -> int:
+        pk = row["node_id"]
+        if pk not in self.depth:
+            self.depth[pk] = self.depth.get(row.get("caller_id"), 0) + 1
+        return self.depth[pk]
+
+    def _prefix(self, when: _dt.datetime, pk: int) -> str:
+        stamp = when.astimezone().strftime("%H:%M:%S")
+        return f"{stamp}  {'  ' * self.depth.get(pk, 0)}[{pk}] {self.labels.get(pk, '')}"
+
+    def poll(self, first: bool = False) -> list[Text]:
+        """Lines for what changed since the last poll (on the first poll: the current state)."""
+        root = self.backend.get_process(self.root)
+        if root is None:
+            raise CliError(f"process {self.root} no longer exists")
+        rows = [root, *self.backend.get_descendants(self.root)]
+        now = time.time()
+        utcnow = _dt.datetime.now(_dt.UTC)
+        events: list[tuple[_dt.datetime, int, Text]] = []
+        read_logs: list[int] = []
+        for row in rows:
+            pk = row["node_id"]
+            self.labels.setdefault(pk, row.get("process_label") or "")
+            self._depth(row)
+            terminated = row["state"] in TERMINAL
+            paused = bool(row.get("paused")) and not terminated
+            owner = None if terminated else row.get("lease_owner")
+            key = (row["state"], paused, row.get("status"), row.get("exit_status"), owner)
+            previous = self.seen.get(pk)
+            if key != previous:
+                self.seen[pk] = key
+                text = state_text(row["state"], row.get("exit_status"), paused, row.get("status"))
+                if row.get("exit_message") and terminated and row["state"] != "finished":
+                    text += f": {row['exit_message']}"
+                elif row.get("exit_message") and row["state"] == "finished" and row.get("exit_status"):
+                    text += f": {row['exit_message']}"
+                line = Text(f"{self._prefix(row.get('mtime') or utcnow, pk)}  -> ")
+                line.append(text, style=state_style(row["state"], row.get("exit_status")))
+                if owner:
+                    line.append(f"  ({holder_text(owner, row.get('lease_expires'), now).plain})")
+                if previous is None and pk != self.root and not first:
+                    line.append(f"  (called by {row.get('caller_id')})")
+                state_changed = previous is None or previous[:4] != key[:4]
+                when = (row.get("mtime") or utcnow) if state_changed else utcnow
+                events.append((when, 0, line))
+            if terminated:
+                self.settled[pk] = self.settled.get(pk, 0) + 1
+            if self.settled.get(pk, 0) <= self.SETTLE_POLLS:
+                read_logs.append(pk)
+            if pk == self.root:
+                self.root_state = row["state"]
+        for pk in read_logs:
+            records = self.backend.get_logs(pk)
+            if first:  # history is in `plait process report`; only new lines from now on
+                self.last_log[pk] = records[-1]["id"] if records else 0
+                continue
+            last = self.last_log.get(pk, 0)
+            for record in records:
+                if record["id"] <= last:
+                    continue
+                self.last_log[pk] = record["id"]
+                level = record["level"]
+                style = "red" if level in ("ERROR", "CRITICAL") else ("yellow" if level == "WARNING" else "")
+                message_lines = str(record["message"]).splitlines() or [""]
+                line = Text(f"{self._prefix(record['time'], pk)}  {level:<7} ")
+                line.append(message_lines[0], style=style)
+                for more in message_lines[1:]:
+                    line.append(f"\n{' ' * 10}{'  ' * self.depth.get(pk, 0)}    {more}", style=style)
+                events.append((record["time"], record["id"], line))
+        events.sort(key=lambda event: (event[0], event[1]))
+        return [line for _, _, line in events]
+
+    @property
+    def terminated(self) -> bool:
+        return self.root_state in TERMINAL
+
+
+@process.command()
+@click.argument("identifier", metavar="PK")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help="Seconds between two looks at the database.",
+)
+@pass_state
+def watch(state: CliState, identifier: str, interval: float) -> None:
+    """Follow a process and its descendants live until it terminates (Ctrl-C stops watching).
+
+    Prints a line when the state, paused flag, status or holder of a process
+    of the tree changes (`->`), and every new report line, as read from the
+    database, so it works whether the process runs in the daemon or in a
+    script.  Exits with 0 when the process terminates.
+    """
+    backend = state.backend()
+    node = load_process(identifier)
+    watcher = _Watcher(backend, node.pk)
+    out = console()
+    out.print(
+        Text(
+            f"Watching process {node.pk} ({node.process_label}) and its descendants; "
+            f"earlier report lines: plait process report {node.pk}"
+        )
+    )
+    failures = 0
+    first = True
+    try:
+        while True:
+            try:
+                lines = watcher.poll(first=first)
+                failures = 0
+            except click.ClickException:
+                raise
+            except Exception as exc:  # a database briefly busy: look again; give up if it stays so
+                failures += 1
+                if failures >= 5:
+                    reason = describe_exception(exc) or exc
+                    raise CliError(f"cannot read process {node.pk}: {reason}") from None
+                lines = []
+            first = False
+            for line in lines:
+                out.print(line)
+            if watcher.terminated:
+                time.sleep(min(interval, 0.2))  # the last report lines and the children's final states
+                for line in watcher.poll():
+                    out.print(line)
+                row = backend.get_process(node.pk) or {}
+                out.print(
+                    Text(
+                        f"Process {node.pk} terminated: "
+                        f"{state_text(row.get('state', ''), row.get('exit_status'))}"
+                    )
+                )
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        click.echo(f"Stopped watching process {node.pk} ({watcher.root_state or 'unknown state'}).", err=True)
+        click.get_current_context().exit(130)
