@@ -1,8 +1,9 @@
 """``plait demo``: run a small workflow end to end and show what was recorded.
 
 The workflow is :class:`plait.workflows.demo.NewtonSqrtWorkChain`; it runs in
-this interpreter (no daemon needed) on the current profile, then its
-provenance is printed as a tree with the pks to explore it further.
+this interpreter (no daemon needed) on the current profile — or, with
+``--daemon``, it is submitted to the profile's running daemon and awaited —
+then its provenance is printed as a tree with the pks to explore it further.
 """
 
 from __future__ import annotations
@@ -17,6 +18,22 @@ from plait.cli._common import CliError, CliState, console, format_time, pass_sta
 __all__ = ["demo"]
 
 
+def _through_daemon(profile, process_class, inputs, timeout, out):  # type: ignore[no-untyped-def]
+    from plait.daemon import client
+    from plait.engine import submit
+
+    if not client.is_running(profile):
+        raise CliError(f"the daemon of profile '{profile.name}' is not running: start it with `plait daemon start`")
+    node = submit(process_class, **inputs)
+    out.print(Text(f"Submitted as process {node.pk}; waiting for the daemon..."))
+    deadline = time.monotonic() + timeout
+    while not node.refresh().is_terminated:
+        if time.monotonic() > deadline:
+            raise CliError(f"process {node.pk} did not finish within {timeout:g} s (see `plait process show {node.pk}`)")
+        time.sleep(0.1)
+    return node
+
+
 @click.command()
 @click.option(
     "--number", "-n", type=float, default=2.0, show_default=True, help="Compute the square root of this."
@@ -27,8 +44,14 @@ __all__ = ["demo"]
 @click.option(
     "--max-iterations", type=int, default=20, show_default=True, help="Give up after this many iterations."
 )
+@click.option(
+    "--daemon", "through_daemon", is_flag=True, help="Submit it to the running daemon instead of running it here."
+)
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="With --daemon: seconds to wait.")
 @pass_state
-def demo(state: CliState, number: float, tolerance: float, max_iterations: int) -> None:
+def demo(
+    state: CliState, number: float, tolerance: float, max_iterations: int, through_daemon: bool, timeout: float
+) -> None:
     """Run the demo workflow (a square root by Newton's method) and print its provenance."""
     profile = state.load_profile()
     backend = state.backend()
@@ -44,7 +67,11 @@ def demo(state: CliState, number: float, tolerance: float, max_iterations: int) 
     from plait.workflows.demo import NewtonSqrtWorkChain
 
     started = time.perf_counter()
-    _, node = run_get_node(NewtonSqrtWorkChain, a=number, tolerance=tolerance, max_iterations=max_iterations)
+    inputs = {"a": number, "tolerance": tolerance, "max_iterations": max_iterations}
+    if through_daemon:
+        node = _through_daemon(profile, NewtonSqrtWorkChain, inputs, timeout, out)
+    else:
+        _, node = run_get_node(NewtonSqrtWorkChain, **inputs)
     elapsed = time.perf_counter() - started
 
     from plait.cli._tree import provenance_tree

@@ -78,6 +78,25 @@ class WorkerRunner(Runner):
         if parked:
             raise ProcessParked()
 
+    parks_when_paused = True
+
+    def pause(self, pk: int) -> bool:
+        """Pause at once if the process is at an await (its last checkpoint is where it continues)."""
+        if not super().pause(pk):
+            return False
+        task = self._tasks.get(pk)
+        if task is not None and pk not in self._in_thread_step:
+            task.cancel()
+        return True
+
+    async def _park_paused(self, process: Process) -> None:
+        fields: dict[str, Any] = {"paused": True, "lease_owner": None, "lease_expires": None}
+        await self.call_in_thread(
+            process, functools.partial(self.backend.update_process, process.pk, expect_owner=self.owner, **fields)
+        )
+        await self.call_in_thread(process, self.backend.insert_log, process.pk, "REPORT", "paused", {})
+        process.node._process["paused"] = True
+
     async def pause_process(self, process: Process, reason: str | None = None) -> None:
         """A paused process does not hold a worker: record the pause and let go of it."""
         fields: dict[str, Any] = {"paused": True, "lease_owner": None, "lease_expires": None}

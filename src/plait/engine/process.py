@@ -308,6 +308,9 @@ class Process:
     def _prepare_node(self, node: ProcessNode) -> None:
         """Hook: set more on the new process node before it is stored (e.g. its computer)."""
 
+    def _restore(self, checkpoint: dict[str, Any] | None) -> None:
+        """Hook: continue from ``checkpoint`` (None: from the start).  Work chains and jobs override it."""
+
     # -- loading an existing process ---------------------------------------------------------
     @classmethod
     def _load(cls, node: ProcessNode, runner: Runner | None) -> Process:

@@ -335,9 +335,12 @@ class Runner:
             if not process._terminated:
                 await self.call_in_thread(process, process._finish, result)
         except asyncio.CancelledError:
-            if process._kill_message is None:
+            if process._kill_message is not None:
+                await self._terminate_killed(process)
+            elif process._pause_requested and self.parks_when_paused:
+                await self._park_paused(process)  # interrupted at an await: continues from its checkpoint
+            else:
                 raise  # the runner is shutting down: the process stays as last checkpointed
-            await self._terminate_killed(process)
         except _KillSignal:
             await self._terminate_killed(process)
         except ProcessParked:
@@ -417,6 +420,12 @@ class Runner:
         )
         await self.call_in_thread(process, self.backend.insert_log, process.pk, "REPORT", "played", {})
         process.node._process["paused"] = False
+
+    #: a daemon worker lets go of paused processes (True); a script's runner keeps them waiting
+    parks_when_paused = False
+
+    async def _park_paused(self, process: Process) -> None:
+        """Hook for runners that park: record the pause and release the process."""
 
     async def on_paused(self, process: Process) -> None:
         """Hook: a daemon worker announces the pause; the in-process runner just waits."""
@@ -636,14 +645,14 @@ class Runner:
     # -- resuming ---------------------------------------------------------------------------------------
     def _load(self, node: ProcessNode) -> Process:
         cls = load_process_class(node)
-        if not cls._resumable:
+        if not cls._resumable and node.process_state is not ProcessState.CREATED:
             raise RuntimeError(
                 f"process {node.pk} ({node.process_label}) is a process function, which cannot be resumed: "
                 "run it again"
             )
         process = cls._load(node, self)
         row = self.backend.get_process(node.pk)
-        process._restore(row["checkpoint"] if row else None)  # type: ignore[attr-defined]
+        process._restore(row["checkpoint"] if row else None)
         calls_done = process._call_counter
         process._recorded_children = {  # type: ignore[attr-defined]
             child["call_key"]: child["node_id"]
