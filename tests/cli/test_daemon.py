@@ -287,21 +287,24 @@ def test_a_killed_worker_is_restarted_and_its_process_taken_over(invoke, daemon_
 
 
 def test_start_in_the_foreground(invoke, daemon_env, tmp_path):
+    """In the foreground, on a profile whose options ask for 2 workers by default; SIGTERM stops it."""
     from plait import submit
     from plait.daemon import client
+    from plait.storage import create_profile
 
-    plait.storage.load_profile()  # the default profile exists before two processes use it
+    create_profile("fg", options={"daemon": {"workers": 2}})
+    profile = plait.storage.load_profile("fg")
     foreground = subprocess.Popen(
-        [*plait_command(), "daemon", "start", "--foreground", "1"],
+        [*plait_command(), "-P", "fg", "daemon", "start", "--foreground"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        wait_for(client.is_running, "the foreground daemon to answer")
-        status = client.status()
-        assert status["pid"] == foreground.pid
-        assert_one_line_error(invoke("daemon", "start", code=1), "is already running")
+        wait_for(lambda: client.is_running(profile), "the foreground daemon to answer")
+        status = client.status(profile)
+        assert status["pid"] == foreground.pid and len(status["workers"]) == 2
+        assert_one_line_error(invoke("-P", "fg", "daemon", "start", code=1), "is already running")
 
         gate = tmp_path / "gate"
         gate.touch()
@@ -315,6 +318,7 @@ def test_start_in_the_foreground(invoke, daemon_env, tmp_path):
             foreground.kill()
             foreground.communicate()
     assert foreground.returncode == 0, stderr
-    assert "in the foreground" in stderr and "stopped" in stderr
+    assert "in the foreground" in stderr and "with 2 workers" in stderr and "stopped" in stderr
+    assert "worker 1 started" in stderr  # the supervisor's log, on stderr too
     assert "Traceback" not in stderr
-    assert not client.is_running()
+    assert not client.is_running(profile)

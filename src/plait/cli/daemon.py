@@ -131,6 +131,15 @@ def _check_can_run(profile: Profile) -> None:
         )
 
 
+def _default_workers(profile: Profile) -> int:
+    """The profile's ``[options.daemon] workers`` (in profile.toml), else 1."""
+    options = profile.options.get("daemon", {}) if isinstance(profile.options, dict) else {}
+    try:
+        return max(1, int(options.get("workers", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
 def _start(profile: Profile, workers: int) -> dict[str, Any]:
     client = _client()
     try:
@@ -167,16 +176,20 @@ def _held_by_worker() -> dict[str, int]:
 
 
 @daemon.command()
-@click.argument("workers", type=click.IntRange(min=1), default=1, metavar="[N]")
+@click.argument("workers", type=click.IntRange(min=1), required=False, metavar="[N]")
 @click.option(
     "--foreground",
     is_flag=True,
     help="Run the supervisor in this terminal (Ctrl-C or SIGTERM stops it) instead of in the background.",
 )
 @pass_state
-def start(state: CliState, workers: int, foreground: bool) -> None:
-    """Start the daemon with N workers (default 1) and print their pids."""
+def start(state: CliState, workers: int | None, foreground: bool) -> None:
+    """Start the daemon with N workers and print their pids.
+
+    N defaults to the profile's `daemon.workers` option, else 1.
+    """
     profile = state.load_profile()
+    workers = workers or _default_workers(profile)
     _check_can_run(profile)
     if foreground:
         _run_in_foreground(profile, workers)
@@ -280,7 +293,8 @@ def stop(state: CliState, no_wait: bool, timeout: float) -> None:
 @click.option(
     "--reset",
     is_flag=True,
-    help="Start again with one worker instead of as many as are running now.",
+    help="Start again with the default number of workers (profile option daemon.workers, else 1) "
+    "instead of as many as are running now.",
 )
 @click.option(
     "--timeout",
@@ -300,11 +314,12 @@ def restart(state: CliState, reset: bool, timeout: float) -> None:
     profile = state.load_profile()
     client = _client()
     out = console()
-    workers = 1
+    workers = _default_workers(profile)
     if client.is_running(profile):
         try:
             status = client.status(profile)
-            workers = 1 if reset else max(1, len(status.get("workers", [])))
+            if not reset:
+                workers = max(1, len(status.get("workers", [])))
         except client.DaemonError as exc:
             raise _daemon_error(exc) from None
         _stop(profile, wait=True, timeout=timeout)
