@@ -79,3 +79,20 @@ def test_kill_of_a_parked_work_chain_kills_its_children(daemon):
     child = get_backend().get_children(parent.pk)[0]["node_id"]
     wait_for(lambda: terminated(child), 30, "the child to be killed")
     assert load_node(parent.pk).is_killed and load_node(child).is_killed
+
+
+def test_two_workers_on_postgresql_share_the_work(daemon, postgres_profile):
+    """The multi-machine set-up: PostgreSQL storage, LISTEN/NOTIFY bells, SKIP LOCKED claims."""
+    from wf_library import Batch
+
+    daemon(workers=2)
+    pks = [submit(Batch, seed=Int(i)).pk for i in range(8)]
+    wait_for(lambda: all(terminated(pk) for pk in pks), 90, "the batch to finish on PostgreSQL", interval=0.1)
+    assert all(load_node(pk).is_finished_ok for pk in pks)
+    claimed = [(w["info"] or {}).get("claimed", 0) for w in get_backend().list_workers()]
+    wait_for(
+        lambda: len(get_backend().list_workers()) == 2
+        and all((w["info"] or {}).get("claimed", 0) > 0 for w in get_backend().list_workers()),
+        30,
+        f"both workers to report claimed work (now {claimed})",
+    )

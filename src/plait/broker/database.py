@@ -119,9 +119,8 @@ class DatabaseBroker(Broker):
         return True
 
     def ring_control(self, recipient: str) -> None:
-        event = self._controls.get(recipient)
-        if event is not None:
-            self._set_threadsafe(event)
+        # remembered even if the recipient is not waiting yet: it finds the bell rung when it does
+        self._set_threadsafe(self._controls.setdefault(recipient, asyncio.Event()))
         self._notify(CONTROL_CHANNEL, recipient)
 
     async def wait_for_control(self, recipient: str, timeout: float) -> bool:
