@@ -369,7 +369,7 @@ def _resolve_pks(identifiers: tuple[str, ...]) -> tuple[list[int], list[tuple[st
     errors: list[tuple[str, str]] = []
     for identifier in identifiers:
         try:
-            pk = load_process(identifier).pk
+            pk = int(load_process(identifier).pk or 0)
         except click.ClickException as exc:
             errors.append((identifier, exc.format_message()))
             continue
@@ -557,7 +557,8 @@ class _Watcher:
     def _depth(self, row: dict[str, Any]) -> int:
         pk = row["node_id"]
         if pk not in self.depth:
-            self.depth[pk] = self.depth.get(row.get("caller_id"), 0) + 1
+            caller = row.get("caller_id")
+            self.depth[pk] = (self.depth.get(caller, 0) if caller is not None else 0) + 1
         return self.depth[pk]
 
     def _prefix(self, when: _dt.datetime, pk: int) -> str:
@@ -652,7 +653,8 @@ def watch(state: CliState, identifier: str, interval: float) -> None:
     """
     backend = state.backend()
     node = load_process(identifier)
-    watcher = _Watcher(backend, node.pk)
+    pk = int(node.pk or 0)
+    watcher = _Watcher(backend, pk)
     out = console()
     out.print(
         Text(
@@ -682,7 +684,7 @@ def watch(state: CliState, identifier: str, interval: float) -> None:
                 time.sleep(min(interval, 0.2))  # the last report lines and the children's final states
                 for line in watcher.poll():
                     out.print(line)
-                row = backend.get_process(node.pk) or {}
+                row = backend.get_process(pk) or {}
                 out.print(
                     Text(
                         f"Process {node.pk} terminated: "
