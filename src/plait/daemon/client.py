@@ -20,11 +20,15 @@ from typing import Any
 
 from plait.daemon.supervisor import daemon_paths
 
-__all__ = ["DaemonError", "decr", "follow_logs", "incr", "is_running", "start", "status", "stop", "wait_until_stopped"]
+__all__ = ["DaemonError", "DaemonNotRunning", "decr", "follow_logs", "incr", "is_running", "start", "status", "stop", "wait_until_stopped"]
 
 
 class DaemonError(RuntimeError):
     """The daemon cannot do what was asked (the message says why)."""
+
+
+class DaemonNotRunning(DaemonError):
+    """The daemon of the profile is not running."""
 
 
 def _profile(profile: Any | None) -> Any:
@@ -49,7 +53,7 @@ def _ask(profile: Any, request: dict[str, Any], timeout: float = 10.0) -> dict[s
                     break
                 data += chunk
     except (FileNotFoundError, ConnectionRefusedError):
-        raise DaemonError(f"the daemon of profile '{profile.name}' is not running") from None
+        raise DaemonNotRunning(f"the daemon of profile '{profile.name}' is not running") from None
     except TimeoutError:
         raise DaemonError(f"the daemon of profile '{profile.name}' did not answer within {timeout:g} s") from None
     reply = json.loads(data or b"{}")
@@ -109,10 +113,15 @@ def start(profile: Any | None = None, workers: int = 1, *, wait: float = 30.0, w
     raise DaemonError(f"the daemon did not answer within {wait:g} s (see {paths.logs})")
 
 
-def status(profile: Any | None = None) -> dict[str, Any]:
-    """The supervisor's status with, per worker, its memory and the processes it holds."""
+def status(profile: Any | None = None, *, timeout: float = 10.0) -> dict[str, Any]:
+    """The supervisor's status with, per worker, its memory and the processes it holds.
+
+    Raises:
+        DaemonNotRunning: no supervisor answers on the profile's socket.
+        DaemonError: it did not answer within ``timeout`` seconds.
+    """
     profile = _profile(profile)
-    reply = _ask(profile, {"command": "status"})
+    reply = _ask(profile, {"command": "status"}, timeout=timeout)
     try:
         from plait.storage import get_backend
 

@@ -251,8 +251,14 @@ class Worker:
 
         backend = get_backend()
         beats = 0
+        parent = os.getppid()
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.sleep(min(self.lease_seconds / 3, 2.0))
+            if os.getppid() != parent:
+                # the supervisor died (we were re-parented): a worker nobody supervises must not linger
+                LOGGER.warning("the supervisor (pid %d) is gone; stopping", parent)
+                self._stopping.set()
+                return
             try:
                 await asyncio.to_thread(backend.renew_leases, self.worker_id, time.time() + self.lease_seconds)
                 await asyncio.to_thread(

@@ -41,6 +41,10 @@ def _live_holder(row: dict[str, Any]) -> str | None:
     return None if owner_is_dead(owner) else owner
 
 
+#: the requester waits this much longer than the holder, so that a holder's "it takes a while" arrives
+REPLY_GRACE = 5.0
+
+
 def _ask(holder: str, pk: int, action: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
     from plait.engine.bell import ring_control
 
@@ -48,7 +52,7 @@ def _ask(holder: str, pk: int, action: str, payload: dict[str, Any], timeout: fl
     request = ControlRequest(pk=pk, action=action, payload=payload, reply_to=reply_to)
     post_request(holder, request)
     ring_control(holder)
-    return wait_for_reply(reply_to, request.request_id, timeout)
+    return wait_for_reply(reply_to, request.request_id, timeout + REPLY_GRACE)
 
 
 def _each(pks: Iterable[int], action: str, payload: dict[str, Any], timeout: float) -> dict[int, str]:
@@ -148,7 +152,13 @@ def kill_unheld(pk: int, message: str) -> None:
     _cancel_job_if_any(pk)
     with backend.transaction():
         backend.update_process(
-            pk, state="killed", exit_message=message, lease_owner=None, lease_expires=None, status=None
+            pk,
+            state="killed",
+            exit_message=message,
+            lease_owner=None,
+            lease_expires=None,
+            status=None,
+            paused=False,
         )
         woken = backend.release_waits_on(pk)
         backend.delete_waits_of(pk)

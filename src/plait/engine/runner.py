@@ -278,7 +278,8 @@ class Runner:
     async def await_process(
         self, task: asyncio.Task[Any], process: Process
     ) -> tuple[dict[str, Any], ProcessNode]:
-        await asyncio.shield(task)
+        """Wait for a process task; cancelling the wait leaves the process as last checkpointed."""
+        await task
         node = process.node
         exception = getattr(process, "_exception", None)
         if exception is not None:
