@@ -154,3 +154,19 @@ def test_rabbitmq_restarted_while_processes_run(daemon, monkeypatch):
         subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
     wait_for(lambda: all_done(pks + more), 120, "every process to finish across the broker restart", interval=0.2)
     assert {r["state"] for r in get_backend().list_processes(pks=pks + more)} == {"finished"}
+
+
+def test_workers_leave_when_their_supervisor_is_killed(daemon):
+    handle = daemon(workers=1)
+    worker = handle.worker_pids()[0]
+    os.kill(handle.pid, signal.SIGKILL)
+
+    def gone() -> bool:
+        try:
+            with open(f"/proc/{worker}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except FileNotFoundError:
+            return True
+
+    wait_for(gone, 30, "the orphaned worker to stop", interval=0.1)
+    assert get_backend().list_workers() == []  # it left cleanly: its row is gone
