@@ -157,6 +157,7 @@ class Supervisor:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, "PLAIT_SUPERVISOR_PID": str(os.getpid())},
             )
         finally:
             log.close()

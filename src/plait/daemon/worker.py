@@ -147,6 +147,8 @@ class Worker:
         self.broker: Any = None
         self._stopping = asyncio.Event()
         self._started = time.time()
+        #: the supervisor that started us (it passes its pid); the worker leaves when it is gone
+        self.supervisor_pid = int(os.environ.get("PLAIT_SUPERVISOR_PID") or os.getppid())
         self.claimed = 0
 
     # -- main ------------------------------------------------------------------------------------
@@ -251,7 +253,7 @@ class Worker:
 
         backend = get_backend()
         beats = 0
-        parent = os.getppid()
+        parent = self.supervisor_pid
         while True:
             await asyncio.sleep(min(self.lease_seconds / 3, 2.0))
             if os.getppid() != parent:
