@@ -114,9 +114,8 @@ async def test_control_request_round_trip():
 
 
 def _submitted(count: int) -> list[int]:
-    from wf_library import Counter
-
     from plait import submit
+    from wf_library import Counter
 
     return [submit(Counter, n=Int(1)).pk for _ in range(count)]
 

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
+from engine.test_resume import shape
 from plait import run_get_node, submit
 from plait.orm import Int, Str, load_node
 from plait.storage import get_backend
 
-from engine.test_resume import shape
 from .conftest import wait_for
 
 TERMINAL = ("finished", "excepted", "killed")
@@ -35,7 +35,11 @@ def test_worker_killed_with_sigkill_mid_batch_everything_still_finishes_once(dae
     backend = get_backend()
 
     def busy_worker():
-        holders = {r["lease_owner"] for r in backend.list_processes(states=["running", "waiting"]) if r["lease_owner"]}
+        holders = {
+            r["lease_owner"]
+            for r in backend.list_processes(states=["running", "waiting"])
+            if r["lease_owner"]
+        }
         return next((h for h in holders if ":worker:" in h), None)
 
     wait_for(lambda: busy_worker() is not None, 30, "a worker holding processes")
@@ -59,14 +63,18 @@ def test_worker_killed_with_sigkill_mid_batch_everything_still_finishes_once(dae
         if i == 0:
             assert shape(node) == shape(reference)
     # the supervisor replaced the dead worker
-    wait_for(lambda: victim_pid not in handle.worker_pids() and len(handle.worker_pids()) == 2, 30, "a new worker")
+    wait_for(
+        lambda: victim_pid not in handle.worker_pids() and len(handle.worker_pids()) == 2, 30, "a new worker"
+    )
 
 
 def test_two_workers_and_the_cli_on_one_sqlite_file_never_see_database_locked(daemon, tmp_path):
     from wf_library import Counter, Gather
 
     handle = daemon(workers=2)
-    pks = [submit(Counter, n=Int(4)).pk for _ in range(60)] + [submit(Gather, count=Int(2)).pk for _ in range(20)]
+    pks = [submit(Counter, n=Int(4)).pk for _ in range(60)] + [
+        submit(Gather, count=Int(2)).pk for _ in range(20)
+    ]
     env = dict(os.environ)
     cli_errors = []
     deadline = time.monotonic() + 120
@@ -152,7 +160,9 @@ def test_rabbitmq_restarted_while_processes_run(daemon, monkeypatch):
         time.sleep(1.0)
     finally:
         subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
-    wait_for(lambda: all_done(pks + more), 120, "every process to finish across the broker restart", interval=0.2)
+    wait_for(
+        lambda: all_done(pks + more), 120, "every process to finish across the broker restart", interval=0.2
+    )
     assert {r["state"] for r in get_backend().list_processes(pks=pks + more)} == {"finished"}
 
 

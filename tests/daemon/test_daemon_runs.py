@@ -33,7 +33,9 @@ def test_the_demo_runs_through_the_daemon(daemon):
 
 def test_calculation_jobs_through_the_daemon(daemon):
     daemon(workers=1)
-    code = InstalledCode(computer=Computer.get("localhost"), filepath_executable="/bin/bash", label="bash").store()
+    code = InstalledCode(
+        computer=Computer.get("localhost"), filepath_executable="/bin/bash", label="bash"
+    ).store()
     pks = [submit(ArithmeticAddCalculation, code=code, x=Int(i), y=Int(1)).pk for i in range(10)]
     wait_for(lambda: all(terminated(pk) for pk in pks), 90, "the jobs to finish", interval=0.1)
     for i, pk in enumerate(pks):
@@ -51,7 +53,10 @@ def test_pause_is_kept_in_the_database_and_play_resumes(daemon):
     wait_for(lambda: get_backend().get_children(parent.pk), 30, "the child to be launched")
     child = get_backend().get_children(parent.pk)[0]["node_id"]
     wait_for(lambda: get_backend().get_process(child)["lease_owner"] is not None, 30, "the child to run")
-    assert control.pause([child])[child] in ("paused", "pause requested: it takes effect at the next safe point")
+    assert control.pause([child])[child] in (
+        "paused",
+        "pause requested: it takes effect at the next safe point",
+    )
     wait_for(lambda: get_backend().get_process(child)["paused"], 30, "the pause to be recorded")
     handle.client.stop()
     handle = daemon(workers=1)
@@ -69,8 +74,10 @@ def test_kill_of_a_parked_work_chain_kills_its_children(daemon):
     gate = get_backend().profile.path / "never"
     parent = submit(BehindGate, path=Str(str(gate)))
     wait_for(
-        lambda: get_backend().get_process(parent.pk)["state"] == "waiting"
-        and get_backend().get_process(parent.pk)["lease_owner"] is None,
+        lambda: (
+            get_backend().get_process(parent.pk)["state"] == "waiting"
+            and get_backend().get_process(parent.pk)["lease_owner"] is None
+        ),
         30,
         "the parent to park",
     )
@@ -91,8 +98,10 @@ def test_two_workers_on_postgresql_share_the_work(daemon, postgres_profile):
     assert all(load_node(pk).is_finished_ok for pk in pks)
     claimed = [(w["info"] or {}).get("claimed", 0) for w in get_backend().list_workers()]
     wait_for(
-        lambda: len(get_backend().list_workers()) == 2
-        and all((w["info"] or {}).get("claimed", 0) > 0 for w in get_backend().list_workers()),
+        lambda: (
+            len(get_backend().list_workers()) == 2
+            and all((w["info"] or {}).get("claimed", 0) > 0 for w in get_backend().list_workers())
+        ),
         30,
         f"both workers to report claimed work (now {claimed})",
     )

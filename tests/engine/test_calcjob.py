@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import time
@@ -165,8 +166,9 @@ class SleepJob(CalcJob):
 
 
 async def test_max_queued_jobs_caps_and_shows_the_wait(bash):
-    computer = Computer("capped", transport_type="local", scheduler_type="direct", work_dir="/tmp/plait-capped",
-                        max_queued_jobs=1, minimum_poll_interval=0.05).store()  # fmt: skip
+    computer = Computer(
+        "capped", work_dir="/tmp/plait-capped", max_queued_jobs=1, minimum_poll_interval=0.05
+    ).store()
     launches = [arun_get_node(SleepJob, metadata={"computer": "capped"}) for _ in range(3)]
     task = asyncio.gather(*launches)
     seen_waiting = False
@@ -181,14 +183,13 @@ async def test_max_queued_jobs_caps_and_shows_the_wait(bash):
         (float(o["retrieved"].get_object_content("start")), float(o["retrieved"].get_object_content("end")))
         for o, _ in results
     )
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.05, spans  # never two jobs in the queue at once
     assert computer.pk is not None and all(node.is_finished_ok for _, node in results)
 
 
 async def test_polling_is_batched_per_computer():
-    computer = Computer("batched", transport_type="local", scheduler_type="direct", work_dir="/tmp/plait-batched",
-                        minimum_poll_interval=0.1).store()  # fmt: skip
+    computer = Computer("batched", work_dir="/tmp/plait-batched", minimum_poll_interval=0.1).store()
     runner = Runner.for_loop()
     sizes = []
     scheduler = runner.job_manager.poller(Computer.get("batched")).scheduler

@@ -69,7 +69,7 @@ def test_blocking_run_inside_an_async_step_is_refused_clearly():
         async def go(self):
             run(Counter, n=Int(1))
 
-    with pytest.raises(RuntimeError, match="use `await plait.arun"):
+    with pytest.raises(RuntimeError, match=r"use `await plait\.arun"):
         run(BadAsync)
 
 
@@ -90,7 +90,7 @@ def test_nested_blocking_runs_do_not_deadlock_when_many_wait_at_once():
             pass
 
     # Fan is defined locally: it runs in this interpreter only, which is fine for run()
-    outputs, node = run_get_node(Fan)
+    _, node = run_get_node(Fan)
     assert node.is_finished_ok
     assert len(node.called) == 12 and all(c.is_finished_ok for c in node.called)
 

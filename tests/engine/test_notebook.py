@@ -23,7 +23,8 @@ CELLS = [
     "assert asyncio.get_running_loop() is loop\n"
     "print('run', outputs['count'].value, node.process_state.value)",
     # 2. the async API awaited at top level
-    "outputs, node = await plait.arun_get_node(Counter, n=Int(2))\nprint('arun', outputs['count'].value, node.pk)",
+    "outputs, node = await plait.arun_get_node(Counter, n=Int(2))\nprint('arun', "
+    "outputs['count'].value, node.pk)",
     # 3. a nested workfunction calling calcfunctions
     "result = add_multiply(Int(2), Int(3), Int(4))\n"
     "wf = result.get_incoming()[-1][2]\n"

@@ -116,7 +116,7 @@ def test_resume_refuses_a_process_held_by_a_live_interpreter(monkeypatch):
     assert backend.take_lease(pk, live_owner, time.time() + 60, force=True)
     with pytest.raises(RuntimeError, match="is held by"):
         resume(pk)
-    outputs, node = resume(pk, force=True)
+    _, node = resume(pk, force=True)
     assert node.is_finished_ok
 
 

@@ -180,7 +180,7 @@ def test_workchain_without_outline_is_refused():
     class NoOutline(WorkChain):
         pass
 
-    with pytest.raises(TypeError, match="must declare spec.outline"):
+    with pytest.raises(TypeError, match=r"must declare spec\.outline"):
         run(NoOutline)
 
 
@@ -199,5 +199,5 @@ def test_step_returning_garbage_excepts():
 
 
 def test_slow_child_alone():
-    outputs, node = run_get_node(Slow, tag=Str("x"), delay=0.01)
+    outputs, _ = run_get_node(Slow, tag=Str("x"), delay=0.01)
     assert outputs["tag"].value == "x"

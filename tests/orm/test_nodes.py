@@ -14,15 +14,15 @@ from plait.orm import (
     ModificationNotAllowed,
     NotExistentError,
     SinglefileData,
-    Str,
     StoringNotAllowed,
+    Str,
     load_node,
     to_node,
 )
 
 
 def test_base_types_round_trip(any_profile):
-    nodes = [Int(3), Float(2.5), Str("héllo \"quoted\""), Bool(True)]
+    nodes = [Int(3), Float(2.5), Str('héllo "quoted"'), Bool(True)]
     for node in nodes:
         node.store()
         loaded = load_node(node.pk)

@@ -54,7 +54,7 @@ class FakeTransport:
         command: str,
         stdin: str | bytes | None = None,
         workdir: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the transport contract's argument
+        timeout: float | None = None,
     ) -> CommandResult:
         self.calls.append(Call(command, stdin, workdir, timeout))
         for matches, answer in self.answers:
@@ -77,7 +77,7 @@ class CountingTransport:
         self.hostname = inner.hostname
         self.commands: list[str] = []
 
-    async def exec_command_wait(self, command, stdin=None, workdir=None, timeout=None) -> CommandResult:  # noqa: ASYNC109
+    async def exec_command_wait(self, command, stdin=None, workdir=None, timeout=None) -> CommandResult:
         self.commands.append(command)
         return await self.inner.exec_command_wait(command, stdin=stdin, workdir=workdir, timeout=timeout)
 

@@ -102,7 +102,9 @@ async def test_query_errors(fake: FakeTransport):
 
 
 async def test_transport_errors_are_not_wrapped(fake: FakeTransport):
-    fake.raising("if [ -r /proc/self/stat ]", ConnectionLostError("gone", host="fake", operation="exec_command_wait"))
+    fake.raising(
+        "if [ -r /proc/self/stat ]", ConnectionLostError("gone", host="fake", operation="exec_command_wait")
+    )
     with pytest.raises(ConnectionLostError):
         await DirectScheduler().query(fake, ["7"])
 
@@ -236,7 +238,7 @@ class WithoutSetsid:
         self.hostname = inner.hostname
         self.prefix = f"PATH={shlex.quote(str(bin_dir))}; "
 
-    async def exec_command_wait(self, command, stdin=None, workdir=None, timeout=None):  # noqa: ASYNC109
+    async def exec_command_wait(self, command, stdin=None, workdir=None, timeout=None):
         return await self.inner.exec_command_wait(self.prefix + command, stdin, workdir, timeout)
 
 

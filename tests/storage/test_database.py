@@ -50,7 +50,9 @@ def test_old_schema_is_refused_with_a_clear_message(tmp_path):
     with database.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
     database.dispose()
-    with pytest.raises(SchemaVersionError, match=f"revision 0000, this plait needs {SCHEMA_REVISION}.*plait storage migrate"):
+    with pytest.raises(
+        SchemaVersionError, match=f"revision 0000, this plait needs {SCHEMA_REVISION}.*plait storage migrate"
+    ):
         Database(url).ensure_schema()
 
 
@@ -83,11 +85,7 @@ def test_two_processes_write_the_same_sqlite_file(tmp_path):
     import subprocess
     import sys
 
-    script = (
-        "from plait.orm import Int\n"
-        "for i in range(150):\n"
-        "    Int(i).store()\n"
-    )
+    script = "from plait.orm import Int\nfor i in range(150):\n    Int(i).store()\n"
     procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     assert get_backend().count_nodes() == 450

@@ -39,7 +39,12 @@ class ControlRequest:
     reply_to: str = ""
 
     def body(self) -> dict[str, Any]:
-        return {"action": self.action, "payload": self.payload, "request_id": self.request_id, "reply_to": self.reply_to}
+        return {
+            "action": self.action,
+            "payload": self.payload,
+            "request_id": self.request_id,
+            "reply_to": self.reply_to,
+        }
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ControlRequest:

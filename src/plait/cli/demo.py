@@ -23,13 +23,17 @@ def _through_daemon(profile, process_class, inputs, timeout, out):  # type: igno
     from plait.engine import submit
 
     if not client.is_running(profile):
-        raise CliError(f"the daemon of profile '{profile.name}' is not running: start it with `plait daemon start`")
+        raise CliError(
+            f"the daemon of profile '{profile.name}' is not running: start it with `plait daemon start`"
+        )
     node = submit(process_class, **inputs)
     out.print(Text(f"Submitted as process {node.pk}; waiting for the daemon..."))
     deadline = time.monotonic() + timeout
     while not node.refresh().is_terminated:
         if time.monotonic() > deadline:
-            raise CliError(f"process {node.pk} did not finish within {timeout:g} s (see `plait process show {node.pk}`)")
+            raise CliError(
+                f"process {node.pk} did not finish within {timeout:g} s (see `plait process show {node.pk}`)"
+            )
         time.sleep(0.1)
     return node
 
@@ -45,12 +49,22 @@ def _through_daemon(profile, process_class, inputs, timeout, out):  # type: igno
     "--max-iterations", type=int, default=20, show_default=True, help="Give up after this many iterations."
 )
 @click.option(
-    "--daemon", "through_daemon", is_flag=True, help="Submit it to the running daemon instead of running it here."
+    "--daemon",
+    "through_daemon",
+    is_flag=True,
+    help="Submit it to the running daemon instead of running it here.",
 )
-@click.option("--timeout", type=float, default=120.0, show_default=True, help="With --daemon: seconds to wait.")
+@click.option(
+    "--timeout", type=float, default=120.0, show_default=True, help="With --daemon: seconds to wait."
+)
 @pass_state
 def demo(
-    state: CliState, number: float, tolerance: float, max_iterations: int, through_daemon: bool, timeout: float
+    state: CliState,
+    number: float,
+    tolerance: float,
+    max_iterations: int,
+    through_daemon: bool,
+    timeout: float,
 ) -> None:
     """Run the demo workflow (a square root by Newton's method) and print its provenance."""
     profile = state.load_profile()

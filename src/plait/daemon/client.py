@@ -20,7 +20,18 @@ from typing import Any
 
 from plait.daemon.supervisor import daemon_paths
 
-__all__ = ["DaemonError", "DaemonNotRunning", "decr", "follow_logs", "incr", "is_running", "start", "status", "stop", "wait_until_stopped"]
+__all__ = [
+    "DaemonError",
+    "DaemonNotRunning",
+    "decr",
+    "follow_logs",
+    "incr",
+    "is_running",
+    "start",
+    "status",
+    "stop",
+    "wait_until_stopped",
+]
 
 
 class DaemonError(RuntimeError):
@@ -55,7 +66,9 @@ def _ask(profile: Any, request: dict[str, Any], timeout: float = 10.0) -> dict[s
     except (FileNotFoundError, ConnectionRefusedError):
         raise DaemonNotRunning(f"the daemon of profile '{profile.name}' is not running") from None
     except TimeoutError:
-        raise DaemonError(f"the daemon of profile '{profile.name}' did not answer within {timeout:g} s") from None
+        raise DaemonError(
+            f"the daemon of profile '{profile.name}' did not answer within {timeout:g} s"
+        ) from None
     reply = json.loads(data or b"{}")
     if not reply.get("ok", False):
         raise DaemonError(reply.get("error", "the daemon refused the request"))
@@ -70,7 +83,9 @@ def is_running(profile: Any | None = None) -> bool:
     return True
 
 
-def start(profile: Any | None = None, workers: int = 1, *, wait: float = 30.0, worker_slots: int = 200) -> dict[str, Any]:
+def start(
+    profile: Any | None = None, workers: int = 1, *, wait: float = 30.0, worker_slots: int = 200
+) -> dict[str, Any]:
     """Start the supervisor in the background with ``workers`` workers; return its status.
 
     Raises:
@@ -105,7 +120,9 @@ def start(profile: Any | None = None, workers: int = 1, *, wait: float = 30.0, w
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = (paths.logs / "supervisor.out").read_text(errors="replace").strip().splitlines()[-3:]
-            raise DaemonError(f"the daemon did not start: {' / '.join(tail) or 'exit code ' + str(process.returncode)}")
+            raise DaemonError(
+                f"the daemon did not start: {' / '.join(tail) or 'exit code ' + str(process.returncode)}"
+            )
         try:
             return _ask(profile, {"command": "status"}, timeout=2.0)
         except DaemonError:

@@ -121,7 +121,12 @@ class Supervisor:
         )
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
-        LOGGER.info("supervisor %d started for profile %s with %d worker(s)", os.getpid(), self.profile.name, self.target)
+        LOGGER.info(
+            "supervisor %d started for profile %s with %d worker(s)",
+            os.getpid(),
+            self.profile.name,
+            self.target,
+        )
         for _ in range(self.target):
             self._add_worker()
         try:
@@ -144,7 +149,7 @@ class Supervisor:
         return slot
 
     async def _spawn(self, slot: _WorkerSlot) -> None:
-        log = open(self.paths.logs / f"worker-{slot.index}.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.paths.logs / f"worker-{slot.index}.log", "ab")  # noqa: ASYNC230 - opening a log is instant
         try:
             slot.process = await asyncio.create_subprocess_exec(
                 sys.executable,

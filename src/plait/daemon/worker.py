@@ -92,7 +92,8 @@ class WorkerRunner(Runner):
     async def _park_paused(self, process: Process) -> None:
         fields: dict[str, Any] = {"paused": True, "lease_owner": None, "lease_expires": None}
         await self.call_in_thread(
-            process, functools.partial(self.backend.update_process, process.pk, expect_owner=self.owner, **fields)
+            process,
+            functools.partial(self.backend.update_process, process.pk, expect_owner=self.owner, **fields),
         )
         await self.call_in_thread(process, self.backend.insert_log, process.pk, "REPORT", "paused", {})
         process.node._process["paused"] = True
@@ -103,10 +104,16 @@ class WorkerRunner(Runner):
         if reason:
             fields["status"] = f"paused: {reason}"
         await self.call_in_thread(
-            process, functools.partial(self.backend.update_process, process.pk, expect_owner=self.owner, **fields)
+            process,
+            functools.partial(self.backend.update_process, process.pk, expect_owner=self.owner, **fields),
         )
         await self.call_in_thread(
-            process, self.backend.insert_log, process.pk, "WARNING" if reason else "REPORT", reason or "paused", {}
+            process,
+            self.backend.insert_log,
+            process.pk,
+            "WARNING" if reason else "REPORT",
+            reason or "paused",
+            {},
         )
         process.node._process["paused"] = True
         raise ProcessParked()
@@ -168,10 +175,14 @@ class Worker:
             Runner._by_loop[loop] = runner
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
-        await asyncio.to_thread(backend.upsert_worker, self.worker_id, socket.gethostname(), os.getpid(), self.info())
+        await asyncio.to_thread(
+            backend.upsert_worker, self.worker_id, socket.gethostname(), os.getpid(), self.info()
+        )
         gc.collect()
         gc.freeze()  # the imported code and caches are permanent: keep them out of every collection
-        LOGGER.info("worker %s started (slots %d, lease %g s)", self.worker_id, self.slots, self.lease_seconds)
+        LOGGER.info(
+            "worker %s started (slots %d, lease %g s)", self.worker_id, self.slots, self.lease_seconds
+        )
         heartbeat = loop.create_task(self._heartbeat(), name="plait-worker-heartbeat")
         runner._ensure_control_server()
         try:
@@ -262,7 +273,9 @@ class Worker:
                 self._stopping.set()
                 return
             try:
-                await asyncio.to_thread(backend.renew_leases, self.worker_id, time.time() + self.lease_seconds)
+                await asyncio.to_thread(
+                    backend.renew_leases, self.worker_id, time.time() + self.lease_seconds
+                )
                 await asyncio.to_thread(
                     backend.upsert_worker, self.worker_id, socket.gethostname(), os.getpid(), self.info()
                 )
@@ -284,7 +297,7 @@ class Worker:
         for task in tasks:
             task.cancel()  # a step running in a thread finishes and commits first (call_in_thread)
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=self.stop_timeout)
+            _, pending = await asyncio.wait(tasks, timeout=self.stop_timeout)
             for task in pending:
                 task.cancel()
         backend = get_backend()
@@ -297,7 +310,9 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plait.daemon.worker", description="Run one daemon worker.")
+    parser = argparse.ArgumentParser(
+        prog="python -m plait.daemon.worker", description="Run one daemon worker."
+    )
     parser.add_argument("--profile", default=None, help="profile name (default: the default profile)")
     parser.add_argument("--slots", type=int, default=200, help="processes run at once")
     args = parser.parse_args(argv)

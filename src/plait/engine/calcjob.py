@@ -141,7 +141,7 @@ class CalcJob(Process):
         option = spec.input
         option("metadata.options.resources", valid_type=dict, non_db=True, validator=_check_resources,
                default=lambda: {"num_machines": 1, "num_mpiprocs_per_machine": 1},
-               help="num_machines, num_mpiprocs_per_machine, ... (default: one process on one machine)")  # fmt: skip
+               help="num_machines, num_mpiprocs_per_machine... (default: one process)")  # fmt: skip
         option("metadata.options.max_wallclock_seconds", valid_type=int, required=False, non_db=True)
         option("metadata.options.queue_name", valid_type=str, required=False, non_db=True)
         option("metadata.options.account", valid_type=str, required=False, non_db=True)
@@ -200,6 +200,7 @@ class CalcJob(Process):
         self._computer_cache: Computer | None = None
         self._calc_info: CalcInfo | None = None
         self._sandbox: Path | None = None
+        self._status_updates: set[asyncio.Task[Any]] = set()
 
     @property
     def options(self) -> dict[str, Any]:
@@ -397,7 +398,8 @@ class CalcJob(Process):
             calc_info = self.prepare_for_submission(sandbox)
             if not isinstance(calc_info, CalcInfo):
                 raise TypeError(
-                    f"{type(self).__name__}.prepare_for_submission returned {type(calc_info).__name__}, not CalcInfo"
+                    f"{type(self).__name__}.prepare_for_submission returned "
+                    f"{type(calc_info).__name__}, not CalcInfo"
                 )
             script = self.computer.get_scheduler().get_submit_script(self._job_template(calc_info))
             (sandbox / SCRIPT_NAME).write_text(script)
@@ -494,9 +496,12 @@ class CalcJob(Process):
             reason = f" ({info.reason})" if info.reason and info.reason != "None" else ""
             status = f"job {info.job_id}: {info.state.value} in {self.computer.scheduler_type}{reason}"
             update = functools.partial(backend.update_process, self.pk, status=status)
-            loop.create_task(self.runner.call_in_thread(None, update))  # type: ignore[union-attr]
+            task = loop.create_task(self.runner.call_in_thread(None, update))  # type: ignore[union-attr]
+            self._status_updates.add(task)
+            task.add_done_callback(self._status_updates.discard)
 
-        info = await self.runner.job_manager.wait_for_job(self.computer, self._job_id, on_update)  # type: ignore[union-attr]
+        manager = self.runner.job_manager  # type: ignore[union-attr]
+        info = await manager.wait_for_job(self.computer, self._job_id, on_update)
         self._job_info = {
             "state": info.state.value,
             "raw_state": info.raw_state,

@@ -340,7 +340,8 @@ class PortNamespace(Port):
                 if namespace.dynamic:
                     if last and namespace.valid_type and not isinstance(value, namespace.valid_type):
                         raise OutputValidationError(
-                            f"output '{label}': expected {_type_names(namespace.valid_type)}, got {_describe(value)}"
+                            f"output '{label}': expected {_type_names(namespace.valid_type)}, got "
+                            f"{_describe(value)}"
                         )
                     if not isinstance(value, Node):
                         raise OutputValidationError(f"output '{label}': needs a node, got {_describe(value)}")

@@ -446,9 +446,10 @@ class Process:
             if checkpoint is not None and keep_history:
                 backend.add_checkpoint(self.pk, self._checkpoint_seq, self._step_name, checkpoint)
             if state.is_terminal:
-                if state is ProcessState.FINISHED and values.get("exit_status") == 0:
+                if self._checkpoint_seq and state is ProcessState.FINISHED and values.get("exit_status") == 0:
                     backend.delete_checkpoints(self.pk)
-                woken = backend.release_waits_on(self.pk)  # a parked parent may run again
+                if self.node._process.get("submitted"):  # only daemon children have parked parents
+                    woken = backend.release_waits_on(self.pk)
         self.node._process.update(values)
         if woken:
             from plait.engine.bell import ring_work
@@ -511,7 +512,8 @@ class Process:
         _backend().insert_log(self.pk, "WARNING", f"killed: {message}", {})
 
     async def _on_kill(self) -> None:
-        """Hook run when the process is killed, before it is marked killed (calculation jobs cancel their job)."""
+        """Hook run when the process is killed, before it is marked killed (calculation jobs cancel
+        their job)."""
 
     # -- control -------------------------------------------------------------------------------------
     def request_kill(self, message: str = "killed by request") -> None:

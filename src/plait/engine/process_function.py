@@ -171,7 +171,8 @@ class FunctionProcess(Process):
             return None
         if isinstance(self.node, WorkFunctionNode):
             raise TypeError(
-                f"workfunction {self.process_label_string()} returned a {type(result).__name__}: a workfunction "
+                f"workfunction {self.process_label_string()} returned a {type(result).__name__}: a "
+                "workfunction "
                 "returns stored nodes (or a dict of them); create new data with a calcfunction"
             )
         self.out("result", to_node(result))
@@ -192,7 +193,8 @@ class FunctionProcess(Process):
                 self.out(f"{prefix}{key}", to_node(value))
 
     def execute(self) -> tuple[dict[str, Any], ProcessNode]:
-        """Store, run the function, record outputs; return ``(outputs, node)``.  Raises what the function raises."""
+        """Store, run the function, record outputs; return ``(outputs, node)``.  Raises what the
+        function raises."""
         parent = current_process()
         if parent is not None:
             recorded = parent._reuse_recorded_call(type(self))

@@ -72,7 +72,7 @@ class _KillSignal(Exception):
     """Internal: a kill request reached a safe point."""
 
 
-class ProcessParked(Exception):  # noqa: N818 - a signal, not an error
+class ProcessParked(Exception):
     """Raised inside a process task when its runner let go of it (it waits in the database).
 
     A daemon worker parks a work chain that waits for children, and a
@@ -199,7 +199,8 @@ class Runner:
 
     @property
     def transport_pool(self) -> Any:
-        """The :class:`~plait.transports.TransportPool` of this runner (one connection per computer and user)."""
+        """The :class:`~plait.transports.TransportPool` of this runner (one connection per computer
+        and user)."""
         if self._transport_pool is None:
             from plait.transports import TransportPool
 
@@ -600,7 +601,10 @@ class Runner:
             from plait.broker.control import ControlServer
 
             server = ControlServer(
-                self.owner, self.handle_control, broker=self.control_broker, poll_interval=self.control_poll_interval
+                self.owner,
+                self.handle_control,
+                broker=self.control_broker,
+                poll_interval=self.control_poll_interval,
             )
             self._control_task = self.loop.create_task(server.run(), name="plait-control")
 
@@ -618,14 +622,20 @@ class Runner:
             paused = ", paused" if node.paused else ""
             detail = f": {node.process_status}" if node.process_status else ""
             where = " (in a step)" if pk in self._in_thread_step else ""
-            return {"ok": True, "message": f"{node.process_state.value}{paused}, held by {self.owner}{where}{detail}"}
+            return {
+                "ok": True,
+                "message": f"{node.process_state.value}{paused}, held by {self.owner}{where}{detail}",
+            }
         if action == "kill":
             self.kill(pk, request.payload.get("message") or "killed by request")
             task = self._tasks.get(pk)
             if task is not None:
                 done, _ = await asyncio.wait([task], timeout=float(request.payload.get("timeout") or 30.0))
                 if not done:
-                    return {"ok": True, "message": "kill requested: it takes effect when the current step ends"}
+                    return {
+                        "ok": True,
+                        "message": "kill requested: it takes effect when the current step ends",
+                    }
             return {"ok": True, "message": "killed"}
         if action == "pause":
             if process.node.paused:
@@ -674,7 +684,8 @@ class Runner:
         alive = row is not None and row["lease_expires"] is not None and row["lease_expires"] > time.time()
         if owner and owner != self.owner and alive and not force and not owner_is_dead(owner):
             raise RuntimeError(
-                f"process {pk} is held by {owner} until {time.ctime(row['lease_expires'])}: it is still running "
+                f"process {pk} is held by {owner} until {time.ctime(row['lease_expires'])}: it is "
+                "still running "
                 "there (or wait for the lease to expire, or resume with force=True)"
             )
         return node

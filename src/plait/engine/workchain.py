@@ -234,7 +234,8 @@ class WorkChain(Process):
             node = target.target if isinstance(target, append_) else target
             if not isinstance(node, ProcessNode) or not node.is_stored:
                 raise TypeError(
-                    f"to_context({key}=...): expected the process node returned by self.submit(), got {node!r}"
+                    f"to_context({key}=...): expected the process node returned by self.submit(), got "
+                    f"{node!r}"
                 )
             self._awaiting.append({"pk": node.pk, "key": key, "append": append})
 
@@ -252,7 +253,7 @@ class WorkChain(Process):
 
     # -- checkpoint -------------------------------------------------------------------------------
     def _make_checkpoint(self) -> dict[str, Any]:
-        program, fingerprint = self._program()
+        _, fingerprint = self._program()
         ctx = {key: encode(value, f"ctx.{key}") for key, value in self.ctx.items()}
         return {
             "version": CHECKPOINT_VERSION,
@@ -353,7 +354,8 @@ class WorkChain(Process):
         if isinstance(result, ExitCode):
             return result if result.status != 0 else None
         raise TypeError(
-            f"step {_name(fn)} returned {type(result).__name__}: a step returns None, ToContext(...) or an ExitCode"
+            f"step {_name(fn)} returned {type(result).__name__}: a step returns None, ToContext(...) "
+            "or an ExitCode"
         )
 
     def _exit_code_from(self, value: ExitCode | int | str | None) -> ExitCode | None:

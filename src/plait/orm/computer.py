@@ -76,7 +76,8 @@ class Computer:
         unknown = set(options) - set(ComputerOptions)
         if unknown:
             raise ValueError(
-                f"unknown computer option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(ComputerOptions))}"
+                f"unknown computer option(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(ComputerOptions))}"
             )
         if not label or "@" in label or any(c.isspace() for c in label):
             raise ValueError(f"invalid computer label '{label}': no spaces, no '@'")
@@ -226,7 +227,8 @@ class Computer:
         if unknown:
             names = sorted(p for p in accepted if p not in ("self", "hostname"))
             raise ValueError(
-                f"the {self.transport_type} transport does not take {', '.join(unknown)} (it takes: {', '.join(names)})"
+                f"the {self.transport_type} transport does not take {', '.join(unknown)} (it takes: "
+                f"{', '.join(names)})"
             )
         _backend().set_computer_config(self.pk, _user_email(), params)
         self._config = dict(params)
@@ -257,7 +259,10 @@ class Computer:
         allowed = {"hostname", "work_dir", "description"}
         unknown = set(fields) - allowed
         if unknown:
-            raise ValueError(f"cannot change {', '.join(sorted(unknown))} of a computer (changeable: {', '.join(sorted(allowed))})")
+            raise ValueError(
+                f"cannot change {', '.join(sorted(unknown))} of a computer "
+                f"(changeable: {', '.join(sorted(allowed))})"
+            )
         previous = {name: getattr(self, name) for name in fields}
         for name, value in fields.items():
             setattr(self, name, str(value))

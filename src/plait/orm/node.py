@@ -30,7 +30,7 @@ from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNo
 __all__ = ["Data", "LinkType", "Node", "NodeLinks", "check_json", "load_node", "node_from_row"]
 
 
-class LinkType(str, enum.Enum):
+class LinkType(enum.StrEnum):
     """The kinds of provenance link, from the input node's side to the output node's."""
 
     INPUT_CALC = "input_calc"  # data -> calculation that used it

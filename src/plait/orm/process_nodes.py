@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-class ProcessState(str, enum.Enum):
+class ProcessState(enum.StrEnum):
     """The states of a process; ``paused`` is a flag beside them, not a state."""
 
     CREATED = "created"

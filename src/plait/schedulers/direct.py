@@ -53,7 +53,7 @@ WALLTIME_KILL_AFTER = 10
 
 #: bash: print "pid pgid stat" for each pid given, from /proc when there is one, else from ps.
 _STATUS_OF = (
-    'if [ -r /proc/self/stat ]; then for __p in {pids}; do '
+    "if [ -r /proc/self/stat ]; then for __p in {pids}; do "
     'if read -r __l 2> /dev/null < "/proc/$__p/stat"; then __l="${{__l##*) }}"; set -- $__l; '
     'echo "$__p $3 $1"; fi; done; else ps -o pid=,pgid=,stat=,etime= -p {comma_pids}; fi'
 )

@@ -352,7 +352,11 @@ class StorageBackend:
         """Process rows of every process called, directly or not, by ``pk`` (one recursive query)."""
         tree = select(processes.c.node_id).where(processes.c.caller_id == pk).cte("tree", recursive=True)
         tree = tree.union_all(select(processes.c.node_id).where(processes.c.caller_id == tree.c.node_id))
-        query = select(processes).where(processes.c.node_id.in_(select(tree.c.node_id))).order_by(processes.c.node_id)
+        query = (
+            select(processes)
+            .where(processes.c.node_id.in_(select(tree.c.node_id)))
+            .order_by(processes.c.node_id)
+        )
         with self._reading() as conn:
             return [_row(r) for r in conn.execute(query).all()]  # type: ignore[misc]
 
@@ -383,11 +387,15 @@ class StorageBackend:
         with self.transaction() as conn:
             if cap is not None:
                 if not self.database.is_sqlite:
-                    conn.execute(select(computers.c.id).where(computers.c.id == computer_id).with_for_update())
+                    conn.execute(
+                        select(computers.c.id).where(computers.c.id == computer_id).with_for_update()
+                    )
                 if self.count_queued_jobs(computer_id) >= cap:
                     return False
             conn.execute(
-                update(processes).where(processes.c.node_id == pk).values(job_stage="submitting", mtime=utcnow())
+                update(processes)
+                .where(processes.c.node_id == pk)
+                .values(job_stage="submitting", mtime=utcnow())
             )
             return True
 
@@ -458,7 +466,12 @@ class StorageBackend:
             return []
         now = time.time()
         with self.transaction() as conn:
-            query = select(processes.c.node_id).where(self._runnable(now)).order_by(processes.c.node_id).limit(limit)
+            query = (
+                select(processes.c.node_id)
+                .where(self._runnable(now))
+                .order_by(processes.c.node_id)
+                .limit(limit)
+            )
             if not self.database.is_sqlite:
                 query = query.with_for_update(skip_locked=True, of=processes)
             pks = [row[0] for row in conn.execute(query).all()]
@@ -487,9 +500,7 @@ class StorageBackend:
             active = [row[0] for row in conn.execute(query).all()]
             if not active:
                 return False
-            conn.execute(
-                insert(process_waits), [{"parent_id": pk, "child_id": child} for child in active]
-            )
+            conn.execute(insert(process_waits), [{"parent_id": pk, "child_id": child} for child in active])
             conn.execute(
                 update(processes)
                 .where(processes.c.node_id == pk, processes.c.lease_owner == owner)
@@ -541,11 +552,15 @@ class StorageBackend:
         with self._reading() as conn:
             return [
                 row[0]
-                for row in conn.execute(select(processes.c.node_id).where(processes.c.lease_owner == owner)).all()
+                for row in conn.execute(
+                    select(processes.c.node_id).where(processes.c.lease_owner == owner)
+                ).all()
             ]
 
     # -- broker messages (the database broker) ------------------------------------------
-    def post_message(self, kind: str, recipient: str | None, process_id: int | None, body: Mapping[str, Any]) -> int:
+    def post_message(
+        self, kind: str, recipient: str | None, process_id: int | None, body: Mapping[str, Any]
+    ) -> int:
         with self.transaction() as conn:
             return conn.execute(
                 insert(broker_messages).returning(broker_messages.c.id),
@@ -596,7 +611,9 @@ class StorageBackend:
 
     def purge_messages(self, older_than: float) -> int:
         with self.transaction() as conn:
-            return conn.execute(delete(broker_messages).where(broker_messages.c.created < older_than)).rowcount
+            return conn.execute(
+                delete(broker_messages).where(broker_messages.c.created < older_than)
+            ).rowcount
 
     def notify(self, channel: str, payload: str = "") -> None:
         """PostgreSQL NOTIFY inside the current transaction (delivered when it commits); no-op on SQLite."""
@@ -605,7 +622,9 @@ class StorageBackend:
         from sqlalchemy import text
 
         with self.transaction() as conn:
-            conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
+            conn.execute(
+                text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}
+            )
 
     # -- logs --------------------------------------------------------------------
     def insert_log(

@@ -222,7 +222,7 @@ class AsyncAdapter(Transport):
         command: str,
         stdin: str | bytes | None = None,
         workdir: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the contract's argument
+        timeout: float | None = None,
     ) -> CommandResult:
         return await self._call(self.wrapped.exec_command_wait, command, stdin, workdir, timeout)
 

@@ -300,7 +300,7 @@ class Transport(ABC):
         command: str,
         stdin: str | bytes | None = None,
         workdir: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - it kills the remote command
+        timeout: float | None = None,
     ) -> CommandResult:
         """Run ``command`` through ``bash -c`` on the remote side and wait for it.
 

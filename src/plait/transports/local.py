@@ -255,7 +255,7 @@ class LocalTransport(Transport):
         command: str,
         stdin: str | bytes | None = None,
         workdir: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the contract's argument
+        timeout: float | None = None,
     ) -> CommandResult:
         """Run ``bash -c command``; on time-out kill its whole process group.
 

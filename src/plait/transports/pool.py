@@ -445,7 +445,7 @@ class PooledTransport(Transport):
         command: str,
         stdin: str | bytes | None = None,
         workdir: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the contract's argument
+        timeout: float | None = None,
     ) -> CommandResult:
         async with self._operation("exec_command_wait", workdir) as transport:
             return await transport.exec_command_wait(command, stdin, workdir, timeout)

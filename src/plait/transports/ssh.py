@@ -740,7 +740,7 @@ class SshTransport(Transport):
         path: str | None,
         line: str,
         stdin: bytes | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the client-side backstop of the command's limit
+        timeout: float | None = None,
     ) -> CommandResult:
         """Run one command line on a channel of its own; no interpretation of the result."""
         import asyncssh
@@ -800,7 +800,7 @@ class SshTransport(Transport):
         command: str,
         stdin: str | bytes | None = None,
         workdir: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the contract's argument
+        timeout: float | None = None,
     ) -> CommandResult:
         operation = "exec_command_wait"
         line, marker = shell.command_line(command, workdir, timeout)

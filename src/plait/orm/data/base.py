@@ -38,7 +38,8 @@ class BaseType(Data):
             converted = self._convert(value)
         except (TypeError, ValueError) as exc:
             raise TypeError(
-                f"{type(self).__name__} needs a {self.value_type.__name__}, got {type(value).__name__} {value!r}"
+                f"{type(self).__name__} needs a {self.value_type.__name__}, got "
+                f"{type(value).__name__} {value!r}"
             ) from exc
         self.set_attribute("value", converted)
 
