@@ -76,3 +76,9 @@ def test_postgres_url_is_normalised():
     profile = create_profile("pgurl", storage_url="postgres://u@h:5432/db")
     assert profile.storage_url == "postgresql+psycopg://u@h:5432/db"
     assert profile.storage_backend == "postgresql"
+
+
+def test_rabbitmq_scheme_is_stored_as_amqp():
+    profile = create_profile("mq", broker_url="rabbitmq://guest:guest@127.0.0.1:5672/")
+    assert profile.broker_url == "amqp://guest:guest@127.0.0.1:5672/"
+    assert load_profile_config("mq").broker_url == "amqp://guest:guest@127.0.0.1:5672/"

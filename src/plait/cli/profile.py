@@ -58,8 +58,8 @@ def _undo_setup(folder: Path, folder_existed: bool, config: Path, config_before:
     "broker_url",
     default="database",
     show_default=True,
-    metavar="database|amqp://...",
-    help="'database' (no server needed) or a RabbitMQ URL amqp://user:password@host:5672/vhost.",
+    metavar="database|rabbitmq://...",
+    help="'database' (no server needed) or rabbitmq://user:password@host:5672/vhost (amqp:// too).",
 )
 @click.option("--set-default", is_flag=True, help="Make it the default profile.")
 @click.option("--email", "user_email", default="user@localhost", show_default=True, help="Who you are.")

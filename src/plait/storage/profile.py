@@ -157,9 +157,16 @@ def _normalise_storage_url(url: str) -> str:
 
 
 def _check_broker_url(url: str) -> str:
+    """``database``, or a RabbitMQ URL (``rabbitmq://`` is accepted and stored as ``amqp://``)."""
+    if url.startswith("rabbitmq://"):
+        url = "amqp://" + url[len("rabbitmq://") :]
+    elif url.startswith("rabbitmqs://"):
+        url = "amqps://" + url[len("rabbitmqs://") :]
     if url == "database" or url.startswith(("amqp://", "amqps://")):
         return url
-    raise ProfileError(f"unsupported broker '{url}': use 'database' or amqp://user:password@host:port/vhost")
+    raise ProfileError(
+        f"unsupported broker '{url}': use 'database' or rabbitmq://user:password@host:port/vhost (or amqp://)"
+    )
 
 
 def create_profile(
