@@ -151,7 +151,33 @@ def submit(process: Any, inputs: Inputs | ProcessBuilder = None, **kwargs: Any) 
     from plait.engine.bell import ring_work
 
     ring_work()
+    _warn_if_no_worker(node.pk)
     return node
+
+
+_warned_no_worker = False
+
+
+def _warn_if_no_worker(pk: int) -> None:
+    """Say once, clearly, when nothing will run what was just submitted."""
+    global _warned_no_worker
+    if _warned_no_worker:
+        return
+    import logging
+    import time
+
+    from plait.storage import get_backend, get_profile
+
+    workers = get_backend().list_workers()
+    if any(time.time() - w["heartbeat"] < 120 for w in workers):
+        return
+    _warned_no_worker = True
+    logging.getLogger("plait.submit").warning(
+        "process %s was submitted, but no daemon worker of profile '%s' is running: "
+        "start one with `plait daemon start` (it will then run everything submitted)",
+        pk,
+        get_profile().name,
+    )
 
 
 def resume(pk: int, *, force: bool = False) -> tuple[dict[str, Any], ProcessNode]:
