@@ -38,9 +38,11 @@ import enum
 import re
 import shlex
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from plait.schedulers.errors import SchedulerError
 
 if TYPE_CHECKING:  # keep ``import plait.schedulers`` cheap: the transport package is only needed for typing
     from plait.transports.contract import CommandResult, Transport
@@ -522,6 +524,38 @@ class Scheduler(abc.ABC):
         return await transport.exec_command_wait(
             command, workdir=workdir, timeout=self.options.get("command_timeout")
         )
+
+    async def _submit_printing_id(
+        self, transport: Transport, workdir: str, command: str, job_id_of: Callable[[str], str]
+    ) -> str:
+        """Run a submit command whose last output line carries the job id; return the id.
+
+        ``job_id_of`` turns that line into the id, or returns "" when it holds none.
+
+        Raises:
+            SchedulerError: the command failed, or printed no job id.
+        """
+        tool = command.split(None, 1)[0]
+        result = await self._run(transport, command, workdir=workdir)
+        if result.returncode != 0:
+            raise SchedulerError(
+                f"{tool} refused the job",
+                command=command,
+                returncode=result.returncode,
+                stderr=result.stderr,
+                stdout=result.stdout,
+            )
+        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        job_id = job_id_of(lines[-1]) if lines else ""
+        if not job_id:
+            raise SchedulerError(
+                f"{tool} printed no job id (stdout {result.stdout!r})",
+                command=command,
+                returncode=result.returncode,
+                stderr=result.stderr,
+                stdout=result.stdout,
+            )
+        return job_id
 
     @abc.abstractmethod
     async def submit(self, transport: Transport, workdir: str, script_name: str) -> str:

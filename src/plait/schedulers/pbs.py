@@ -231,26 +231,9 @@ class PbsScheduler(Scheduler):
     async def submit(self, transport: Transport, workdir: str, script_name: str) -> str:
         """``qsub <script>`` run in ``workdir``; the id is what qsub prints (``1234.server``)."""
         command = f"qsub {shlex.quote(script_name)}"
-        result = await self._run(transport, command, workdir=workdir)
-        if result.returncode != 0:
-            raise SchedulerError(
-                "qsub refused the job",
-                command=command,
-                returncode=result.returncode,
-                stderr=result.stderr,
-                stdout=result.stdout,
-            )
-        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
-        job_id = lines[-1] if lines else ""
-        if not _JOB_ID.match(job_id):
-            raise SchedulerError(
-                f"qsub printed no job id (stdout {result.stdout!r})",
-                command=command,
-                returncode=result.returncode,
-                stderr=result.stderr,
-                stdout=result.stdout,
-            )
-        return job_id
+        return await self._submit_printing_id(
+            transport, workdir, command, lambda line: line if _JOB_ID.match(line) else ""
+        )
 
     async def query(self, transport: Transport, job_ids: Sequence[str]) -> dict[str, JobInfo]:
         """One ``qstat -f`` (``-x`` for PBS Pro) for all ``job_ids``; unknown ids are ``DONE``."""

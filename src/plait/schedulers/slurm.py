@@ -168,26 +168,12 @@ class SlurmScheduler(Scheduler):
     async def submit(self, transport: Transport, workdir: str, script_name: str) -> str:
         """``sbatch --parsable <script>`` run in ``workdir``; the id is the part before any ``;cluster``."""
         command = f"sbatch --parsable {shlex.quote(script_name)}"
-        result = await self._run(transport, command, workdir=workdir)
-        if result.returncode != 0:
-            raise SchedulerError(
-                "sbatch refused the job",
-                command=command,
-                returncode=result.returncode,
-                stderr=result.stderr,
-                stdout=result.stdout,
-            )
-        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
-        job_id = lines[-1].split(";", 1)[0].strip() if lines else ""
-        if not _JOB_ID.match(job_id):
-            raise SchedulerError(
-                f"sbatch printed no job id (stdout {result.stdout!r})",
-                command=command,
-                returncode=result.returncode,
-                stderr=result.stderr,
-                stdout=result.stdout,
-            )
-        return job_id
+
+        def job_id_of(line: str) -> str:
+            job_id = line.split(";", 1)[0].strip()
+            return job_id if _JOB_ID.match(job_id) else ""
+
+        return await self._submit_printing_id(transport, workdir, command, job_id_of)
 
     async def query(self, transport: Transport, job_ids: Sequence[str]) -> dict[str, JobInfo]:
         """One ``squeue`` for all ``job_ids``; unknown ids are ``DONE`` (see the module docstring).
