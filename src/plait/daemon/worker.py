@@ -79,6 +79,7 @@ class WorkerRunner(Runner):
             raise ProcessParked()
 
     parks_when_paused = True
+    keeps_control_server = True
 
     def pause(self, pk: int) -> bool:
         """Pause at once if the process is at an await (its last checkpoint is where it continues)."""
@@ -120,6 +121,9 @@ class WorkerRunner(Runner):
 
     def _adopt_orphan(self, pk: int) -> bool:
         return False  # children are submitted: the daemon's claim loop takes them
+
+    def _ensure_heartbeat(self) -> None:
+        pass  # the worker's own heartbeat renews every lease it holds, and records its liveness
 
     def holds_slot(self, pk: int) -> bool:
         """A calculation job waiting for its scheduler does not take a slot."""

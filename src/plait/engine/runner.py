@@ -361,6 +361,15 @@ class Runner:
             for future in self._waiters.pop(pk, []):
                 if not future.done():
                     future.set_result(None)
+            if not self._tasks:
+                # nothing held here any more: no leases to renew, and (except in a daemon worker)
+                # no control requests to poll for; a notebook's loop keeps no plait task around
+                if self._heartbeat is not None:
+                    self._heartbeat.cancel()
+                    self._heartbeat = None
+                if self._control_task is not None and not self.keeps_control_server:
+                    self._control_task.cancel()
+                    self._control_task = None
 
     async def _terminate_killed(self, process: Process) -> None:
         message = process._kill_message or "killed"
@@ -425,6 +434,8 @@ class Runner:
 
     #: a daemon worker lets go of paused processes (True); a script's runner keeps them waiting
     parks_when_paused = False
+    #: a daemon worker keeps answering control requests even while it holds nothing
+    keeps_control_server = False
 
     async def _park_paused(self, process: Process) -> None:
         """Hook for runners that park: record the pause and release the process."""
