@@ -222,3 +222,14 @@ def test_the_slow_callback_check_catches_a_blocking_async_step(caplog):
         gc.callbacks.remove(hook)
     slow = [r for r in caplog.records if "took" in r.getMessage() and _time_outside_gc(r, windows) > 0.05]
     assert len(slow) == 1
+
+
+def test_awaiting_a_process_leaves_no_plait_task_on_the_callers_loop():
+    """A notebook's loop keeps nothing of plait running once its processes are done."""
+
+    async def cell():
+        await arun(Counter, n=Int(2))
+        await asyncio.sleep(0)
+        return sorted(t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task())
+
+    assert asyncio.run(cell()) == []
