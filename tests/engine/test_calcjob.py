@@ -257,3 +257,11 @@ def test_job_killed_outside_plait_ends_with_scheduler_failure():
     _, node = asyncio.run(main())
     assert node.exit_status == 110
     assert "without writing its exit-code file" in node.exit_message
+
+
+def test_a_parser_can_be_run_again_on_stored_files(bash):
+    from plait.parsers.arithmetic import ArithmeticAddParser
+
+    _, node = run_get_node(ArithmeticAddCalculation, code=bash, x=Int(20), y=Int(22))
+    outputs, exit_code = ArithmeticAddParser.parse_from_node(node)
+    assert exit_code is None and outputs["sum"].value == 42 and not outputs["sum"].is_stored
