@@ -15,7 +15,13 @@ Usage (from the repository root)::
     python3 benchmarks/compare.py                           # no aiida venv: plait only, and how to set it up
 
 Environment instead of options: ``AIIDA_VENV``, ``AIIDA_PATH`` (the aiida home; default
-``<venv>/../aiida-home``), ``AIIDA_PROFILE`` (default ``bench-nobroker``), ``AIIDA_ANCHORS``, ``REPS``.
+``<venv>/../aiida-home``), ``AIIDA_PROFILE`` (default ``bench-nobroker``), ``AIIDA_DAEMON_PROFILE`` (the
+RabbitMQ profile of the daemon rows, default ``bench-rmq``, created with ``verdi presto`` if missing),
+``AIIDA_ANCHORS``, ``REPS``.
+
+The daemon section (``--only daemon``) runs ``bench_daemon.py`` (plait) and the anchor's
+``bench_calcjob.py --mode submit`` (aiida, ``verdi daemon start N`` before and ``daemon stop`` after every
+repetition); see ``--submit-n``, ``--parked-n``, ``--parked-during-n``, ``--pause-samples``.
 
 Every plait run gets a fresh scratch ``PLAIT_HOME`` under ``benchmarks/.scratch/`` whose default profile is
 created by a separate interpreter first (as ``verdi presto`` made the aiida profile), deleted after the run.
@@ -228,11 +234,19 @@ def parse_time_v(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def run_command(engine: str, key: str, rep: int, cmd: list[str], env: dict[str, str], cwd: Path) -> Run:
+def run_command(
+    engine: str,
+    key: str,
+    rep: int,
+    cmd: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float = RUN_TIMEOUT,
+) -> Run:
     """Run one benchmark interpreter under /usr/bin/time -v and timeout; parse its RESULT line."""
     with tempfile.NamedTemporaryFile(prefix="timev-", suffix=".txt", delete=False) as handle:
         timev = Path(handle.name)
-    full = ["timeout", str(RUN_TIMEOUT), *cmd]
+    full = ["timeout", str(int(timeout)), *cmd]
     if TIME:
         full = [TIME, "-v", "-o", str(timev), *full]
     t0 = time.perf_counter()
@@ -324,11 +338,13 @@ class Plait:
         )
         return home
 
-    def run(self, key: str, rep: int, script: str, script_args: list[str]) -> Run:
+    def run(
+        self, key: str, rep: int, script: str, script_args: list[str], timeout: float = RUN_TIMEOUT
+    ) -> Run:
         home = self.fresh_home(key, rep)
         try:
             cmd = [self.python, str(HERE / script), *script_args, "--home", str(home)]
-            return run_command("plait", key, rep, cmd, self.env, REPO)
+            return run_command("plait", key, rep, cmd, self.env, REPO, timeout)
         finally:
             shutil.rmtree(home, ignore_errors=True)
 
@@ -431,23 +447,26 @@ def anchor_median(anchors: Path, filename: str | None, metric: str) -> float | N
 
 # -- the daemon scenarios (d) --------------------------------------------------------------------------------
 #
-# >>> DAEMON SECTION: placeholder until `plait daemon` exists (another engineer is writing it). <<<
+# >>> DAEMON SECTION <<<
 #
-# When `plait daemon --help` exits 0, write bench_daemon.py and run it from here, side by side with the
-# anchor's `bench_calcjob.py --mode submit` (aiida needs a RabbitMQ profile and `verdi daemon start 1` for
-# that; see the anchor README, rows "(c) 20 CalcJobs submitted at once to daemon"), for these rows:
+# plait: bench_daemon.py (one fresh scratch profile and one fresh daemon per run, stopped in a finally).
+# aiida: the anchor's `bench_calcjob.py --mode submit` on a RabbitMQ profile (default bench-rmq, created with
+# `verdi presto` if missing), set to poll 0 / safe 0 / no login shell, with `verdi daemon start N` before and
+# `verdi daemon stop` after every repetition (the anchor restarts the daemon for every repetition).
 
-DAEMON_ROWS = [
-    # (label, published anchor figure or None)
-    (
-        "(c) 20 CalcJobs through the daemon, 1 worker (CalcJobs/min)",
-        "c_calcjob_submit_rmq_minimal_nologin.jsonl",
-    ),
-    ("(c) 20 CalcJobs through the daemon, 2 workers (CalcJobs/min)", None),
-    ("(d) submission rate (submits/s)", None),
-    ("(d) 10,000 parked processes: peak RSS of the worker", None),
-    ("(d) pause latency (pause request -> paused)", None),
-]
+DAEMON_ANCHOR = "c_calcjob_submit_rmq_minimal_nologin.jsonl"
+DAEMON_TARGET_RATIO = 10.0
+AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
+
+
+def rabbitmq_reachable() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((AMQP_HOST, AMQP_PORT), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def plait_daemon_exists(plait: Plait) -> bool:
@@ -463,29 +482,422 @@ def plait_daemon_exists(plait: Plait) -> bool:
     return proc.returncode == 0
 
 
-def daemon_section(plait: Plait, anchors: Path) -> list[dict[str, Any]]:
-    exists = plait_daemon_exists(plait)
-    if exists:
-        why = "not written yet (`plait daemon` exists now: add bench_daemon.py, run it in daemon_section())"
-    else:
-        why = "skipped: no `plait daemon` yet"
-    log(f"(d) daemon scenarios: {why} (`plait daemon --help` exit code {'0' if exists else 'non-zero'})")
-    rows = []
-    for label, anchor_file in DAEMON_ROWS:
-        published = anchor_median(anchors, anchor_file, "calcjobs_per_min")
-        rows.append(
-            {
-                "scenario": label,
-                "anchor": fmt(published, "CalcJobs/min (RabbitMQ, poll 0, no login shell)")
-                if published
-                else "",
-                "aiida": "",
-                "plait": why,
-                "ratio": "",
-                "target": "",
-                "met": "—",
-            }
+def anchor_values(anchors: Path, filename: str, getter) -> list[float]:
+    try:
+        lines = (anchors / "results" / filename).read_text().splitlines()
+    except OSError:
+        return []
+    values = [getter(json.loads(line)) for line in lines if line.strip()]
+    return [float(v) for v in values if isinstance(v, (int, float))]
+
+
+def first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else value
+
+
+def row(scenario: str, key: str, **cells: Any) -> dict[str, Any]:
+    out = {
+        "scenario": scenario,
+        "key": key,
+        "anchor": "—",
+        "aiida": "—",
+        "plait": "—",
+        "ratio": "—",
+        "target": "— (no target)",
+        "met": "—",
+    }
+    out.update(cells)
+    return out
+
+
+def rate_row(
+    scenario: str,
+    key: str,
+    a_runs: list[Run],
+    p_runs: list[Run],
+    getter,
+    unit: str,
+    *,
+    anchor: float | None = None,
+    target: float | None = None,
+    higher_is_better: bool = True,
+) -> dict[str, Any]:
+    a_med, a_vals = median_of(a_runs, getter)
+    p_med, p_vals = median_of(p_runs, getter)
+    ratio = None
+    if a_med and p_med:
+        ratio = p_med / a_med if higher_is_better else a_med / p_med
+    met = None if target is None or ratio is None else ratio >= target
+    if target is not None and not p_runs:
+        met = False
+    plait_text = fmt(p_med, unit)
+    failed = [r for r in p_runs if r.record is None or r.rc != 0]
+    if failed:
+        plait_text += f" ({len(failed)} of {len(p_runs)} runs failed: {failed[0].error})"
+    return row(
+        scenario,
+        key,
+        anchor=fmt(anchor, unit) if anchor is not None else "—",
+        aiida=fmt(a_med, unit) if a_runs else "—",
+        plait=plait_text,
+        aiida_runs=a_vals,
+        plait_runs=p_vals,
+        ratio="—" if ratio is None else (f"{ratio:.1f}x" + ("" if higher_is_better else " less")),
+        target="— (no target)" if target is None else f"≥ {target:.0f}x",
+        met="—" if met is None else ("yes" if met else "**NO**"),
+    )
+
+
+def aiida_daemon_run(aiida: Aiida, profile: str, workers: int, rep: int, key: str) -> Run:
+    """One repetition of the anchor's submit mode on a freshly started aiida daemon (always stopped)."""
+    verdi = str(aiida.venv / "bin" / "verdi")
+    start = subprocess.run(
+        ["timeout", "120", verdi, "-p", profile, "daemon", "start", str(workers)],
+        env=aiida.env,
+        capture_output=True,
+        text=True,
+    )
+    try:
+        if start.returncode != 0:
+            error = (start.stdout + start.stderr).strip()[-300:]
+            log(f"  FAILED aiida daemon start: {error}")
+            return Run("aiida", key, rep, start.returncode, None, None, 0.0, f"daemon start: {error}")
+        return aiida.run(
+            key,
+            rep,
+            "bench_calcjob.py",
+            [
+                "--profile",
+                profile,
+                "--mode",
+                "submit",
+                "-n",
+                "20",
+                "--tag",
+                f"_rmq_minimal_nologin_{workers}w",
+            ],
         )
+    finally:
+        subprocess.run(
+            ["timeout", "180", verdi, "-p", profile, "daemon", "stop"],
+            env=aiida.env,
+            capture_output=True,
+            text=True,
+        )
+
+
+def ensure_aiida_daemon_profile(aiida: Aiida, profile: str) -> str:
+    """The RabbitMQ profile of the daemon rows: create it (verdi presto) if missing; fair (c) settings."""
+    verdi = str(aiida.venv / "bin" / "verdi")
+    show = subprocess.run(
+        [verdi, "profile", "show", profile], env=aiida.env, capture_output=True, text=True, timeout=120
+    )
+    note = ""
+    if show.returncode != 0:
+        listing = subprocess.run(
+            [verdi, "profile", "list"], env=aiida.env, capture_output=True, text=True, timeout=120
+        ).stdout
+        default = next((ln.split()[1] for ln in listing.splitlines() if ln.strip().startswith("* ")), None)
+        log(f"aiida: creating the RabbitMQ profile {profile} (verdi presto -n -p {profile})")
+        made = subprocess.run(
+            ["timeout", "300", verdi, "presto", "-n", "-p", profile],
+            env=aiida.env,
+            capture_output=True,
+            text=True,
+        )
+        if made.returncode != 0:
+            raise RuntimeError(f"verdi presto -p {profile} failed: {(made.stdout + made.stderr)[-400:]}")
+        if default:  # presto makes the new profile the default: give the user theirs back
+            subprocess.run(
+                [verdi, "profile", "set-default", default], env=aiida.env, capture_output=True, timeout=120
+            )
+        note = f"created with `verdi presto -n -p {profile}`; "
+    out = aiida.setup(
+        ["setup_localhost.py", "--profile", profile, "--poll", "0", "--safe", "0", "--login-shell", "false"]
+    )
+    return note + out
+
+
+def daemon_section(
+    plait: Plait, aiida: Aiida | None, anchors: Path, args: argparse.Namespace, notes: list[str]
+) -> list[dict[str, Any]]:
+    if not plait_daemon_exists(plait):
+        log("(d) daemon scenarios skipped: no `plait daemon` (`plait daemon --help` failed)")
+        return [row("(d) daemon scenarios", "daemon", plait="skipped: no `plait daemon` yet")]
+    reps = args.reps
+    rmq = rabbitmq_reachable()
+    if not rmq:
+        notes.append(f"daemon: RabbitMQ not reachable on {AMQP_HOST}:{AMQP_PORT}: no aiida daemon rows")
+    profile = args.aiida_daemon_profile
+    aiida_ok = aiida is not None and rmq
+    if aiida_ok:
+        try:
+            notes.append(f"daemon: aiida profile {profile}: {ensure_aiida_daemon_profile(aiida, profile)}")
+        except Exception as exc:
+            notes.append(f"daemon: aiida profile {profile} unusable: {exc}")
+            aiida_ok = False
+    rows: list[dict[str, Any]] = []
+    daemon_script = "bench_daemon.py"
+
+    # -- (c) through the daemon: 1 worker (plait on its embedded broker and on RabbitMQ), then 2 workers
+    runs: dict[str, list[Run]] = {k: [] for k in ("a1", "p1", "p1_rmq", "a2", "p2")}
+    for rep in range(1, reps + 1):
+        if aiida_ok:
+            log(f"daemon c 1 worker rep {rep}/{reps}: aiida")
+            runs["a1"].append(aiida_daemon_run(aiida, profile, 1, rep, "d_c1"))
+        log(f"daemon c 1 worker rep {rep}/{reps}: plait")
+        runs["p1"].append(plait.run("d_c1", rep, daemon_script, ["calcjob", "-n", "20", "--workers", "1"]))
+        if rmq:
+            log(f"daemon c 1 worker rep {rep}/{reps}: plait, RabbitMQ broker")
+            runs["p1_rmq"].append(
+                plait.run(
+                    "d_c1_rmq", rep, daemon_script, ["calcjob", "--workers", "1", "--broker", "rabbitmq"]
+                )
+            )
+    for rep in range(1, reps + 1):
+        if aiida_ok:
+            log(f"daemon c 2 workers rep {rep}/{reps}: aiida")
+            runs["a2"].append(aiida_daemon_run(aiida, profile, 2, rep, "d_c2"))
+        log(f"daemon c 2 workers rep {rep}/{reps}: plait")
+        runs["p2"].append(plait.run("d_c2", rep, daemon_script, ["calcjob", "-n", "20", "--workers", "2"]))
+
+    published = anchor_values(anchors, DAEMON_ANCHOR, lambda r: r.get("calcjobs_per_min"))
+    published_rss = anchor_values(
+        anchors, DAEMON_ANCHOR, lambda r: first(r.get("daemon_worker_peak_rss_kib"))
+    )
+    published_submit = anchor_values(anchors, DAEMON_ANCHOR, lambda r: r.get("submit_all_s"))
+    cpm = lambda r: r.record.get("calcjobs_per_min")  # noqa: E731
+    rows.append(
+        rate_row(
+            "(c) 20 CalcJobs through the daemon, 1 worker, submitted at once (aiida: RabbitMQ, poll 0, "
+            "safe 0, no login shell; plait: its embedded SQLite broker)",
+            "d_c1",
+            runs["a1"],
+            runs["p1"],
+            cpm,
+            "CalcJobs/min",
+            anchor=statistics.median(published) if published else None,
+            target=DAEMON_TARGET_RATIO,
+        )
+    )
+
+    def worker_rss(r: Run) -> float:
+        record = r.record or {}
+        value = first(record.get("worker_peak_rss_kib") or record.get("daemon_worker_peak_rss_kib"))
+        return round((value or 0) / MiB, 1)
+
+    rss_row = rate_row(
+        "    peak RSS of the daemon worker (VmHWM)",
+        "d_c1_worker_rss",
+        runs["a1"],
+        runs["p1"],
+        worker_rss,
+        "MiB",
+        anchor=statistics.median(published_rss) / MiB if published_rss else None,
+        higher_is_better=False,
+    )
+    rows.append(rss_row)
+    submit_rate = lambda r: 20 / r.record["submit_all_s"] if r.record.get("submit_all_s") else None  # noqa: E731
+    rows.append(
+        rate_row(
+            "    submit() of those 20 CalcJobs, back to back (included in the time above)",
+            "d_c1_submit",
+            runs["a1"],
+            runs["p1"],
+            submit_rate,
+            "submits/s",
+            anchor=20 / statistics.median(published_submit) if published_submit else None,
+        )
+    )
+    if runs["p1_rmq"]:
+        rows.append(
+            rate_row(
+                "(c) the same, plait on RabbitMQ too (`amqp://` broker; aiida column: the same aiida runs)",
+                "d_c1_rmq",
+                runs["a1"],
+                runs["p1_rmq"],
+                cpm,
+                "CalcJobs/min",
+                target=DAEMON_TARGET_RATIO,
+            )
+        )
+    two = rate_row(
+        "(c) 20 CalcJobs through the daemon, 2 workers (both engines `daemon start 2`)",
+        "d_c2",
+        runs["a2"],
+        runs["p2"],
+        cpm,
+        "CalcJobs/min",
+    )
+    p1_med, _ = median_of(runs["p1"], cpm)
+    p2_med, _ = median_of(runs["p2"], cpm)
+    a1_med, _ = median_of(runs["a1"], cpm)
+    a2_med, _ = median_of(runs["a2"], cpm)
+    spread = [r.record.get("jobs_seen_held_per_worker") for r in runs["p2"] if r.record]
+    scaling = []
+    if a1_med and a2_med:
+        scaling.append(f"aiida 2 workers / 1 worker = {a2_med / a1_med:.2f}")
+    if p1_med and p2_med:
+        scaling.append(f"plait {p2_med / p1_med:.2f}")
+    if scaling:
+        two["target"] = "— (scaling: " + ", ".join(scaling) + ")"
+    rows.append(two)
+    if spread:
+        notes.append(
+            "d_c2: jobs seen held per plait worker by the 0.1 s monitor, per run: "
+            + "; ".join(str(s) for s in spread)
+        )
+
+    # -- submission rate
+    sub: dict[str, list[Run]] = {"daemon": [], "nodaemon": [], "rmq": []}
+    n_submit = str(args.submit_n)
+    for rep in range(1, reps + 1):
+        log(f"daemon submit rate rep {rep}/{reps}: plait, daemon running")
+        sub["daemon"].append(plait.run("d_submit", rep, daemon_script, ["submit", "-n", n_submit]))
+        log(f"daemon submit rate rep {rep}/{reps}: plait, no daemon")
+        sub["nodaemon"].append(
+            plait.run("d_submit_nodaemon", rep, daemon_script, ["submit", "-n", n_submit, "--no-daemon"])
+        )
+        if rmq:
+            log(f"daemon submit rate rep {rep}/{reps}: plait, daemon running, RabbitMQ broker")
+            sub["rmq"].append(
+                plait.run(
+                    "d_submit_rmq", rep, daemon_script, ["submit", "-n", n_submit, "--broker", "rabbitmq"]
+                )
+            )
+    sps = lambda r: r.record.get("submits_per_s")  # noqa: E731
+    e2e = lambda r: r.record.get("end_to_end_per_s")  # noqa: E731
+    rows.append(
+        rate_row(
+            f"(d) submission rate: `plait.submit` of {args.submit_n} trivial work chains in a loop, daemon "
+            "(1 worker) running",
+            "d_submit",
+            [],
+            sub["daemon"],
+            sps,
+            "submits/s",
+        )
+    )
+    rows.append(
+        rate_row(
+            "    the same, no daemon running", "d_submit_nodaemon", [], sub["nodaemon"], sps, "submits/s"
+        )
+    )
+    if sub["rmq"]:
+        rows.append(
+            rate_row(
+                "    the same, daemon running, RabbitMQ broker",
+                "d_submit_rmq",
+                [],
+                sub["rmq"],
+                sps,
+                "submits/s",
+            )
+        )
+    rows.append(
+        rate_row(
+            f"    {args.submit_n} trivial work chains from the first submit to all finished ok (1 worker)",
+            "d_submit_e2e",
+            [],
+            sub["daemon"],
+            e2e,
+            "processes/s",
+        )
+    )
+
+    # -- parked processes
+    def parked_row(n: int, extra: list[str], label: str, key: str) -> dict[str, Any]:
+        log(f"daemon parked: {n} parents {' '.join(extra)} (plait only, once)")
+        run = plait.run(key, 1, daemon_script, ["parked", "-n", str(n), *extra], timeout=args.parked_timeout)
+        if run.record is None:
+            return row(label, key, plait=f"failed: {run.error}", met="**NO**", target="all finished ok")
+        r = run.record
+        mib = lambda v: f"{(v or 0) / MiB:.0f} MiB"  # noqa: E731
+        if r.get("stalled"):
+            head = (
+                f"stalled: {r['parked']:,} of {n:,} parents parked after {r['stalled_after_s']:.0f} s, "
+                f"{r['counts_at_parked']['children_held']} gated children holding the slots"
+            )
+        else:
+            head = f"{r['parked']:,} of {n:,} parents parked in {r['time_to_parked_s']:.1f} s"
+        text = (
+            f"{head}; worker RSS then {mib(r['worker_rss_kib_at_parked'])}, peak (VmHWM) over the run "
+            f"{mib(r['worker_peak_rss_kib'])}; gate opened → all {2 * n:,} terminated in "
+            f"{r['gate_to_all_terminated_s']:.1f} s ({r['processes_per_s_after_gate']:.0f} processes/s); "
+            f"{r['finished_ok']:,}/{2 * n:,} finished ok; submit {r['submits_per_s']:.0f}/s; "
+            f"run took {run.wall_s / 60:.1f} min"
+        )
+        return row(
+            label,
+            key,
+            plait=text,
+            target="all finished ok",
+            met="yes" if r.get("all_finished_ok") else "**NO**",
+            wall_s=round(run.wall_s, 1),
+        )
+
+    n = args.parked_n
+    big = parked_row(
+        n,
+        [],
+        f"(d) {n:,} parked processes in 1 worker (200 slots): {n:,} work chains each waiting (ToContext) for "
+        "a child that waits at an await for a gate file; all submitted, then the daemon started",
+        "d_parked",
+    )
+    rows.append(big)
+    if n > 2000 and big.get("wall_s", 0) > 600:
+        rows.append(
+            parked_row(
+                2000, [], "    the same with 2,000 (the run above took more than 10 min)", "d_parked_2000"
+            )
+        )
+    if args.parked_during_n:
+        m = args.parked_during_n
+        rows.append(
+            parked_row(
+                m,
+                ["--during-submit", "--stall-s", "20"],
+                f"    {m:,} of them with the daemon running during the submission (children hold slots)",
+                "d_parked_during",
+            )
+        )
+
+    # -- pause latency
+    for broker in ["database"] + (["rabbitmq"] if rmq else []):
+        key = "d_pause" if broker == "database" else "d_pause_rmq"
+        log(f"daemon pause latency, {broker} broker: {args.pause_samples} samples (plait only, once)")
+        run = plait.run(
+            key, 1, daemon_script, ["pause", "--samples", str(args.pause_samples), "--broker", broker]
+        )
+        name = "embedded SQLite broker" if broker == "database" else "RabbitMQ broker"
+        if run.record is None:
+            rows.append(row(f"(d) pause latency, {name}", key, plait=f"failed: {run.error}", met="**NO**"))
+            continue
+        r = run.record
+        ms = lambda v: f"{1000 * v:.0f} ms"  # noqa: E731
+        for how, what in (("api", "`control.pause([pk])`"), ("cli", "`plait process pause PK` (subprocess)")):
+            if f"{how}_to_db_paused_s_median" not in r:
+                continue
+            rows.append(
+                row(
+                    f"(d) pause latency, {name}: {what} → database shows paused "
+                    f"({r['samples']} samples, process waiting at an await)",
+                    f"{key}_{how}",
+                    plait=(
+                        f"median {ms(r[f'{how}_to_db_paused_s_median'])}, max "
+                        f"{ms(r[f'{how}_to_db_paused_s_max'])}; the call returns after median "
+                        f"{ms(r[f'{how}_call_s_median'])} (max {ms(r[f'{how}_call_s_max'])}); play → held "
+                        f"again median {ms(r[f'{how}_play_to_held_s_median'])}"
+                    ),
+                    plait_runs=[round(v, 4) for v in r[f"{how}_to_db_paused_s"]],
+                    aiida_runs=[],
+                )
+            )
+        if r.get("cli_runs_with_tracebacks_at_exit"):
+            notes.append(
+                f"{key}: {r['cli_runs_with_tracebacks_at_exit']} of {r['samples']} `plait process pause` "
+                "runs printed 'Task was destroyed but it is pending!' tracebacks at exit"
+            )
     return rows
 
 
@@ -686,6 +1098,21 @@ def main() -> int:
     parser.add_argument("--anchors", default=os.environ.get("AIIDA_ANCHORS", str(DEFAULT_ANCHORS)))
     parser.add_argument("--reps", type=int, default=int(os.environ.get("REPS", "3")))
     parser.add_argument("--concurrent-jobs", type=int, default=1000, help="jobs of the concurrency row")
+    parser.add_argument(
+        "--aiida-daemon-profile",
+        default=os.environ.get("AIIDA_DAEMON_PROFILE", "bench-rmq"),
+        help="aiida RabbitMQ profile of the daemon rows (created with `verdi presto` if missing)",
+    )
+    parser.add_argument("--submit-n", type=int, default=500, help="work chains of the submission-rate row")
+    parser.add_argument("--parked-n", type=int, default=10000, help="parents of the parked-processes row")
+    parser.add_argument(
+        "--parked-during-n",
+        type=int,
+        default=2000,
+        help="parents of the row with the daemon running during the submission (0: skip)",
+    )
+    parser.add_argument("--parked-timeout", type=float, default=3600, help="seconds for one parked run")
+    parser.add_argument("--pause-samples", type=int, default=20)
     parser.add_argument("--plait-python", default=sys.executable)
     parser.add_argument("--plait-rev", default=None, help="benchmark this git revision of src/ (git archive)")
     parser.add_argument(
@@ -790,7 +1217,7 @@ def main() -> int:
         rows.append(concurrent_row(run, args.concurrent_jobs))
 
     if "daemon" in wanted:
-        rows.extend(daemon_section(plait, anchors))
+        rows.extend(daemon_section(plait, aiida, anchors, args, notes))
 
     total = time.perf_counter() - started
     header = (

@@ -41,6 +41,22 @@ fi
 echo "== setup_localhost.py (code bash-add@localhost; fair settings poll 0, safe 0, no login shell)"
 timeout 120 "$VENV/bin/python" "$ANCHORS_DIR/setup_localhost.py" --profile "$PROFILE" --poll 0 --safe 0 --login-shell false
 
+# The daemon rows need a RabbitMQ profile (compare.py also creates it when missing).
+DAEMON_PROFILE=${AIIDA_DAEMON_PROFILE:-bench-rmq}
+if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+  if ! timeout 120 verdi profile show "$DAEMON_PROFILE" > /dev/null 2>&1; then
+    echo "== verdi presto: profile $DAEMON_PROFILE (RabbitMQ on 127.0.0.1:5672)"
+    DEFAULT=$(timeout 120 verdi profile list 2>/dev/null | awk '$1 == "*" {print $2}')
+    timeout 300 verdi presto -n -p "$DAEMON_PROFILE"
+    # presto makes the new profile the default: keep the previous one
+    [ -n "$DEFAULT" ] && timeout 120 verdi profile set-default "$DEFAULT" > /dev/null
+  fi
+  timeout 120 "$VENV/bin/python" "$ANCHORS_DIR/setup_localhost.py" --profile "$DAEMON_PROFILE" \
+    --poll 0 --safe 0 --login-shell false
+else
+  echo "== RabbitMQ is not reachable on 127.0.0.1:5672: no profile $DAEMON_PROFILE (the daemon rows need it)"
+fi
+
 cat <<EOF
 
 aiida is ready. Run the side-by-side comparison with:
