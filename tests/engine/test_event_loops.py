@@ -233,3 +233,44 @@ def test_awaiting_a_process_leaves_no_plait_task_on_the_callers_loop():
         return sorted(t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task())
 
     assert asyncio.run(cell()) == []
+
+
+def test_slow_user_steps_do_not_hold_up_other_processes_commits():
+    """Two chains sleeping in plain steps; a quick chain launched after them still ends first."""
+    finished: list[str] = []
+
+    class Sleepy(WorkChain):
+        @classmethod
+        def define(cls, spec):
+            super().define(spec)
+            spec.outline(cls.nap, cls.done)
+
+        def nap(self):
+            time.sleep(1.5)
+
+        def done(self):
+            finished.append("sleepy")
+
+    class Quick(WorkChain):
+        @classmethod
+        def define(cls, spec):
+            super().define(spec)
+            spec.outline(cls.one, cls.two, cls.three)
+
+        def one(self):
+            pass
+
+        def two(self):
+            pass
+
+        def three(self):
+            finished.append("quick")
+
+    async def main():
+        sleepers = [asyncio.ensure_future(arun(Sleepy)) for _ in range(2)]
+        await asyncio.sleep(0.2)  # both are asleep in their steps now
+        await arun(Quick)
+        await asyncio.gather(*sleepers)
+
+    asyncio.run(main())
+    assert finished == ["quick", "sleepy", "sleepy"]

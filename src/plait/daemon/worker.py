@@ -72,7 +72,7 @@ class WorkerRunner(Runner):
             await super().wait_for_termination(parent, pks)
             return
         status = f"waiting for {len(pks)} process{'es' if len(pks) > 1 else ''}: {', '.join(map(str, pks))}"
-        parked = await self.call_in_thread(
+        parked = await self.call_db(
             parent, functools.partial(self.backend.park, parent.pk, self.owner, pks, status)
         )
         if parked:
@@ -92,11 +92,11 @@ class WorkerRunner(Runner):
 
     async def _park_paused(self, process: Process) -> None:
         fields: dict[str, Any] = {"paused": True, "lease_owner": None, "lease_expires": None}
-        await self.call_in_thread(
+        await self.call_db(
             process,
             functools.partial(self.backend.update_process, process.pk, expect_owner=self.owner, **fields),
         )
-        await self.call_in_thread(process, self.backend.insert_log, process.pk, "REPORT", "paused", {})
+        await self.call_db(process, self.backend.insert_log, process.pk, "REPORT", "paused", {})
         process.node._process["paused"] = True
 
     async def pause_process(self, process: Process, reason: str | None = None) -> None:
@@ -104,11 +104,11 @@ class WorkerRunner(Runner):
         fields: dict[str, Any] = {"paused": True, "lease_owner": None, "lease_expires": None}
         if reason:
             fields["status"] = f"paused: {reason}"
-        await self.call_in_thread(
+        await self.call_db(
             process,
             functools.partial(self.backend.update_process, process.pk, expect_owner=self.owner, **fields),
         )
-        await self.call_in_thread(
+        await self.call_db(
             process,
             self.backend.insert_log,
             process.pk,
@@ -119,7 +119,7 @@ class WorkerRunner(Runner):
         process.node._process["paused"] = True
         raise ProcessParked()
 
-    def _adopt_orphan(self, pk: int) -> bool:
+    async def _adopt_orphan(self, pk: int) -> bool:
         return False  # children are submitted: the daemon's claim loop takes them
 
     def _ensure_heartbeat(self) -> None:
@@ -207,7 +207,7 @@ class Worker:
             claimed: list[int] = []
             if free > 0:
                 try:
-                    claimed = await runner.call_in_thread(
+                    claimed = await runner.call_db(
                         None, backend.claim_runnable, self.worker_id, self.lease_seconds, free
                     )
                 except Exception as exc:
@@ -227,11 +227,11 @@ class Worker:
         runner = self.runner
         assert runner is not None
         try:
-            node = await runner.call_in_thread(None, load_node, pk)
-            process = await runner.call_in_thread(None, runner._load, node)
+            node = await runner.call_db(None, load_node, pk)
+            process = await runner.call_db(None, runner._load, node)
         except Exception as exc:
             LOGGER.error("cannot continue process %s: %s", pk, exc)
-            await runner.call_in_thread(None, self._mark_excepted, pk, exc)
+            await runner.call_db(None, self._mark_excepted, pk, exc)
             return
         self.claimed += 1
         runner.start(process)

@@ -284,7 +284,7 @@ class CalcJob(Process):
 
     async def _advance(self, stage: str, state: str, status: str, job_stage: str) -> None:
         self._stage = stage
-        await self.runner.call_in_thread(  # type: ignore[union-attr]
+        await self.runner.call_db(  # type: ignore[union-attr]
             self, self._commit_stage, ProcessState(state), status, job_stage
         )
         await self.runner.after_checkpoint(self)  # type: ignore[union-attr]
@@ -319,7 +319,7 @@ class CalcJob(Process):
                 interval *= 2
 
     async def _report_async(self, message: str) -> None:
-        await self.runner.call_in_thread(self, self.report, message)  # type: ignore[union-attr]
+        await self.runner.call_db(self, self.report, message)  # type: ignore[union-attr]
 
     @contextlib.asynccontextmanager
     async def _transport(self) -> AsyncIterator[Any]:
@@ -456,18 +456,18 @@ class CalcJob(Process):
         cap = self.computer.options.get("max_queued_jobs")
         backend = get_backend()
         announced = False
-        while not await self.runner.call_in_thread(  # type: ignore[union-attr]
+        while not await self.runner.call_db(  # type: ignore[union-attr]
             self, backend.reserve_job_slot, self.pk, self.computer.pk, cap
         ):
             if not announced:
-                queued = await self.runner.call_in_thread(  # type: ignore[union-attr]
+                queued = await self.runner.call_db(  # type: ignore[union-attr]
                     self, backend.count_queued_jobs, self.computer.pk
                 )
                 status = (
                     f"waiting for a slot on {self.computer.label}: {queued} jobs queued "
                     f"(max_queued_jobs={cap})"
                 )
-                await self.runner.call_in_thread(  # type: ignore[union-attr]
+                await self.runner.call_db(  # type: ignore[union-attr]
                     self,
                     functools.partial(
                         backend.update_process, self.pk, status=status, job_stage="waiting_slot"
@@ -496,7 +496,7 @@ class CalcJob(Process):
             reason = f" ({info.reason})" if info.reason and info.reason != "None" else ""
             status = f"job {info.job_id}: {info.state.value} in {self.computer.scheduler_type}{reason}"
             update = functools.partial(backend.update_process, self.pk, status=status)
-            task = loop.create_task(self.runner.call_in_thread(None, update))  # type: ignore[union-attr]
+            task = loop.create_task(self.runner.call_db(None, update))  # type: ignore[union-attr]
             self._status_updates.add(task)
             task.add_done_callback(self._status_updates.discard)
 

@@ -237,7 +237,7 @@ class Runner:
         """Validate inputs (on the loop) and store a new process (in a thread; state created, leased here)."""
         cls, merged = resolve_process(process, inputs, kwargs)
         instance = cls(cls.prepare_inputs(merged), runner=self)
-        await self.call_in_thread(
+        await self.call_db(
             None,
             functools.partial(
                 instance._store_new,
@@ -332,10 +332,10 @@ class Runner:
         try:
             self.check_safe_point(process)
             if process.node.process_state is ProcessState.CREATED:
-                await self.call_in_thread(process, process._commit, ProcessState.RUNNING)
+                await self.call_db(process, process._commit, ProcessState.RUNNING)
             result = await process._execute()  # type: ignore[attr-defined]
             if not process._terminated:
-                await self.call_in_thread(process, process._finish, result)
+                await self.call_db(process, process._finish, result)
         except asyncio.CancelledError:
             if process._kill_message is not None:
                 await self._terminate_killed(process)
@@ -351,7 +351,7 @@ class Runner:
             LOGGER.warning("process %s was taken over by another runner; this runner lets go of it", pk)
         except Exception as exc:
             process._exception = exc  # type: ignore[attr-defined]
-            await self.call_in_thread(process, process._except, exc)
+            await self.call_db(process, process._except, exc)
             await self._kill_children(process, f"its caller {pk} excepted")
         finally:
             reset_current_process(token)
@@ -377,7 +377,7 @@ class Runner:
             await process._on_kill()
         except Exception:
             LOGGER.exception("clean-up of killed process %s failed", process.pk)
-        await self.call_in_thread(process, process._killed, message)
+        await self.call_db(process, process._killed, message)
         await self._kill_children(process, f"its caller {process.pk} was killed")
 
     def check_safe_point(self, process: Process) -> None:
@@ -404,10 +404,8 @@ class Runner:
         fields: dict[str, Any] = {"paused": True}
         if reason:
             fields["status"] = f"paused: {reason}"
-        await self.call_in_thread(
-            process, functools.partial(self.backend.update_process, process.pk, **fields)
-        )
-        await self.call_in_thread(
+        await self.call_db(process, functools.partial(self.backend.update_process, process.pk, **fields))
+        await self.call_db(
             process,
             self.backend.insert_log,
             process.pk,
@@ -426,10 +424,8 @@ class Runner:
         fields = {"paused": False}
         if reason:
             fields["status"] = previous_status
-        await self.call_in_thread(
-            process, functools.partial(self.backend.update_process, process.pk, **fields)
-        )
-        await self.call_in_thread(process, self.backend.insert_log, process.pk, "REPORT", "played", {})
+        await self.call_db(process, functools.partial(self.backend.update_process, process.pk, **fields))
+        await self.call_db(process, self.backend.insert_log, process.pk, "REPORT", "played", {})
         process.node._process["paused"] = False
 
     #: a daemon worker lets go of paused processes (True); a script's runner keeps them waiting
@@ -444,21 +440,33 @@ class Runner:
         """Hook: a daemon worker announces the pause; the in-process runner just waits."""
 
     async def call_in_thread(self, process: Process | None, fn: Any, *args: Any) -> Any:
-        """Run ``fn(*args)`` (user code, or a commit) in the step executor and await its result.
+        """Run user code ``fn(*args)`` (a step, a parser, a process function) in the step executor.
 
         Work handed to a thread is never torn apart half way: if the awaiting
         task is cancelled, this waits for the thread to finish, then re-raises
-        the cancellation.  One loop future per call (debug mode records a
-        stack for every future, so fewer is cheaper).
+        the cancellation.
         """
         from plait.engine.step_executor import get_step_executor
 
+        return await self._hand_off(get_step_executor(), process, fn, args)
+
+    async def call_db(self, process: Process | None, fn: Any, *args: Any) -> Any:
+        """Run the engine's database work ``fn(*args)`` (a commit, a claim, a query) off the loop.
+
+        A separate small pool from user code: slow steps never delay commits or
+        lease renewals, and a write waiting for SQLite's lock never stalls the loop.
+        """
+        from plait.engine.step_executor import get_db_executor
+
+        return await self._hand_off(get_db_executor(), process, fn, args)
+
+    async def _hand_off(self, executor: Any, process: Process | None, fn: Any, args: tuple[Any, ...]) -> Any:
         context = contextvars.copy_context()
         pk = process.pk if process is not None else None
         if pk is not None:
             self._in_thread_step.add(pk)
         loop = self.loop
-        waiter = loop.create_future()
+        waiter = loop.create_future()  # one loop future per call (debug mode records a stack for each)
         done = threading.Event()
 
         def deliver(source: concurrent.futures.Future[Any]) -> None:
@@ -467,7 +475,7 @@ class Runner:
                 loop.call_soon_threadsafe(_copy_result, source, waiter)
 
         try:
-            get_step_executor().submit(context.run, self._in_thread, fn, args).add_done_callback(deliver)
+            executor.submit(context.run, self._in_thread, fn, args).add_done_callback(deliver)
             try:
                 return await waiter
             except asyncio.CancelledError:
@@ -496,16 +504,14 @@ class Runner:
         else will), or watched by polling the database.
         """
         pending = list(pks)
-        states = self.backend.get_process_states(pending)
+        states = await self.call_db(None, self.backend.get_process_states, pending)
         pending = [pk for pk in pending if states.get(pk, ("finished", False))[0] not in TERMINAL]
         if not pending:
             return
         futures = []
         external = []
         for pk in pending:
-            if pk in self._tasks:
-                futures.append(self._termination_future(pk))
-            elif self._adopt_orphan(pk):
+            if pk in self._tasks or await self._adopt_orphan(pk):
                 futures.append(self._termination_future(pk))
             else:
                 external.append(pk)
@@ -523,18 +529,18 @@ class Runner:
         self._waiters.setdefault(pk, []).append(future)
         return future
 
-    def _adopt_orphan(self, pk: int) -> bool:
+    async def _adopt_orphan(self, pk: int) -> bool:
         """Resume child ``pk`` here if it is not submitted to a daemon and its owner is gone."""
-        row = self.backend.get_process(pk)
+        row = await self.call_db(None, self.backend.get_process, pk)
         if row is None or row["submitted"]:
             return False
         owner = row["lease_owner"]
         expired = row["lease_expires"] is not None and row["lease_expires"] < time.time()
         if owner not in (None, self.owner) and not expired and not owner_is_dead(owner):
             return False
-        node = load_node(pk)
         try:
-            process = self._load(node)
+            node = await self.call_db(None, load_node, pk)
+            process = await self.call_db(None, self._load, node)
         except (ImportError, RuntimeError) as exc:
             LOGGER.error("cannot resume child %s: %s", pk, exc)
             return False
@@ -545,7 +551,7 @@ class Runner:
         remaining = set(pks)
         while remaining:
             await asyncio.sleep(self.poll_interval)
-            states = self.backend.get_process_states(remaining)
+            states = await self.call_db(None, self.backend.get_process_states, remaining)
             remaining = {pk for pk in remaining if states.get(pk, ("finished", False))[0] not in TERMINAL}
 
     # -- control --------------------------------------------------------------------------------------
@@ -706,14 +712,14 @@ class Runner:
         self._thread_id = threading.get_ident()
         if pk in self._tasks:
             return await self.await_process(self._tasks[pk], self._processes[pk])
-        node = self.claim(pk, force=force)
+        node = await self.call_db(None, functools.partial(self.claim, pk, force=force))
         if node.is_terminated:
             from plait.engine.process_function import _nest
             from plait.orm import LinkType
 
-            flat = {label: value for label, _, value in node.get_outgoing((LinkType.CREATE, LinkType.RETURN))}
-            return _nest(flat), node
-        process = self._load(node)
+            links = await self.call_db(None, node.get_outgoing, (LinkType.CREATE, LinkType.RETURN))
+            return _nest({label: value for label, _, value in links}), node
+        process = await self.call_db(None, self._load, node)
         return await self.await_process(self.start(process), process)
 
     # -- leases -----------------------------------------------------------------------------------------
@@ -726,7 +732,7 @@ class Runner:
             while self._tasks:
                 await asyncio.sleep(self.lease_seconds / 3)
                 if self._tasks:
-                    await self.call_in_thread(
+                    await self.call_db(
                         None, self.backend.renew_leases, self.owner, time.time() + self.lease_seconds
                     )
         except asyncio.CancelledError:

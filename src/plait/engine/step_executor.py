@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
-__all__ = ["StepExecutor", "get_step_executor"]
+__all__ = ["StepExecutor", "get_db_executor", "get_step_executor"]
+
+#: threads running user code at once (blocked nested launches do not count); PLAIT_STEP_THREADS overrides
+DEFAULT_STEP_THREADS = 8
+#: threads for the engine's own database work (commits, claims, lease renewals)
+DB_THREADS = 2
 
 
 class StepExecutor(Executor):
     """An executor whose running-thread count excludes threads blocked on nested launches."""
 
-    def __init__(self, max_running: int = 2, idle_seconds: float = 30.0) -> None:
+    def __init__(self, max_running: int = DEFAULT_STEP_THREADS, idle_seconds: float = 30.0) -> None:
         self._max_running = max_running
         self._idle_seconds = idle_seconds
         self._cond = threading.Condition()
@@ -110,13 +116,31 @@ class StepExecutor(Executor):
 
 
 _executor: StepExecutor | None = None
+_db_executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 
 
 def get_step_executor() -> StepExecutor:
-    """The interpreter-wide step executor (created on first use)."""
+    """The interpreter-wide executor for user code (created on first use)."""
     global _executor
     with _lock:
         if _executor is None:
-            _executor = StepExecutor()
+            _executor = StepExecutor(
+                max_running=int(os.environ.get("PLAIT_STEP_THREADS") or DEFAULT_STEP_THREADS)
+            )
         return _executor
+
+
+def get_db_executor() -> ThreadPoolExecutor:
+    """The interpreter-wide executor for the engine's database work.
+
+    Kept apart from user code so that slow steps never delay a commit, a
+    claim or a lease renewal (which would let leases expire while their
+    processes still run), and small so that plait's own threads compete
+    little with the event loop for the GIL.
+    """
+    global _db_executor
+    with _lock:
+        if _db_executor is None:
+            _db_executor = ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="plait-db")
+        return _db_executor

@@ -312,19 +312,12 @@ class WorkChain(Process):
                 self.runner.check_safe_point(self)  # type: ignore[union-attr]
                 if inspect.iscoroutinefunction(fn):
                     result = await fn(self)
-                    exit_code = await self._in_thread(self._conclude_step, fn, result)
                 else:
-                    exit_code = await self._in_thread(self._run_step, fn)
+                    result = await self.runner.call_in_thread(self, fn, self)  # type: ignore[union-attr]
+                exit_code = await self.runner.call_db(self, self._conclude_step, fn, result)  # type: ignore[union-attr]
                 if exit_code is not None or self._terminated:
                     return exit_code
                 await self.runner.after_checkpoint(self)  # type: ignore[union-attr]
-
-    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self.runner.call_in_thread(self, fn, *args)  # type: ignore[union-attr]
-
-    def _run_step(self, fn: Callable[..., Any]) -> ExitCode | None:
-        """Runs in a step thread: the user's step, then its checkpoint commit."""
-        return self._conclude_step(fn, fn(self))
 
     def _conclude_step(self, fn: Callable[..., Any], result: Any) -> ExitCode | None:
         """Interpret what the step returned and commit its checkpoint (waiting or running)."""
@@ -367,7 +360,7 @@ class WorkChain(Process):
         """Wait for every awaited child, put it in the context, and commit running."""
         pks = [item["pk"] for item in self._awaiting]
         await self.runner.wait_for_termination(self, pks)  # type: ignore[union-attr]
-        await self._in_thread(self._resolve_and_commit)
+        await self.runner.call_db(self, self._resolve_and_commit)  # type: ignore[union-attr]
 
     def _resolve_and_commit(self) -> None:
         for item in self._awaiting:
