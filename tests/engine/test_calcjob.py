@@ -265,3 +265,21 @@ def test_a_parser_can_be_run_again_on_stored_files(bash):
     _, node = run_get_node(ArithmeticAddCalculation, code=bash, x=Int(20), y=Int(22))
     outputs, exit_code = ArithmeticAddParser.parse_from_node(node)
     assert exit_code is None and outputs["sum"].value == 42 and not outputs["sum"].is_stored
+
+
+def test_a_portable_code_is_uploaded_with_the_job(tmp_path):
+    from plait.orm import PortableCode
+
+    folder = tmp_path / "mycode"
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "add.sh").write_text("#!/bin/bash\n# runs the job's input (a shell script) from stdin\nexec /bin/bash\n")
+    (folder / "bin" / "helper.txt").write_text("not run\n")
+    code = PortableCode(filepath_files=folder, filepath_executable="bin/add.sh", label="portable-add").store()
+    outputs, node = run_get_node(ArithmeticAddCalculation, code=code, x=Int(5), y=Int(6))
+    assert node.is_finished_ok, node.exit_message
+    # the code's files went to the job folder (executable), and the job ran them
+    workdir = node.remote_workdir
+    assert os.access(os.path.join(workdir, "bin", "add.sh"), os.X_OK)
+    assert os.path.isfile(os.path.join(workdir, "bin", "helper.txt"))
+    assert "./bin/add.sh" in node.get_object_content("raw_input/_plait_submit.sh")
+    assert outputs["sum"].value == 11

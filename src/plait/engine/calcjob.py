@@ -403,6 +403,7 @@ class CalcJob(Process):
                 )
             script = self.computer.get_scheduler().get_submit_script(self._job_template(calc_info))
             (sandbox / SCRIPT_NAME).write_text(script)
+            self._stage_portable_codes(calc_info, sandbox)
             # the exact inputs the job got are part of its provenance
             files = {
                 p.relative_to(sandbox).as_posix(): p.read_bytes()
@@ -416,6 +417,26 @@ class CalcJob(Process):
             raise
         self._calc_info = calc_info
         return sandbox, calc_info
+
+    def _stage_portable_codes(self, calc_info: CalcInfo, sandbox: Path) -> None:
+        """(thread) Put the files of every portable code the job runs into its folder, executable."""
+        from plait.orm.code import PortableCode
+
+        codes = {id(c): c for c in (info.code or self.inputs.get("code") for info in calc_info.codes_info) if c}
+        for code in codes.values():
+            if not isinstance(code, PortableCode):
+                continue
+            for relpath in code.list_file_paths():
+                target = sandbox / relpath
+                if target.exists():
+                    raise ValueError(
+                        f"{type(self).__name__}: the portable code '{code.label}' has a file '{relpath}' "
+                        "that the calculation also writes"
+                    )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                code.copy_file_to(relpath, target)
+            executable = sandbox / code.filepath_executable
+            executable.chmod(executable.stat().st_mode | 0o111)
 
     async def _upload(self) -> None:
         if self._sandbox is None:
