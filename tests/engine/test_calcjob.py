@@ -272,7 +272,8 @@ def test_a_portable_code_is_uploaded_with_the_job(tmp_path):
 
     folder = tmp_path / "mycode"
     (folder / "bin").mkdir(parents=True)
-    (folder / "bin" / "add.sh").write_text("#!/bin/bash\n# runs the job's input (a shell script) from stdin\nexec /bin/bash\n")
+    # the job's input is a shell script fed on stdin: the code runs it
+    (folder / "bin" / "add.sh").write_text("#!/bin/bash\nexec /bin/bash\n")
     (folder / "bin" / "helper.txt").write_text("not run\n")
     code = PortableCode(filepath_files=folder, filepath_executable="bin/add.sh", label="portable-add").store()
     outputs, node = run_get_node(ArithmeticAddCalculation, code=code, x=Int(5), y=Int(6))

@@ -422,7 +422,8 @@ class CalcJob(Process):
         """(thread) Put the files of every portable code the job runs into its folder, executable."""
         from plait.orm.code import PortableCode
 
-        codes = {id(c): c for c in (info.code or self.inputs.get("code") for info in calc_info.codes_info) if c}
+        used = (info.code or self.inputs.get("code") for info in calc_info.codes_info)
+        codes = {id(c): c for c in used if c}
         for code in codes.values():
             if not isinstance(code, PortableCode):
                 continue
