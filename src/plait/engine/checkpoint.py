@@ -36,17 +36,25 @@ class AttributeDict(MutableMapping[str, Any]):
     A missing attribute raises AttributeError naming the known keys.
     """
 
-    __slots__ = ("_data",)
+    __slots__ = ("_data", "_what")
 
-    def __init__(self, data: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        *,
+        what: str = "the context has no '{key}' (it has: {known})",
+    ) -> None:
         object.__setattr__(self, "_data", dict(data or {}))
+        object.__setattr__(self, "_what", what)
 
     def __getattr__(self, key: str) -> Any:
+        if key.startswith("__") or key in ("_data", "_what"):
+            raise AttributeError(key)
         try:
             return self._data[key]
         except KeyError:
             known = ", ".join(sorted(self._data)) or "none"
-            raise AttributeError(f"the context has no '{key}' (it has: {known})") from None
+            raise AttributeError(self._what.format(key=key, known=known)) from None
 
     def __setattr__(self, key: str, value: Any) -> None:
         self._data[key] = value
@@ -80,6 +88,14 @@ class AttributeDict(MutableMapping[str, Any]):
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self._data)
+
+    def __copy__(self) -> AttributeDict:
+        return AttributeDict(self._data, what=self._what)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AttributeDict:
+        import copy
+
+        return AttributeDict(copy.deepcopy(self._data, memo), what=self._what)
 
 
 def encode(value: Any, where: str) -> Any:

@@ -213,9 +213,22 @@ class PortNamespace(Port):
         self.populate_defaults = populate_defaults
         self.port_class = port_class
         self.ports: dict[str, Port] = {}
+        #: made by a dotted port name rather than declared with input_namespace()
+        self.implicit = False
 
     def __repr__(self) -> str:
         return f"<PortNamespace '{self.name}' ports={list(self.ports)}{' dynamic' if self.dynamic else ''}>"
+
+    def needs_values(self) -> bool:
+        """Whether leaving this namespace out is an error: it is required, or it was made
+        implicitly (by a dotted port name) and holds a required port."""
+        if self.required:
+            return True
+        if not self.implicit:
+            return False
+        return any(
+            p.needs_values() if isinstance(p, PortNamespace) else p.required for p in self.ports.values()
+        )
 
     # -- declaring ---------------------------------------------------------------
     def add_port(self, port: Port) -> Port:
@@ -232,6 +245,7 @@ class PortNamespace(Port):
             port = self.add_port(
                 PortNamespace(head, non_db=self.non_db, port_class=self.port_class, dynamic=False)
             )
+            port.implicit = True
         if not rest:
             return port
         if not isinstance(port, PortNamespace):
@@ -297,7 +311,7 @@ class PortNamespace(Port):
             path = f"{prefix}{key}"
             if isinstance(port, PortNamespace):
                 if port.populate_defaults or key in values:
-                    nested = port._process({}, path + NAMESPACE_SEPARATOR, errors, False)
+                    nested = port._process({}, path + NAMESPACE_SEPARATOR, errors, port.needs_values())
                     if nested or port.required:
                         result[key] = nested
                 continue

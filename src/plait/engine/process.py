@@ -524,11 +524,11 @@ class Process:
         self._pause_requested = True
 
 
-def _to_attribute_dict(values: Mapping[str, Any]) -> AttributeDict:
-    result = AttributeDict()
+def _to_attribute_dict(values: Mapping[str, Any], where: str = "") -> AttributeDict:
+    result = AttributeDict(what=f"no input '{where}{{key}}' was given (given here: {{known}})")
     for key, value in values.items():
         if isinstance(value, Mapping) and not isinstance(value, Node):
-            result[key] = _to_attribute_dict(value)
+            result[key] = _to_attribute_dict(value, f"{where}{key}.")
         else:
             result[key] = value
     return result
