@@ -136,24 +136,33 @@ def ssh_computer(dying_sshd, tmp_path: Path) -> Computer:
     return computer
 
 
-async def _run_with_fault(monkeypatch, server: LoopbackSshd, computer: Computer, method: str):
-    """Kill sshd the first time the SSH plugin's ``method`` runs; restart it once the process is paused."""
+async def _run_with_fault(
+    monkeypatch, server: LoopbackSshd, computer: Computer, method: str, inputs: dict, big_name: str
+):
+    """Kill sshd 0.15 s into the first call of the SSH plugin's ``method`` (a transfer in flight);
+    restart it once the process has paused after its retries, then play it."""
+    from plait.calculations.shell import ShellJob
     from plait.transports.ssh import SshTransport
 
     original = getattr(SshTransport, method)
     calls = {"n": 0}
 
     async def dying(self, *args, **kwargs):
+        if not any(big_name in str(arg) for arg in args):
+            return await original(self, *args, **kwargs)
         calls["n"] += 1
-        if calls["n"] == 1:
-            server.kill()
-        return await original(self, *args, **kwargs)
+        if calls["n"] > 1:
+            return await original(self, *args, **kwargs)
+        transfer = asyncio.ensure_future(original(self, *args, **kwargs))
+        await asyncio.sleep(0.15)
+        assert not transfer.done(), "the transfer ended before the server was killed: make it bigger"
+        server.kill()
+        return await transfer
 
     monkeypatch.setattr(SshTransport, method, dying)
-    code = InstalledCode(computer=computer, filepath_executable="/bin/bash", label="bash").store()
-    task = asyncio.ensure_future(arun_get_node(ArithmeticAddCalculation, code=code, x=Int(2), y=Int(3)))
+    task = asyncio.ensure_future(arun_get_node(ShellJob, metadata={"computer": computer.label}, **inputs))
     paused_pk = None
-    for _ in range(400):
+    for _ in range(600):
         await asyncio.sleep(0.05)
         rows = get_backend().list_processes(paused=True)
         if rows:
@@ -162,51 +171,78 @@ async def _run_with_fault(monkeypatch, server: LoopbackSshd, computer: Computer,
     assert paused_pk is not None, "the process did not pause after its retries"
     node = load_node(paused_pk)
     assert node.paused and not node.is_terminated
-    assert (
-        f"{method if method != 'puttree' else 'upload'}" in node.process_status
-        or "failed 3 times" in node.process_status
-    )
     assert "failed 3 times" in node.process_status
     server.start()
     assert Runner.for_loop().play(paused_pk)
-    outputs, node = await asyncio.wait_for(task, 60)
+    outputs, node = await asyncio.wait_for(task, 120)
     return outputs, node, calls
 
 
+def _no_leftovers(folder: str) -> list[str]:
+    return [
+        name
+        for name in os.listdir(folder)
+        if "plait-tmp" in name or (name.startswith(".") and name != ".plait-exit-code")
+    ]
+
+
+BIG = 48 * 1024 * 1024
+
+
 @pytest.mark.sshd
-async def test_ssh_dies_during_upload_pauses_then_play_finishes(monkeypatch, dying_sshd, ssh_computer):
-    outputs, node, calls = await _run_with_fault(monkeypatch, dying_sshd, ssh_computer, "puttree")
+async def test_ssh_dies_during_upload_pauses_then_play_finishes(
+    monkeypatch, dying_sshd, ssh_computer, tmp_path
+):
+    from plait.orm import List, SinglefileData
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1024) * (BIG // 1024))
+    inputs = {
+        "command": Str("bash"),
+        "arguments": List(["-c", "wc -c < big.bin; md5sum < big.bin"]),
+        "nodes": {"big": SinglefileData(big)},
+    }
+    outputs, node, calls = await _run_with_fault(monkeypatch, dying_sshd, ssh_computer, "puttree", inputs, "")
     assert node.is_finished_ok, node.exit_message
-    assert outputs["sum"].value == 5 and calls["n"] >= 2
+    import hashlib
+
+    size, digest = outputs["stdout"].get_content().split()[:2]
+    assert int(size) == BIG and digest == hashlib.md5(big.read_bytes()).hexdigest()
     reports = [r["message"] for r in node.get_report()]
     assert any(m.startswith("upload failed (attempt 1 of 3)") for m in reports)
-    assert "played" in reports
-    # each file once in the job folder, no leftovers of the broken upload
-    assert sorted(os.listdir(node.remote_workdir)) == sorted(
-        [
-            ".plait-exit-code",
-            "_plait_submit.sh",
-            "_scheduler-stderr.txt",
-            "_scheduler-stdout.txt",
-            "plait.in",
-            "plait.out",
-        ]
-    )
+    assert "played" in reports and calls["n"] >= 2
+    # each file once in the job folder, nothing left of the cut-off upload
+    names = sorted(os.listdir(node.remote_workdir))
+    assert names.count("big.bin") == 1 and _no_leftovers(node.remote_workdir) == [], names
     assert not node.paused
 
 
 @pytest.mark.sshd
-async def test_ssh_dies_during_retrieve_pauses_then_play_finishes(monkeypatch, dying_sshd, ssh_computer):
-    outputs, node, _ = await _run_with_fault(monkeypatch, dying_sshd, ssh_computer, "listdir_with_attributes")
+async def test_ssh_dies_during_retrieve_pauses_then_play_finishes(
+    monkeypatch, dying_sshd, ssh_computer, tmp_path
+):
+    from plait.orm import List
+
+    inputs = {
+        "command": Str("bash"),
+        "arguments": List(["-c", f"head -c {BIG} /dev/urandom > out.bin; md5sum < out.bin"]),
+        "outputs": List(["out.bin"]),
+    }
+    outputs, node, _ = await _run_with_fault(monkeypatch, dying_sshd, ssh_computer, "get", inputs, "out.bin")
     assert node.is_finished_ok, node.exit_message
-    assert outputs["sum"].value == 5
     retrieved = [n for label, _, n in node.get_outgoing() if label == "retrieved"]
     assert len(retrieved) == 1  # retrieved once, not once per attempt
     assert sorted(retrieved[0].list_file_paths()) == [
         "_scheduler-stderr.txt",
         "_scheduler-stdout.txt",
-        "plait.out",
+        "out.bin",
+        "stderr",
+        "stdout",
     ]
-    assert any(
-        m.startswith("retrieve failed (attempt 1 of 3)") for m in (r["message"] for r in node.get_report())
-    )
+    import hashlib
+
+    data = outputs["out_bin"].get_content("rb")
+    assert len(data) == BIG
+    assert hashlib.md5(data).hexdigest() == outputs["stdout"].get_content().split()[0]
+    reports = [r["message"] for r in node.get_report()]
+    assert any(m.startswith("retrieve failed (attempt 1 of 3)") for m in reports)

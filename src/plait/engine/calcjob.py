@@ -453,6 +453,10 @@ class CalcJob(Process):
                 uuid = self.node.uuid
                 self._workdir = posixpath.join(base, uuid[:2], uuid[2:4], uuid[4:])
             workdir = self._workdir
+            if await transport.exists(workdir):
+                # an earlier attempt was cut off: start from an empty folder, so that no partial
+                # or temporary file of that attempt stays behind (the folder is this job's alone)
+                await transport.rmtree(workdir)
             await transport.mkdir(workdir, parents=True, exist_ok=True)
             await transport.puttree(sandbox, workdir)
             for remote_source, target in calc_info.remote_copy_list:
