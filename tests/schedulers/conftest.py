@@ -92,10 +92,8 @@ def read_fixture(name: str) -> str:
 
 
 def _local_transport_class():
-    try:
-        from plait.transports.local import LocalTransport
-    except ImportError as exc:  # written in parallel by another engineer
-        pytest.skip(f"plait.transports.local is not available yet: {exc}")
+    from plait.transports.local import LocalTransport
+
     return LocalTransport
 
 

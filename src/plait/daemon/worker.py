@@ -147,6 +147,8 @@ class Worker:
         self.profile = get_profile()
         options = self.profile.options.get("daemon", {}) if isinstance(self.profile.options, dict) else {}
         self.slots = int(options.get("slots", slots))
+        #: processes held at most, calculation jobs waiting for their scheduler included: bounds memory
+        self.max_held = int(options.get("max_held", 20 * self.slots))
         self.lease_seconds = float(
             lease_seconds or os.environ.get("PLAIT_LEASE_SECONDS") or options.get("lease_seconds", 30.0)
         )
@@ -203,7 +205,7 @@ class Worker:
         assert runner is not None
         while not self._stopping.is_set():
             busy = sum(1 for pk in list(runner._processes) if runner.holds_slot(pk))
-            free = self.slots - busy
+            free = min(self.slots - busy, self.max_held - len(runner._processes))
             claimed: list[int] = []
             if free > 0:
                 try:

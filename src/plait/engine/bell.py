@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 __all__ = ["ring_control", "ring_work", "set_ringer"]
@@ -19,6 +20,9 @@ LOGGER = logging.getLogger("plait.bell")
 _lock = threading.Lock()
 _ringer: Any = None
 _ringer_profile: str | None = None
+#: after a failed connection, do not try again for this long (a submit must not wait on it each time)
+RETRY_AFTER = 60.0
+_failed_until: dict[str, float] = {}
 
 
 def set_ringer(broker: Any) -> None:
@@ -38,11 +42,17 @@ def _get_ringer() -> Any:
             return _ringer
         if profile.broker_url == "database" and profile.storage_backend == "sqlite":
             return None  # workers in other processes poll; there is nothing to ring
+        if time.monotonic() < _failed_until.get(profile.name, 0.0):
+            return None
         from plait.broker import create_broker
         from plait.engine.loop_thread import run_on_engine_loop
 
         broker = create_broker(profile)
-        run_on_engine_loop(broker.start())
+        try:
+            run_on_engine_loop(broker.start())
+        except Exception:
+            _failed_until[profile.name] = time.monotonic() + RETRY_AFTER
+            raise
         _ringer, _ringer_profile = broker, profile.name
         return broker
 

@@ -26,6 +26,8 @@ from plait.engine.runner import new_owner_id, owner_is_dead
 __all__ = ["apply_directly", "kill", "kill_unheld", "pause", "play", "status"]
 
 TERMINAL = ("finished", "excepted", "killed")
+#: what apply_directly says when a runner claimed the process between reading and writing its row
+CLAIMED_MEANWHILE = "claimed meanwhile"
 
 
 def _backend() -> Any:
@@ -68,8 +70,15 @@ def _each(pks: Iterable[int], action: str, payload: dict[str, Any], timeout: flo
             continue
         holder = _live_holder(row)
         if holder is None:
-            results[pk] = apply_directly(pk, action, payload)
-            continue
+            message = apply_directly(pk, action, payload)
+            if message != CLAIMED_MEANWHILE:
+                results[pk] = message
+                continue
+            row = backend.get_process(pk)  # a worker took it just now: ask that worker
+            holder = _live_holder(row) if row else None
+            if holder is None:
+                results[pk] = apply_directly(pk, action, payload)
+                continue
         try:
             reply = _ask(holder, pk, action, payload, timeout)
         except ControlTimeout:
@@ -96,14 +105,16 @@ def apply_directly(pk: int, action: str, payload: dict[str, Any]) -> str:
     if action == "pause":
         if row["paused"]:
             return "already paused"
-        backend.update_process(pk, paused=True)
+        if not backend.update_process_if_unheld(pk, paused=True):
+            return CLAIMED_MEANWHILE
         backend.insert_log(pk, "REPORT", "paused", {})
         return "paused"
     if action == "play":
         if not row["paused"]:
             return "not paused"
         status = None if (row["status"] or "").startswith("paused:") else row["status"]
-        backend.update_process(pk, paused=False, status=status)
+        if not backend.update_process_if_unheld(pk, paused=False, status=status):
+            return CLAIMED_MEANWHILE
         backend.insert_log(pk, "REPORT", "played", {})
         ring_work()
         return "played"

@@ -261,6 +261,23 @@ class StorageBackend:
         with self.transaction() as conn:
             return conn.execute(statement, fields).rowcount > 0
 
+    def update_process_if_unheld(self, pk: int, **fields: Any) -> bool:
+        """Update process columns only if no live lease holds it (False: someone claimed it meanwhile)."""
+        fields["mtime"] = utcnow()
+        now = time.time()
+        with self.transaction() as conn:
+            return (
+                conn.execute(
+                    update(processes)
+                    .where(
+                        processes.c.node_id == pk,
+                        or_(processes.c.lease_owner.is_(None), processes.c.lease_expires < now),
+                    )
+                    .values(**fields)
+                ).rowcount
+                > 0
+            )
+
     def get_process(self, pk: int) -> dict[str, Any] | None:
         with self._reading() as conn:
             return _row(conn.execute(_SELECT_PROCESS, {"_pk": pk}).first())
