@@ -444,6 +444,24 @@ def row_parked() -> None:
         mem_parked = daemon.worker_memory()
         parked_counts = counts
         RECORD["daemon_info_at_parked"] = [r["info"] for r in get_backend().list_workers()]
+        # then the steady state: every parent parked and the slots full of gated children
+        full = min(args.slots * args.workers, N)
+        t_full = mem_full = None
+        if not stalled:
+            deadline = time.perf_counter() + 120
+            while time.perf_counter() < deadline:
+                counts = count_parked(monitor)
+                if counts["children_held"] >= full:
+                    t_full = time.perf_counter() - t0
+                    time.sleep(1.0)  # let the children settle into their await
+                    mem_full = daemon.worker_memory()
+                    break
+                time.sleep(0.2)
+            RECORD.update(
+                slots_full_s=None if t_full is None else round(t_full, 3),
+                worker_rss_kib_slots_full=None if mem_full is None else mem_full["worker_rss_kib"][0],
+                counts_slots_full=counts,
+            )
 
         gate.write_text("open")
         t1 = time.perf_counter()

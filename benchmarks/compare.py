@@ -820,8 +820,14 @@ def daemon_section(
             )
         else:
             head = f"{r['parked']:,} of {n:,} parents parked in {r['time_to_parked_s']:.1f} s"
+        full = ""
+        if r.get("worker_rss_kib_slots_full"):
+            full = (
+                f" ({mib(r['worker_rss_kib_slots_full'])} once the 200 slots also held gated children, "
+                f"at {r['slots_full_s']:.1f} s)"
+            )
         text = (
-            f"{head}; worker RSS then {mib(r['worker_rss_kib_at_parked'])}, peak (VmHWM) over the run "
+            f"{head}; worker RSS then {mib(r['worker_rss_kib_at_parked'])}{full}, peak (VmHWM) over the run "
             f"{mib(r['worker_peak_rss_kib'])}; gate opened → all {2 * n:,} terminated in "
             f"{r['gate_to_all_terminated_s']:.1f} s ({r['processes_per_s_after_gate']:.0f} processes/s); "
             f"{r['finished_ok']:,}/{2 * n:,} finished ok; submit {r['submits_per_s']:.0f}/s; "
