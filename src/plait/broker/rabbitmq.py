@@ -50,6 +50,7 @@ class RabbitMQBroker(Broker):
         self._work_queue: Any = None
         self._controls: dict[str, asyncio.Event] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        self._work_pending = False
 
     @property
     def display_url(self) -> str:
@@ -115,7 +116,15 @@ class RabbitMQBroker(Broker):
     def ring_work(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._work.set)
-        self._schedule(lambda: self._publish(self._work_exchange, ""))
+        if self._work_pending:  # a bell is already on its way: one is enough for the whole burst
+            return
+        self._work_pending = True
+
+        async def publish() -> None:
+            self._work_pending = False
+            await self._publish(self._work_exchange, "")
+
+        self._schedule(publish)
 
     def ring_control(self, recipient: str) -> None:
         self._schedule(lambda: self._publish(self._control_exchange, recipient))

@@ -124,10 +124,28 @@ def start(
                 f"the daemon did not start: {' / '.join(tail) or 'exit code ' + str(process.returncode)}"
             )
         try:
-            return _ask(profile, {"command": "status"}, timeout=2.0)
+            reply = _ask(profile, {"command": "status"}, timeout=2.0)
         except DaemonError:
             time.sleep(0.05)
+            continue
+        if _workers_registered(reply):
+            return reply
+        time.sleep(0.05)
     raise DaemonError(f"the daemon did not answer within {wait:g} s (see {paths.logs})")
+
+
+def _workers_registered(reply: dict[str, Any]) -> bool:
+    """True once every worker the supervisor started has announced itself in the database."""
+    pids = {w["pid"] for w in reply.get("workers", []) if w.get("pid")}
+    if len(pids) < len(reply.get("workers", [])):
+        return False
+    try:
+        from plait.storage import get_backend
+
+        registered = {row["pid"] for row in get_backend().list_workers()}
+    except Exception:  # the database is not reachable from here: do not wait for it
+        return True
+    return pids <= registered
 
 
 def status(profile: Any | None = None, *, timeout: float = 10.0) -> dict[str, Any]:

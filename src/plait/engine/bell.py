@@ -9,6 +9,7 @@ raises: a bell that is lost costs one poll interval.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -54,7 +55,27 @@ def _get_ringer() -> Any:
             _failed_until[profile.name] = time.monotonic() + RETRY_AFTER
             raise
         _ringer, _ringer_profile = broker, profile.name
+        global _closer_registered
+        if not _closer_registered:
+            atexit.register(_close_ringer)
+            _closer_registered = True
         return broker
+
+
+_closer_registered = False
+
+
+def _close_ringer() -> None:
+    """At exit: close the bell broker on the engine loop, so no connection dies half-open."""
+    from plait.engine.loop_thread import engine_loop_if_running, run_on_engine_loop
+
+    ringer = _ringer
+    if ringer is None or engine_loop_if_running() is None:
+        return
+    try:
+        run_on_engine_loop(ringer.close())
+    except Exception as exc:  # exiting anyway
+        LOGGER.debug("closing the bell broker failed: %s", exc)
 
 
 def ring_work() -> None:

@@ -43,6 +43,13 @@ def engine_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+def engine_loop_if_running() -> asyncio.AbstractEventLoop | None:
+    """The background loop if it was started and still runs, else None (never starts it)."""
+    if _loop is not None and not _loop.is_closed() and _thread is not None and _thread.is_alive():
+        return _loop
+    return None
+
+
 def is_engine_loop_thread() -> bool:
     return _thread is not None and threading.current_thread() is _thread
 

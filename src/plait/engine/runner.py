@@ -658,10 +658,11 @@ class Runner:
             if process.node.paused:
                 return {"ok": True, "message": "already paused"}
             self.pause(pk)
-            for _ in range(40):  # report it paused if it reaches a safe point soon
-                await asyncio.sleep(0.05)
+            for _ in range(100):  # report it paused if it reaches a safe point soon
+                await asyncio.sleep(0)
                 if process.node.paused or pk not in self._processes:
                     return {"ok": True, "message": "paused"}
+                await asyncio.sleep(0.02)
             return {"ok": True, "message": "pause requested: it takes effect at the next safe point"}
         if action == "play":
             if not process.node.paused and not process._pause_requested:
