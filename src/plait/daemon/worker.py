@@ -230,7 +230,7 @@ class Worker:
         assert runner is not None
         try:
             node = await runner.call_db(None, load_node, pk)
-            process = await runner.call_db(None, runner._load, node)
+            process = await runner.call_db(None, functools.partial(runner._load, node, claimed=True))
         except Exception as exc:
             LOGGER.error("cannot continue process %s: %s", pk, exc)
             await runner.call_db(None, self._mark_excepted, pk, exc)

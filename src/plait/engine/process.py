@@ -332,10 +332,10 @@ class Process:
         del spec  # inputs were validated when first launched
         process = cls(inputs, runner=runner)
         process.node = node
-        process._call_counter = len(_backend().get_children(node.pk))
         process._checkpoint_seq = int(node._process.get("checkpoint_seq") or 0)
-        for label, _, value in node.get_outgoing((LinkType.CREATE, LinkType.RETURN)):
-            process._outputs[label.replace("__", NAMESPACE_SEPARATOR)] = value
+        if node.process_state is not ProcessState.CREATED:  # a process never started has no outputs yet
+            for label, _, value in node.get_outgoing((LinkType.CREATE, LinkType.RETURN)):
+                process._outputs[label.replace("__", NAMESPACE_SEPARATOR)] = value
         return process
 
     # -- outputs ---------------------------------------------------------------------------------

@@ -672,7 +672,11 @@ class Runner:
         return {"ok": False, "error": f"unknown action '{action}'"}
 
     # -- resuming ---------------------------------------------------------------------------------------
-    def _load(self, node: ProcessNode) -> Process:
+    def _load(self, node: ProcessNode, *, claimed: bool = False) -> Process:
+        """Rebuild a process from its node and checkpoint, ready to continue (a database read or two).
+
+        ``claimed``: the caller has just taken the lease (a worker's claim), so it is not taken again.
+        """
         cls = load_process_class(node)
         if not cls._resumable and node.process_state is not ProcessState.CREATED:
             raise RuntimeError(
@@ -680,16 +684,21 @@ class Runner:
                 "run it again"
             )
         process = cls._load(node, self)
-        row = self.backend.get_process(node.pk)
-        process._restore(row["checkpoint"] if row else None)
-        calls_done = process._call_counter
-        process._recorded_children = {  # type: ignore[attr-defined]
-            child["call_key"]: child["node_id"]
-            for child in self.backend.get_children(node.pk)
-            if child["call_key"] and int(child["call_key"].rsplit(":", 1)[1]) >= calls_done
-        }
+        process._recorded_children = {}  # type: ignore[attr-defined]
+        if node.process_state is not ProcessState.CREATED:  # a process never started has no past to restore
+            process._restore(node._process_row.get("checkpoint"))
+            children = self.backend.get_children(node.pk)
+            if not node._process_row.get("checkpoint"):
+                process._call_counter = len(children)
+            calls_done = process._call_counter
+            process._recorded_children = {  # type: ignore[attr-defined]
+                child["call_key"]: child["node_id"]
+                for child in children
+                if child["call_key"] and int(child["call_key"].rsplit(":", 1)[1]) >= calls_done
+            }
         process._owner = self.owner
-        self.backend.take_lease(node.pk, self.owner, time.time() + self.lease_seconds, force=True)
+        if not claimed:
+            self.backend.take_lease(node.pk, self.owner, time.time() + self.lease_seconds, force=True)
         return process
 
     def claim(self, pk: int, *, force: bool = False) -> ProcessNode:

@@ -81,7 +81,16 @@ class ProcessNode(Node):
             row = _backend().get_process(self.pk)  # type: ignore[arg-type]
             if row is not None:
                 self._process = {key: row[key] for key in _PROCESS_FIELDS}
+                self._process_row = row  # the whole row (checkpoint included), for the engine
         return self
+
+    @property
+    def _process_row(self) -> dict[str, Any]:
+        return self.__dict__.get("_process_row_data") or {}
+
+    @_process_row.setter
+    def _process_row(self, row: dict[str, Any]) -> None:
+        self.__dict__["_process_row_data"] = row
 
     def _row(self, now: Any) -> dict[str, Any]:
         row = super()._row(now)
