@@ -134,9 +134,12 @@ def test_many_waiting_parents_hold_no_slots_and_do_not_deadlock(daemon, tmp_path
     from wf_library import BehindGate
 
     monkeypatch.setattr(client, "start", _start_with_slots(client.start, 20))
-    daemon(workers=1)
     gate = tmp_path / "gate"
+    # a batch submitted before the worker starts: it claims oldest first, so every parent runs
+    # (and parks) before the children, which then wait at the gate in its 20 slots.  (A child that
+    # waits at an await holds its slot: parents submitted behind 20 such children wait their turn.)
     pks = [submit(BehindGate, path=Str(str(gate))).pk for _ in range(150)]
+    daemon(workers=1)
     backend = get_backend()
 
     def parked() -> int:

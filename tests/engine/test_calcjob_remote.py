@@ -153,10 +153,13 @@ async def _run_with_fault(
         calls["n"] += 1
         if calls["n"] > 1:
             return await original(self, *args, **kwargs)
+        # the folder receiving the bytes is local either way (loopback): watch it fill up
+        receiving = Path(args[1]).parent if method == "get" else Path(args[1])
         transfer = asyncio.ensure_future(original(self, *args, **kwargs))
-        await asyncio.sleep(0.15)
+        while not transfer.done() and _largest_file(receiving) < 4 * 1024 * 1024:
+            await asyncio.sleep(0.002)
         assert not transfer.done(), "the transfer ended before the server was killed: make it bigger"
-        server.kill()
+        server.kill()  # a transfer in flight, several MiB in
         return await transfer
 
     monkeypatch.setattr(SshTransport, method, dying)
@@ -178,6 +181,13 @@ async def _run_with_fault(
     return outputs, node, calls
 
 
+def _largest_file(folder: Path) -> int:
+    try:
+        return max((p.stat().st_size for p in folder.rglob("*") if p.is_file()), default=0)
+    except OSError:
+        return 0
+
+
 def _no_leftovers(folder: str) -> list[str]:
     return [
         name
@@ -186,7 +196,7 @@ def _no_leftovers(folder: str) -> list[str]:
     ]
 
 
-BIG = 48 * 1024 * 1024
+BIG = 96 * 1024 * 1024
 
 
 @pytest.mark.sshd
