@@ -95,22 +95,35 @@ def test_nested_blocking_runs_do_not_deadlock_when_many_wait_at_once():
     assert len(node.called) == 12 and all(c.is_finished_ok for c in node.called)
 
 
-def test_slow_plain_steps_do_not_block_the_loop(caplog):
-    """A plain step burning CPU for 0.3 s runs in a thread: no loop callback takes that long."""
+@pytest.mark.parametrize(
+    ("kind", "limit"),
+    [
+        # waiting user code (I/O, a lock, sleep) holds no GIL: the loop must not notice it at all
+        ("sleep", 0.1),
+        # CPU-bound user code competes with the loop for the GIL (CPython), so a callback can be
+        # slowed, but the 0.3 s step itself must never run on the loop
+        ("burn", 0.25),
+    ],
+)
+def test_slow_plain_steps_do_not_block_the_loop(caplog, kind, limit):
+    """A plain step taking 0.3 s runs in a thread: no loop callback takes that long."""
 
     class Busy(WorkChain):
         @classmethod
         def define(cls, spec):
             super().define(spec)
-            spec.outline(cls.burn)
+            spec.outline(cls.work)
 
-        def burn(self):
-            slow_python(0.3)
+        def work(self):
+            if kind == "sleep":
+                time.sleep(0.3)
+            else:
+                slow_python(0.3)
 
     async def main():
         loop = asyncio.get_running_loop()
         loop.set_debug(True)
-        loop.slow_callback_duration = 0.1
+        loop.slow_callback_duration = limit
         await arun(Busy)
 
     with caplog.at_level(logging.WARNING, logger="asyncio"):
