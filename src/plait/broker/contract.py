@@ -24,9 +24,21 @@ server; PostgreSQL ``LISTEN/NOTIFY``, or polling on SQLite) and
 from __future__ import annotations
 
 import abc
+import asyncio
 from typing import Any
 
-__all__ = ["Broker", "BrokerError"]
+__all__ = ["Broker", "BrokerError", "wait_for_bell"]
+
+
+async def wait_for_bell(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until ``event`` is set (True) or ``timeout`` passes (False); the bell is cleared either way."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    finally:
+        event.clear()
+    return True
 
 
 class BrokerError(Exception):

@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import Any
 
-from plait.broker.contract import Broker, BrokerError
+from plait.broker.contract import Broker, BrokerError, wait_for_bell
 
 __all__ = ["BELL_CHANNEL", "CONTROL_CHANNEL", "DatabaseBroker"]
 
@@ -110,13 +110,7 @@ class DatabaseBroker(Broker):
         self._notify(BELL_CHANNEL)
 
     async def wait_for_work(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._work.wait(), timeout)
-        except TimeoutError:
-            return False
-        finally:
-            self._work.clear()
-        return True
+        return await wait_for_bell(self._work, timeout)
 
     def ring_control(self, recipient: str) -> None:
         # remembered even if the recipient is not waiting yet: it finds the bell rung when it does
@@ -125,13 +119,7 @@ class DatabaseBroker(Broker):
 
     async def wait_for_control(self, recipient: str, timeout: float) -> bool:
         event = self._controls.setdefault(recipient, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            return False
-        finally:
-            event.clear()
-        return True
+        return await wait_for_bell(event, timeout)
 
     async def describe(self) -> str:
         if self._is_postgres:

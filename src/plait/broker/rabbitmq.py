@@ -22,7 +22,7 @@ import logging
 import re
 from typing import Any
 
-from plait.broker.contract import Broker, BrokerError
+from plait.broker.contract import Broker, BrokerError, wait_for_bell
 
 __all__ = ["RabbitMQBroker"]
 
@@ -153,13 +153,7 @@ class RabbitMQBroker(Broker):
                 self._work_queue = await self._bind(self._work_exchange, "", self._work)
             except Exception as exc:
                 LOGGER.info("cannot listen for work bells yet: %s", exc)
-        try:
-            await asyncio.wait_for(self._work.wait(), timeout)
-        except TimeoutError:
-            return False
-        finally:
-            self._work.clear()
-        return True
+        return await wait_for_bell(self._work, timeout)
 
     async def wait_for_control(self, recipient: str, timeout: float) -> bool:
         event = self._controls.get(recipient)
@@ -170,13 +164,7 @@ class RabbitMQBroker(Broker):
                     await self._bind(self._control_exchange, recipient, event)
                 except Exception as exc:
                     LOGGER.info("cannot listen for control bells yet: %s", exc)
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            return False
-        finally:
-            event.clear()
-        return True
+        return await wait_for_bell(event, timeout)
 
     async def describe(self) -> str:
         if self._connection is None or self._connection.is_closed:

@@ -482,34 +482,23 @@ class Process:
     def _except(self, exc: BaseException) -> None:
         """Mark the process excepted with its traceback; outputs registered so far stay linked."""
         text = "".join(traceback.format_exception(exc))
-        try:
-            self._commit(
-                ProcessState.EXCEPTED,
-                exception=text,
-                status=None,
-                lease_owner=None,
-                lease_expires=None,
-                keep_history=False,
-            )
-        except LeaseLostError:
-            return
-        self._terminated = True
-        _backend().insert_log(self.pk, "ERROR", f"excepted: {type(exc).__name__}: {exc}", {})
+        self._end_abnormally(
+            ProcessState.EXCEPTED, "ERROR", f"excepted: {type(exc).__name__}: {exc}", exception=text
+        )
 
     def _killed(self, message: str) -> None:
+        self._end_abnormally(ProcessState.KILLED, "WARNING", f"killed: {message}", exit_message=message)
+
+    def _end_abnormally(self, state: ProcessState, level: str, log: str, **fields: Any) -> None:
+        """Commit ``state`` (releasing the lease), then log why; a runner that lost the lease stays silent."""
         try:
             self._commit(
-                ProcessState.KILLED,
-                exit_message=message,
-                status=None,
-                lease_owner=None,
-                lease_expires=None,
-                keep_history=False,
+                state, status=None, lease_owner=None, lease_expires=None, keep_history=False, **fields
             )
         except LeaseLostError:
             return
         self._terminated = True
-        _backend().insert_log(self.pk, "WARNING", f"killed: {message}", {})
+        _backend().insert_log(self.pk, level, log, {})
 
     async def _on_kill(self) -> None:
         """Hook run when the process is killed, before it is marked killed (calculation jobs cancel
