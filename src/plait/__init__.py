@@ -25,6 +25,7 @@ _ENGINE = (
     "ProcessBuilder",
     "ProcessKilledError",
     "ProcessSpec",
+    "Runner",
     "ToContext",
     "WorkChain",
     "append_",

@@ -232,8 +232,6 @@ class Process:
         backend = _backend()
         with backend.transaction():
             unstored = [n for n in input_nodes.values() if not n.is_stored]
-            for value in unstored:
-                value._validate_before_store()
             store_nodes(unstored)  # give the inputs their hashes before hashing the process
             node._node_hash = self._process_hash(input_nodes, non_db)
             store_nodes([node])
