@@ -118,14 +118,3 @@ def test_resume_refuses_a_process_held_by_a_live_interpreter(monkeypatch):
         resume(pk)
     _, node = resume(pk, force=True)
     assert node.is_finished_ok
-
-
-def test_process_function_cannot_be_resumed():
-    from plait.orm import Int
-    from wf_library import add
-
-    result = add(Int(1), Int(2))
-    calc = result.creator
-    get_backend().update_process(calc.pk, state="running")
-    with pytest.raises(RuntimeError, match="cannot be resumed"):
-        resume(calc.pk)

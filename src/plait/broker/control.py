@@ -114,10 +114,23 @@ class ControlServer:
         self.handler = handler
         self.broker = broker
         self.poll_interval = poll_interval
+        self._stopping: asyncio.Event | None = None
+        #: True while requests taken from the database are being handled (their replies not yet posted)
+        self.busy = False
+
+    def stop(self) -> None:
+        """Stop after the requests in hand have their replies (call on the server's loop)."""
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        self._stopping.set()
 
     async def run(self) -> None:
+        """Serve until :meth:`stop` (or cancellation); a request being handled always gets its reply."""
         backend = _backend()
-        while True:
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        stopping = self._stopping
+        while not stopping.is_set():
             try:
                 rows = []
                 if await asyncio.to_thread(backend.has_messages, "control", self.owner):
@@ -125,6 +138,7 @@ class ControlServer:
             except Exception as exc:  # the database may be briefly busy; try again
                 LOGGER.warning("reading control requests failed: %s", exc)
                 rows = []
+            self.busy = bool(rows)
             for row in rows:
                 request = ControlRequest.from_row(row)
                 try:
@@ -140,7 +154,16 @@ class ControlServer:
                 )
                 if self.broker is not None:
                     self.broker.ring_control(request.reply_to)
+            self.busy = False
+            if stopping.is_set():
+                return
             if self.broker is not None:
-                await self.broker.wait_for_control(self.owner, self.poll_interval)
+                bell = asyncio.ensure_future(self.broker.wait_for_control(self.owner, self.poll_interval))
             else:
-                await asyncio.sleep(self.poll_interval)
+                bell = asyncio.ensure_future(asyncio.sleep(self.poll_interval))
+            stop = asyncio.ensure_future(stopping.wait())
+            try:
+                await asyncio.wait([bell, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                bell.cancel()
+                stop.cancel()

@@ -42,6 +42,7 @@ import sys
 import time
 from typing import Any
 
+from plait.engine import lifecycle
 from plait.engine.process import Process
 from plait.engine.runner import ProcessParked, Runner, new_owner_id, resolve_process
 from plait.orm import ProcessNode, ProcessState, load_node
@@ -62,7 +63,9 @@ class WorkerRunner(Runner):
         if recorded is not None:
             return recorded  # made before a crash; it is submitted and some worker runs it
         child = cls(cls.prepare_inputs(merged), runner=self)
-        child._store_new(state=ProcessState.CREATED, parent=parent, submitted=True)
+        child._store_new(
+            state=ProcessState.CREATED, parent=parent, submitted=True
+        )  # fenced by parent's lease
         ring_work()
         return child.node
 
@@ -72,9 +75,7 @@ class WorkerRunner(Runner):
             await super().wait_for_termination(parent, pks)
             return
         status = f"waiting for {len(pks)} process{'es' if len(pks) > 1 else ''}: {', '.join(map(str, pks))}"
-        parked = await self.call_db(
-            parent, functools.partial(self.backend.park, parent.pk, self.owner, pks, status)
-        )
+        parked = await self.call_db(parent, lifecycle.park, parent.node, self.owner, pks, status)
         if parked:
             raise ProcessParked()
 
@@ -91,32 +92,15 @@ class WorkerRunner(Runner):
         return True
 
     async def _park_paused(self, process: Process) -> None:
-        fields: dict[str, Any] = {"paused": True, "lease_owner": None, "lease_expires": None}
         await self.call_db(
-            process,
-            functools.partial(self.backend.update_process, process.pk, expect_owner=self.owner, **fields),
+            process, functools.partial(lifecycle.pause_held, process.node, self.owner, None, release=True)
         )
-        await self.call_db(process, self.backend.insert_log, process.pk, "REPORT", "paused", {})
-        process.node._process["paused"] = True
 
     async def pause_process(self, process: Process, reason: str | None = None) -> None:
         """A paused process does not hold a worker: record the pause and let go of it."""
-        fields: dict[str, Any] = {"paused": True, "lease_owner": None, "lease_expires": None}
-        if reason:
-            fields["status"] = f"paused: {reason}"
         await self.call_db(
-            process,
-            functools.partial(self.backend.update_process, process.pk, expect_owner=self.owner, **fields),
+            process, functools.partial(lifecycle.pause_held, process.node, self.owner, reason, release=True)
         )
-        await self.call_db(
-            process,
-            self.backend.insert_log,
-            process.pk,
-            "WARNING" if reason else "REPORT",
-            reason or "paused",
-            {},
-        )
-        process.node._process["paused"] = True
         raise ProcessParked()
 
     async def _adopt_orphan(self, pk: int) -> bool:
@@ -126,9 +110,13 @@ class WorkerRunner(Runner):
         pass  # the worker's own heartbeat renews every lease it holds, and records its liveness
 
     def holds_slot(self, pk: int) -> bool:
-        """A calculation job waiting for its scheduler does not take a slot."""
-        process = self._processes.get(pk)
-        return getattr(process, "_stage", None) != "update"
+        """A slot is held only while a step's code (or a database hand-off) runs in a thread.
+
+        A process waiting at an ``await`` — a calculation job for its scheduler,
+        an async step for anything — holds no slot, only memory (bounded by
+        ``max_held``), so waiting children never keep parents from starting.
+        """
+        return pk in self._in_thread_step
 
 
 class Worker:
@@ -198,9 +186,6 @@ class Worker:
             await self._shutdown()
 
     async def _claim_loop(self) -> None:
-        from plait.storage import get_backend
-
-        backend = get_backend()
         runner = self.runner
         assert runner is not None
         while not self._stopping.is_set():
@@ -210,7 +195,7 @@ class Worker:
             if free > 0:
                 try:
                     claimed = await runner.call_db(
-                        None, backend.claim_runnable, self.worker_id, self.lease_seconds, free
+                        None, lifecycle.claim_runnable, self.worker_id, self.lease_seconds, free
                     )
                 except Exception as exc:
                     LOGGER.warning("claiming failed (%s); trying again", exc)
@@ -239,20 +224,20 @@ class Worker:
         runner.start(process)
 
     def _mark_excepted(self, pk: int, exc: BaseException) -> None:
+        """A claimed process that cannot be rebuilt here (its class is gone): excepted, with why."""
         import traceback
 
-        from plait.storage import get_backend
-
-        backend = get_backend()
         text = "".join(traceback.format_exception(exc))
-        with backend.transaction():
-            backend.update_process(
-                pk, state="excepted", exception=text, lease_owner=None, lease_expires=None, status=None
-            )
-            woken = backend.release_waits_on(pk)
-        backend.insert_log(pk, "ERROR", f"excepted: cannot be continued: {exc}", {})
-        if woken:
-            self.broker.ring_work()
+        node = load_node(pk)
+        assert isinstance(node, ProcessNode)
+        lifecycle.end(
+            node,
+            self.worker_id,
+            ProcessState.EXCEPTED,
+            log_level="ERROR",
+            log=f"excepted: cannot be continued: {exc}",
+            exception=text,
+        )
 
     def info(self) -> dict[str, Any]:
         runner = self.runner
@@ -279,9 +264,7 @@ class Worker:
                 self._stopping.set()
                 return
             try:
-                await asyncio.to_thread(
-                    backend.renew_leases, self.worker_id, time.time() + self.lease_seconds
-                )
+                await asyncio.to_thread(lifecycle.renew, self.worker_id, self.lease_seconds)
                 await asyncio.to_thread(
                     backend.upsert_worker, self.worker_id, socket.gethostname(), os.getpid(), self.info()
                 )
@@ -308,7 +291,7 @@ class Worker:
                 task.cancel()
         backend = get_backend()
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(backend.release_leases, self.worker_id)
+            await asyncio.to_thread(lifecycle.release, self.worker_id)
             await asyncio.to_thread(backend.delete_worker, self.worker_id)
         await runner.close()
         await self.broker.close()

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from plait.engine import lifecycle
 from plait.engine.checkpoint import CHECKPOINT_VERSION
 from plait.engine.exit_code import ExitCode
 from plait.engine.process import Process
@@ -307,6 +308,12 @@ class CalcJob(Process):
                 return
             except (TransportError, SchedulerError) as exc:
                 attempt += 1
+                if not getattr(exc, "retryable", True):
+                    # trying again cannot help (a refused permission, a rejected option): say so at once
+                    reason = f"{task} failed and cannot succeed on retry: {type(exc).__name__}: {exc}"
+                    await self.runner.pause_process(self, reason=reason)  # type: ignore[union-attr]
+                    attempt, interval = 0, initial
+                    continue
                 if attempt >= attempts:
                     reason = f"{task} failed {attempt} times; last error: {type(exc).__name__}: {exc}"
                     await self.runner.pause_process(self, reason=reason)  # type: ignore[union-attr]
@@ -483,7 +490,7 @@ class CalcJob(Process):
         backend = get_backend()
         announced = False
         while not await self.runner.call_db(  # type: ignore[union-attr]
-            self, backend.reserve_job_slot, self.pk, self.computer.pk, cap
+            self, lifecycle.reserve_job_slot, self.pk, self.computer.pk, cap
         ):
             if not announced:
                 queued = await self.runner.call_db(  # type: ignore[union-attr]
@@ -496,7 +503,12 @@ class CalcJob(Process):
                 await self.runner.call_db(  # type: ignore[union-attr]
                     self,
                     functools.partial(
-                        backend.update_process, self.pk, status=status, job_stage="waiting_slot"
+                        lifecycle.set_status,
+                        self.pk,
+                        self._owner,
+                        self.node,
+                        status=status,
+                        job_stage="waiting_slot",
                     ),
                 )
                 announced = True
@@ -512,16 +524,14 @@ class CalcJob(Process):
 
     # -- update ------------------------------------------------------------------------------------
     async def _update(self) -> None:
-        from plait.storage import get_backend
 
         assert self._job_id is not None
         loop = asyncio.get_running_loop()
-        backend = get_backend()
 
         def on_update(info: Any) -> None:
             reason = f" ({info.reason})" if info.reason and info.reason != "None" else ""
             status = f"job {info.job_id}: {info.state.value} in {self.computer.scheduler_type}{reason}"
-            update = functools.partial(backend.update_process, self.pk, status=status)
+            update = functools.partial(lifecycle.set_status, self.pk, self._owner, None, status=status)
             task = loop.create_task(self.runner.call_db(None, update))  # type: ignore[union-attr]
             self._status_updates.add(task)
             task.add_done_callback(self._status_updates.discard)

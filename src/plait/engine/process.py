@@ -23,12 +23,13 @@ import hashlib
 import json
 import logging
 import time
-import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from plait.engine import lifecycle
 from plait.engine.checkpoint import AttributeDict
 from plait.engine.exit_code import ExitCode, ExitCodesNamespace
+from plait.engine.lifecycle import LeaseLostError, ProcessKilledError
 from plait.engine.ports import (
     NAMESPACE_SEPARATOR,
     OutputValidationError,
@@ -44,17 +45,9 @@ if TYPE_CHECKING:
     from plait.engine.builder import ProcessBuilder
     from plait.engine.runner import Runner
 
-__all__ = ["LeaseLostError", "Process", "ProcessKilledError"]
+__all__ = ["LeaseLostError", "Process", "ProcessKilledError"]  # errors re-exported from lifecycle
 
 LOGGER = logging.getLogger("plait.process")
-
-
-class ProcessKilledError(RuntimeError):
-    """Raised by ``run`` when the process it ran was killed."""
-
-
-class LeaseLostError(RuntimeError):
-    """Another runner took this process over (this runner was presumed dead); stop touching it."""
 
 
 def _backend():
@@ -68,8 +61,6 @@ class Process:
 
     #: the node class recording instances of this process
     _node_class: ClassVar[type[ProcessNode]] = WorkflowNode
-    #: whether this kind of process can be continued from a checkpoint in another interpreter
-    _resumable: ClassVar[bool] = True
 
     # -- the spec ------------------------------------------------------------------------
     @classmethod
@@ -227,27 +218,31 @@ class Process:
         call_key = None
         if parent_process is not None:
             call_key = f"{parent_process.pk}:{parent_process._call_counter}"
-            parent_process._call_counter += 1
 
         backend = _backend()
+        row = {
+            "node_id": None,
+            "state": state.value,
+            "paused": False,
+            "process_label": self.process_label_string(),
+            "submitted": submitted,
+            "lease_owner": owner,
+            "lease_expires": time.time() + lease_seconds if owner else None,
+            "caller_id": parent_node.pk if parent_node is not None else None,
+            "call_key": call_key,
+            "checkpoint_seq": 0,
+        }
         with backend.transaction():
             unstored = [n for n in input_nodes.values() if not n.is_stored]
             store_nodes(unstored)  # give the inputs their hashes before hashing the process
             node._node_hash = self._process_hash(input_nodes, non_db)
             store_nodes([node])
-            backend.insert_process(
-                {
-                    "node_id": node.pk,
-                    "state": state.value,
-                    "paused": False,
-                    "process_label": self.process_label_string(),
-                    "submitted": submitted,
-                    "lease_owner": owner,
-                    "lease_expires": time.time() + lease_seconds if owner else None,
-                    "caller_id": parent_node.pk if parent_node is not None else None,
-                    "call_key": call_key,
-                    "checkpoint_seq": 0,
-                }
+            row["node_id"] = node.pk
+            # a caller that was killed, or whose runner lost it, launches nothing
+            lifecycle.insert(
+                row,
+                caller=parent_node.pk if parent_process is not None else None,
+                caller_owner=parent_process._owner if parent_process is not None else None,
             )
             link_type = self._node_class.input_link_type.value
             rows = [
@@ -267,14 +262,10 @@ class Process:
                     }
                 )
             backend.insert_links(rows)
+        if parent_process is not None:
+            parent_process._call_counter += 1  # only once the call is recorded
         node._process = {
-            "state": state.value,
-            "paused": False,
-            "process_label": self.process_label_string(),
-            "submitted": submitted,
-            "lease_owner": owner,
-            "caller_id": parent_node.pk if parent_node is not None else None,
-            "call_key": call_key,
+            k: v for k, v in row.items() if k not in ("node_id", "checkpoint_seq", "lease_expires")
         }
         self.node = node
         self._owner = owner
@@ -415,7 +406,7 @@ class Process:
         LOGGER.info("[%s|%s|%s]: %s", self.pk, type(self).__name__, self._step_name or "-", text)
         _backend().insert_log(self.pk, "REPORT", text, {"step": self._step_name})
 
-    # -- state transitions --------------------------------------------------------------------------
+    # -- state transitions (each through the lifecycle module, the one writer of process rows) ----------
     def _commit(
         self,
         state: ProcessState,
@@ -427,32 +418,35 @@ class Process:
         """Commit a transition (and its checkpoint, and pending outputs) in one transaction.
 
         Raises:
-            LeaseLostError: another runner holds this process now.
+            LeaseLostError: this runner no longer holds the process (nothing was written).
+            IllegalTransitionError: the process is in a state that cannot go to ``state``.
         """
-        backend = _backend()
-        values: dict[str, Any] = {"state": state.value, **fields}
+        seq = None
         if checkpoint is not None:
-            self._checkpoint_seq += 1
-            values["checkpoint"] = checkpoint
-            values["checkpoint_seq"] = self._checkpoint_seq
-        woken: list[int] = []
-        with backend.transaction():
-            self._flush_outputs()
-            self.node.flush_runtime_changes()
-            if not backend.update_process(self.pk, expect_owner=self._owner, **values):
-                raise LeaseLostError(f"process {self.pk} is now held by another runner")
-            if checkpoint is not None and keep_history:
-                backend.add_checkpoint(self.pk, self._checkpoint_seq, self._step_name, checkpoint)
-            if state.is_terminal:
-                if self._checkpoint_seq and state is ProcessState.FINISHED and values.get("exit_status") == 0:
-                    backend.delete_checkpoints(self.pk)
-                if self.node._process.get("submitted"):  # only daemon children have parked parents
-                    woken = backend.release_waits_on(self.pk)
-        self.node._process.update(values)
-        if woken:
-            from plait.engine.bell import ring_work
+            seq = self._checkpoint_seq + 1
+        woken = lifecycle.commit(
+            self.node,
+            self._owner,
+            state,
+            checkpoint=checkpoint,
+            checkpoint_seq=seq,
+            step=self._step_name,
+            keep_history=keep_history,
+            drop_history=bool(self._checkpoint_seq)
+            and state is ProcessState.FINISHED
+            and fields.get("exit_status") == 0,
+            within=self._flush_in_commit,
+            **fields,
+        )
+        if seq is not None:
+            self._checkpoint_seq = seq
+        if state.is_terminal:
+            self._terminated = True
+        lifecycle._ring(woken)
 
-            ring_work()
+    def _flush_in_commit(self) -> None:
+        self._flush_outputs()
+        self.node.flush_runtime_changes()
 
     def _finish(self, result: ExitCode | None) -> ExitCode:
         """Validate the outputs, link them and commit the finished state."""
@@ -465,12 +459,8 @@ class Process:
             ProcessState.FINISHED,
             exit_status=exit_code.status,
             exit_message=exit_code.message,
-            status=None,
-            lease_owner=None,
-            lease_expires=None,
             keep_history=False,
         )
-        self._terminated = True
         if exit_code.status:
             _backend().insert_log(
                 self.pk, "ERROR", f"finished with exit status {exit_code.status}: {exit_code.message}", {}
@@ -479,24 +469,13 @@ class Process:
 
     def _except(self, exc: BaseException) -> None:
         """Mark the process excepted with its traceback; outputs registered so far stay linked."""
-        text = "".join(traceback.format_exception(exc))
-        self._end_abnormally(
-            ProcessState.EXCEPTED, "ERROR", f"excepted: {type(exc).__name__}: {exc}", exception=text
-        )
+        if lifecycle.except_(self.node, self._owner, exc):
+            self._terminated = True
 
     def _killed(self, message: str) -> None:
-        self._end_abnormally(ProcessState.KILLED, "WARNING", f"killed: {message}", exit_message=message)
-
-    def _end_abnormally(self, state: ProcessState, level: str, log: str, **fields: Any) -> None:
-        """Commit ``state`` (releasing the lease), then log why; a runner that lost the lease stays silent."""
-        try:
-            self._commit(
-                state, status=None, lease_owner=None, lease_expires=None, keep_history=False, **fields
-            )
-        except LeaseLostError:
-            return
-        self._terminated = True
-        _backend().insert_log(self.pk, level, log, {})
+        """Mark the process killed (a runner that lost it, or a process already ended, stays silent)."""
+        if lifecycle.kill(self.node, self._owner, message):
+            self._terminated = True
 
     async def _on_kill(self) -> None:
         """Hook run when the process is killed, before it is marked killed (calculation jobs cancel

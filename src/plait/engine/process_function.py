@@ -26,8 +26,10 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
+from plait.engine import lifecycle
 from plait.engine.context import current_process, reset_current_process, set_current_process
 from plait.engine.exit_code import ExitCode
+from plait.engine.lifecycle import ControlSignal, EngineError
 from plait.engine.process import Process
 from plait.engine.spec import ProcessSpec
 from plait.orm import (
@@ -94,7 +96,6 @@ class FunctionProcess(Process):
     _func: ClassVar[Callable[..., Any]]
     _signature: ClassVar[inspect.Signature]
     _var_keyword: ClassVar[str | None] = None
-    _resumable = False
 
     @classmethod
     def define(cls, spec: ProcessSpec) -> None:
@@ -194,29 +195,58 @@ class FunctionProcess(Process):
 
     def execute(self) -> tuple[dict[str, Any], ProcessNode]:
         """Store, run the function, record outputs; return ``(outputs, node)``.  Raises what the
-        function raises."""
+        function raises.
+
+        Called inside a running process (a step, a workfunction), the call is
+        one of the caller's calls: held under the caller's lease, and fenced by
+        it (a caller that was killed or taken over launches nothing).  When a
+        step runs again after a crash, the call it made before is found by its
+        call key: a finished one returns its outputs without running again, an
+        interrupted one runs again *in place* (same node, same call key), so
+        the caller's calls never shift.
+
+        Raises:
+            EngineError: the call ended excepted or killed in the interrupted attempt of this step.
+        """
         parent = current_process()
+        owner = parent._owner if parent is not None else None
+        lease = parent.runner.lease_seconds if parent is not None and parent.runner is not None else 0.0
         if parent is not None:
             recorded = parent._reuse_recorded_call(type(self))
             if recorded is not None:
-                if recorded.is_finished:
-                    outputs = {
-                        label: node
-                        for label, _, node in recorded.get_outgoing((LinkType.CREATE, LinkType.RETURN))
-                    }
-                    return _nest(outputs), recorded
-                recorded.refresh()
-                if not recorded.is_terminated:
-                    recorded._process["state"] = "excepted"
-                    from plait.storage import get_backend
+                return self._replay(recorded, owner, lease)
+        self._store_new(state=ProcessState.RUNNING, parent=parent, owner=owner, lease_seconds=lease)
+        return self._run_here()
 
-                    get_backend().update_process(
-                        recorded.pk, state="excepted", exception="interrupted: its interpreter stopped"
-                    )
-        self._store_new(state=ProcessState.RUNNING, parent=parent)
+    def _replay(
+        self, recorded: ProcessNode, owner: str | None, lease: float
+    ) -> tuple[dict[str, Any], ProcessNode]:
+        """The call that the interrupted attempt of the caller's step made: its result, or run it again."""
+        recorded.refresh()
+        if recorded.is_finished:
+            outputs = {
+                label: node for label, _, node in recorded.get_outgoing((LinkType.CREATE, LinkType.RETURN))
+            }
+            return _nest(outputs), recorded
+        if recorded.is_terminated:
+            why = recorded.exit_message or (recorded.exception or "").strip().splitlines()[-1:]
+            raise EngineError(
+                f"{self.process_label_string()} (process {recorded.pk}) ended "
+                f"{recorded.process_state.value} in the interrupted attempt of this step: {why}"
+            )
+        again = type(self)._load(recorded, self.runner)
+        again._owner = owner
+        if owner is not None:
+            lifecycle.take_lease(recorded.pk, owner, lease, force=True)  # its caller's holder holds it
+        return again._run_here()
+
+    def _run_here(self) -> tuple[dict[str, Any], ProcessNode]:
         token = set_current_process(self)
         try:
             self._finish(self._run_function())
+        except ControlSignal:
+            self._killed("its caller was killed")
+            raise
         except BaseException as exc:
             self._except(exc)
             raise

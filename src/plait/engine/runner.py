@@ -34,19 +34,29 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from plait.engine import lifecycle
 from plait.engine.context import reset_current_process, set_current_process, set_runner_for_thread
-from plait.engine.process import LeaseLostError, Process, ProcessKilledError
+from plait.engine.lifecycle import (
+    TERMINAL_STATES,
+    KillSignal,
+    LeaseLostError,
+    NotResumableError,
+    ProcessHeldError,
+    ProcessKilledError,
+    ProcessParked,
+)
+from plait.engine.process import Process
 from plait.orm import ProcessNode, ProcessState, load_node
 from plait.orm.registry import import_object
 
 if TYPE_CHECKING:
     from plait.engine.builder import ProcessBuilder
 
-__all__ = ["Runner", "load_process_class", "owner_is_dead", "resolve_process"]
+__all__ = ["ProcessParked", "Runner", "load_process_class", "owner_is_dead", "resolve_process"]
 
 LOGGER = logging.getLogger("plait.runner")
 
-TERMINAL = ("finished", "excepted", "killed")
+TERMINAL = TERMINAL_STATES
 
 
 def _copy_result(source: concurrent.futures.Future[Any], waiter: asyncio.Future[Any]) -> None:
@@ -66,19 +76,6 @@ def _poll_done(
         finished.set_result(None)
     else:
         loop.call_later(0.01, _poll_done, loop, done, finished)
-
-
-class _KillSignal(Exception):
-    """Internal: a kill request reached a safe point."""
-
-
-class ProcessParked(Exception):
-    """Raised inside a process task when its runner let go of it (it waits in the database).
-
-    A daemon worker parks a work chain that waits for children, and a
-    paused process: their state is committed, their lease released, and
-    whichever worker claims them later continues from the checkpoint.
-    """
 
 
 def new_owner_id(kind: str = "run") -> str:
@@ -135,6 +132,11 @@ def resolve_process(
     raise TypeError(f"{process!r} is not a process class, a process function or a builder")
 
 
+def call_index(call_key: str) -> int:
+    """The index of a call key ``caller_pk:index`` (the one place that reads the encoding)."""
+    return int(call_key.rsplit(":", 1)[1])
+
+
 def load_process_class(node: ProcessNode) -> type[Process]:
     """Import the class (or function) that a process node was made by.
 
@@ -177,11 +179,13 @@ class Runner:
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._in_thread_step: set[int] = set()
         self._play_events: dict[int, asyncio.Event] = {}
+        self._killing: dict[int, asyncio.Task[None]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._closed = False
         self._transport_pool: Any = None
         self._job_manager: Any = None
         self._control_task: asyncio.Task[None] | None = None
+        self._control_server: Any = None
         #: the broker whose control bell wakes this runner (None: poll the database)
         self.control_broker: Any = None
         self.control_poll_interval = 0.25
@@ -274,13 +278,28 @@ class Runner:
         """Launch and await a process on this loop; re-raise what made it except."""
         self._thread_id = threading.get_ident()
         instance = await self.create(process, inputs, kwargs or {}, parent=parent)
-        return await self.await_process(self.start(instance), instance)
+        return await self.await_process(self.start(instance), instance, kill_on_cancel=parent is None)
 
     async def await_process(
-        self, task: asyncio.Task[Any], process: Process
+        self, task: asyncio.Task[Any], process: Process, *, kill_on_cancel: bool = False
     ) -> tuple[dict[str, Any], ProcessNode]:
-        """Wait for a process task; cancelling the wait leaves the process as last checkpointed."""
-        await task
+        """Wait for a process task and return its outputs; re-raise what made it except.
+
+        ``kill_on_cancel`` (a top-level launch: ``arun``, ``run``): cancelling
+        the wait — a ``wait_for`` timeout, an interrupted notebook cell, Ctrl-C
+        in ``run`` — kills the process (recorded killed, with the reason) and
+        releases its lease before the cancellation goes on.  Without it (a
+        nested launch) the process stays as last checkpointed.
+        """
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if kill_on_cancel and not task.done():
+                reason = "cancelled: the task that awaited it was cancelled (or interrupted)"
+                self.kill(process.pk, reason)
+                await asyncio.shield(self._kill_task(process))
+                await asyncio.wait([task], timeout=self.lease_seconds)
+            raise
         node = process.node
         exception = getattr(process, "_exception", None)
         if exception is not None:
@@ -333,26 +352,33 @@ class Runner:
             self.check_safe_point(process)
             if process.node.process_state is ProcessState.CREATED:
                 await self.call_db(process, process._commit, ProcessState.RUNNING)
-            result = await process._execute()  # type: ignore[attr-defined]
+            result = await process._execute()
             if not process._terminated:
                 await self.call_db(process, process._finish, result)
         except asyncio.CancelledError:
             if process._kill_message is not None:
-                await self._terminate_killed(process)
+                await self._kill_task(process)
             elif process._pause_requested and self.parks_when_paused:
                 await self._park_paused(process)  # interrupted at an await: continues from its checkpoint
             else:
                 raise  # the runner is shutting down: the process stays as last checkpointed
-        except _KillSignal:
-            await self._terminate_killed(process)
+        except KillSignal:
+            await self._kill_task(process)
         except ProcessParked:
             pass  # it waits in the database, committed and released
         except LeaseLostError:
-            LOGGER.warning("process %s was taken over by another runner; this runner lets go of it", pk)
+            if process._kill_message is not None:
+                await self._kill_task(process)
+            else:
+                LOGGER.warning("process %s was taken over by another runner; this runner lets go of it", pk)
         except Exception as exc:
-            process._exception = exc  # type: ignore[attr-defined]
-            await self.call_db(process, process._except, exc)
-            await self._kill_children(process, f"its caller {pk} excepted")
+            if process._kill_message is not None:
+                # killed while a step ran: the step's late writes were refused; the kill stands
+                await self._kill_task(process)
+            else:
+                process._exception = exc  # type: ignore[attr-defined]
+                await self.call_db(process, process._except, exc)
+                await self._kill_children(process, f"its caller {pk} excepted")
         finally:
             reset_current_process(token)
             self._tasks.pop(pk, None)
@@ -368,22 +394,34 @@ class Runner:
                     self._heartbeat.cancel()
                     self._heartbeat = None
                 if self._control_task is not None and not self.keeps_control_server:
-                    self._control_task.cancel()
-                    self._control_task = None
+                    self._stop_control_server()
+
+    def _kill_task(self, process: Process) -> asyncio.Task[None]:
+        """The one task that records ``process`` killed and cleans up after it (made on first call)."""
+        task = self._killing.get(process.pk)
+        if task is None:
+            task = self.loop.create_task(self._terminate_killed(process), name=f"plait-kill-{process.pk}")
+            self._killing[process.pk] = task
+            task.add_done_callback(lambda _t, pk=process.pk: self._killing.pop(pk, None))
+        return task
 
     async def _terminate_killed(self, process: Process) -> None:
+        """Kill ``process``: first recorded killed (so nothing it still does is committed), then its
+        scheduler job cancelled, then every descendant killed."""
         message = process._kill_message or "killed"
-        try:
-            await process._on_kill()
-        except Exception:
-            LOGGER.exception("clean-up of killed process %s failed", process.pk)
-        await self.call_db(process, process._killed, message)
+        if not process._terminated:
+            await self.call_db(None, process._killed, message)
+        if not process.node.process_state.is_terminal or process.node.process_state is ProcessState.KILLED:
+            try:
+                await process._on_kill()
+            except Exception:
+                LOGGER.exception("clean-up of killed process %s failed", process.pk)
         await self._kill_children(process, f"its caller {process.pk} was killed")
 
     def check_safe_point(self, process: Process) -> None:
         """Raise the kill signal if a kill was requested (called between steps)."""
         if process._kill_message is not None:
-            raise _KillSignal()
+            raise KillSignal()
 
     async def after_checkpoint(self, process: Process) -> None:
         """Safe point after a committed step: honour kill and pause requests."""
@@ -401,19 +439,10 @@ class Runner:
         event = self._play_events.setdefault(process.pk, asyncio.Event())
         event.clear()
         previous_status = process.node.process_status
-        fields: dict[str, Any] = {"paused": True}
-        if reason:
-            fields["status"] = f"paused: {reason}"
-        await self.call_db(process, functools.partial(self.backend.update_process, process.pk, **fields))
+        owner = self.owner
         await self.call_db(
-            process,
-            self.backend.insert_log,
-            process.pk,
-            "WARNING" if reason else "REPORT",
-            reason or "paused",
-            {},
+            process, functools.partial(lifecycle.pause_held, process.node, owner, reason, release=False)
         )
-        process.node._process["paused"] = True
         await self.on_paused(process)
         try:
             await event.wait()
@@ -421,12 +450,8 @@ class Runner:
             self._play_events.pop(process.pk, None)
         process._pause_requested = False
         self.check_safe_point(process)
-        fields = {"paused": False}
-        if reason:
-            fields["status"] = previous_status
-        await self.call_db(process, functools.partial(self.backend.update_process, process.pk, **fields))
-        await self.call_db(process, self.backend.insert_log, process.pk, "REPORT", "played", {})
-        process.node._process["paused"] = False
+        status: Any = previous_status if reason else ...
+        await self.call_db(process, lifecycle.play_held, process.node, owner, status)
 
     #: a daemon worker lets go of paused processes (True); a script's runner keeps them waiting
     parks_when_paused = False
@@ -556,16 +581,25 @@ class Runner:
 
     # -- control --------------------------------------------------------------------------------------
     def kill(self, pk: int, message: str = "killed by request") -> bool:
-        """Kill process ``pk`` if this runner runs it; True if it does.  Call on the loop thread."""
+        """Kill process ``pk`` if this runner runs it; True if it does.  Call on the loop thread.
+
+        The process is recorded killed at once (its row is the truth: a step
+        still running in a thread can commit nothing more, nor launch a
+        child), then interrupted if it waits, its scheduler job cancelled and
+        its descendants killed — all in :meth:`_kill_task`, which a caller may
+        await.
+        """
         process = self._processes.get(pk)
         if process is None:
             return False
-        process.request_kill(message)
+        if process._kill_message is None:
+            process.request_kill(message)
         task = self._tasks.get(pk)
         if pk in self._play_events:
             self._play_events[pk].set()
         elif task is not None and pk not in self._in_thread_step:
             task.cancel()
+        self._kill_task(process)
         return True
 
     def pause(self, pk: int) -> bool:
@@ -608,7 +642,7 @@ class Runner:
             else:
                 elsewhere.append(child)
         if elsewhere:
-            await asyncio.to_thread(functools.partial(control.kill, elsewhere, message=message))
+            await control.akill(elsewhere, message=message)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -623,7 +657,18 @@ class Runner:
                 broker=self.control_broker,
                 poll_interval=self.control_poll_interval,
             )
+            self._control_server = server
             self._control_task = self.loop.create_task(server.run(), name="plait-control")
+
+    def _stop_control_server(self) -> None:
+        """Stop serving control requests once the ones being handled have their replies."""
+        server, task = self._control_server, self._control_task
+        if server is not None and server.busy:
+            server.stop()  # a request in hand (e.g. the kill that ended the last process) gets its reply
+        elif task is not None:
+            task.cancel()
+        self._control_server = None
+        self._control_task = None
 
     async def handle_control(self, request: Any) -> dict[str, Any]:
         """Act on a control request addressed to this runner; the reply says what happened."""
@@ -632,7 +677,7 @@ class Runner:
         pk, action = request.pk, request.action
         process = self._processes.get(pk)
         if process is None:
-            message = await asyncio.to_thread(control.apply_directly, pk, action, request.payload)
+            message = await control.apply_directly(pk, action, request.payload)
             return {"ok": True, "message": message}
         if action == "status":
             node = process.node
@@ -645,14 +690,7 @@ class Runner:
             }
         if action == "kill":
             self.kill(pk, request.payload.get("message") or "killed by request")
-            task = self._tasks.get(pk)
-            if task is not None:
-                done, _ = await asyncio.wait([task], timeout=float(request.payload.get("timeout") or 30.0))
-                if not done:
-                    return {
-                        "ok": True,
-                        "message": "kill requested: it takes effect when the current step ends",
-                    }
+            await asyncio.shield(self._kill_task(process))
             return {"ok": True, "message": "killed"}
         if action == "pause":
             if process.node.paused:
@@ -675,34 +713,43 @@ class Runner:
     def _load(self, node: ProcessNode, *, claimed: bool = False) -> Process:
         """Rebuild a process from its node and checkpoint, ready to continue (a database read or two).
 
+        A process continues from its last checkpoint; one without a
+        checkpoint (a process function, a work chain that crashed in its first
+        step) starts again from the beginning.  Either way the children that
+        the interrupted attempt launched after that point are found again by
+        their call keys (``caller_pk:index``), so none is launched twice.
+
         ``claimed``: the caller has just taken the lease (a worker's claim), so it is not taken again.
+
+        Raises:
+            NotResumableError: the class cannot be imported, or the checkpoint not read.
         """
-        cls = load_process_class(node)
-        if not cls._resumable and node.process_state is not ProcessState.CREATED:
-            raise RuntimeError(
-                f"process {node.pk} ({node.process_label}) is a process function, which cannot be resumed: "
-                "run it again"
-            )
+        try:
+            cls = load_process_class(node)
+        except ImportError as exc:
+            raise NotResumableError(str(exc)) from exc
         process = cls._load(node, self)
-        process._recorded_children = {}  # type: ignore[attr-defined]
+        process._recorded_children = {}
         if node.process_state is not ProcessState.CREATED:  # a process never started has no past to restore
             process._restore(node._process_row.get("checkpoint"))
-            children = self.backend.get_children(node.pk)
-            if not node._process_row.get("checkpoint"):
-                process._call_counter = len(children)
-            calls_done = process._call_counter
-            process._recorded_children = {  # type: ignore[attr-defined]
+            calls_done = process._call_counter  # calls committed with the checkpoint (0 without one)
+            process._recorded_children = {
                 child["call_key"]: child["node_id"]
-                for child in children
-                if child["call_key"] and int(child["call_key"].rsplit(":", 1)[1]) >= calls_done
+                for child in self.backend.get_children(node.pk)
+                if child["call_key"] and call_index(child["call_key"]) >= calls_done
             }
         process._owner = self.owner
         if not claimed:
-            self.backend.take_lease(node.pk, self.owner, time.time() + self.lease_seconds, force=True)
+            lifecycle.take_lease(node.pk, self.owner, self.lease_seconds, force=True)
         return process
 
     def claim(self, pk: int, *, force: bool = False) -> ProcessNode:
-        """Check that process ``pk`` may be resumed here; raise a clear error if not."""
+        """Check that process ``pk`` may be resumed here; raise a clear error if not.
+
+        Raises:
+            TypeError: the node is not a process.
+            ProcessHeldError: another live interpreter holds it (unless ``force``).
+        """
         node = load_node(pk)
         if not isinstance(node, ProcessNode):
             raise TypeError(f"node {pk} is a {type(node).__name__}, not a process")
@@ -710,7 +757,7 @@ class Runner:
         owner = row["lease_owner"] if row else None
         alive = row is not None and row["lease_expires"] is not None and row["lease_expires"] > time.time()
         if owner and owner != self.owner and alive and not force and not owner_is_dead(owner):
-            raise RuntimeError(
+            raise ProcessHeldError(
                 f"process {pk} is held by {owner} until {time.ctime(row['lease_expires'])}: it is "
                 "still running "
                 "there (or wait for the lease to expire, or resume with force=True)"
@@ -742,9 +789,7 @@ class Runner:
             while self._tasks:
                 await asyncio.sleep(self.lease_seconds / 3)
                 if self._tasks:
-                    await self.call_db(
-                        None, self.backend.renew_leases, self.owner, time.time() + self.lease_seconds
-                    )
+                    await self.call_db(None, lifecycle.renew, self.owner, self.lease_seconds)
         except asyncio.CancelledError:
             pass
 
@@ -757,9 +802,14 @@ class Runner:
     async def close(self) -> None:
         """Stop the lease heartbeat, pollers and connections; running processes keep their last checkpoint."""
         self._closed = True
-        if self._control_task is not None:
-            self._control_task.cancel()
-            await asyncio.gather(self._control_task, return_exceptions=True)
+        control = self._control_task
+        if control is not None:
+            self._stop_control_server()
+            try:
+                await asyncio.wait_for(asyncio.shield(control), timeout=5.0)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                control.cancel()
+                await asyncio.gather(control, return_exceptions=True)
         if self._job_manager is not None:
             await self._job_manager.close()
         if self._transport_pool is not None:

@@ -41,9 +41,10 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from plait.engine import lifecycle
 from plait.engine.checkpoint import CHECKPOINT_VERSION, AttributeDict, decode, encode
 from plait.engine.exit_code import ExitCode
-from plait.engine.process import Process
+from plait.engine.process import Process, _backend
 from plait.engine.spec import ProcessSpec
 from plait.orm import Node, ProcessNode, ProcessState, WorkChainNode, load_node
 
@@ -327,6 +328,7 @@ class WorkChain(Process):
             return exit_code
         program, _ = self._program()
         checkpoint = self._make_checkpoint()  # refuses a bad context value at the step that set it
+        self._settle_unrepeated_calls()
         if not self._awaiting and program[self._pc][0] == _END:
             self._finish(None)  # the last step: finish in the same commit round trip
             return None
@@ -337,6 +339,29 @@ class WorkChain(Process):
         else:
             self._commit(ProcessState.RUNNING, checkpoint=checkpoint, status=None)
         return None
+
+    def _settle_unrepeated_calls(self) -> None:
+        """After a re-run step: end the calls of the interrupted attempt that this attempt did not repeat.
+
+        A process function (or anything not submitted to the daemon) can only
+        run inside the step that called it; if the step did not call it
+        again, nobody ever will, so it is ended excepted instead of being left
+        active with no holder.  Submitted children run on their own.
+        """
+        leftover = getattr(self, "_recorded_children", None)
+        if not leftover:
+            return
+        for key, pk in list(leftover.items()):
+            row = _backend().get_process(pk)
+            if row is not None and not row["submitted"] and row["state"] in lifecycle.ACTIVE_STATES:
+                lifecycle.end_abandoned(
+                    pk,
+                    self.pk,
+                    ProcessState.EXCEPTED,
+                    log=f"excepted: the re-run of step {self._step_name} of {self.pk} did not call it again",
+                    exception=f"interrupted: its caller's step was re-run and did not call it again ({key})",
+                )
+            del leftover[key]
 
     def _handle_step_result(self, fn: Callable[..., Any], result: Any) -> ExitCode | None:
         if result is None:

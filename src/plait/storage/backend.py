@@ -74,11 +74,23 @@ def _row(row: Any) -> dict[str, Any] | None:
 
 
 @functools.cache
-def _update_process_statement(columns: frozenset[str], check_owner: bool) -> Any:
-    """A reusable UPDATE of these columns: built once, so SQLAlchemy's compiled cache hits at once."""
+def _update_process_statement(
+    columns: frozenset[str], check_owner: bool, states: tuple[str, ...] | None = None, unheld: bool = False
+) -> Any:
+    """A reusable UPDATE of these columns: built once, so SQLAlchemy's compiled cache hits at once.
+
+    ``check_owner``: only if ``_owner`` holds the lease; ``states``: only from one of these states;
+    ``unheld``: only if no live lease holds the row (``_now`` is the time to compare with).
+    """
     query = update(processes).where(processes.c.node_id == bindparam("_pk"))
     if check_owner:
         query = query.where(processes.c.lease_owner == bindparam("_owner"))
+    if states is not None:
+        query = query.where(processes.c.state.in_(states))
+    if unheld:
+        query = query.where(
+            or_(processes.c.lease_owner.is_(None), processes.c.lease_expires < bindparam("_now"))
+        )
     return query.values({name: bindparam(name) for name in sorted(columns)})
 
 
@@ -247,36 +259,35 @@ class StorageBackend:
         with self.transaction() as conn:
             conn.execute(_INSERT_PROCESS, values)
 
-    def update_process(self, pk: int, *, expect_owner: str | None = None, **fields: Any) -> bool:
-        """Update process columns; with ``expect_owner`` only if that runner still holds the lease.
+    def update_process(
+        self,
+        pk: int,
+        *,
+        expect_owner: str | None = None,
+        expect_states: Sequence[str] | None = None,
+        expect_unheld: bool = False,
+        **fields: Any,
+    ) -> bool:
+        """Update process columns if the row still is as the caller expects; True if it was updated.
 
-        Returns False when ``expect_owner`` was given and the lease is held by
-        someone else (the update did not happen).
+        ``expect_owner``: that runner still holds the lease; ``expect_states``: the row is in one of
+        these states; ``expect_unheld``: no live lease holds it.  Only the engine's lifecycle module
+        calls this (it is the one writer of process rows).
         """
         fields["mtime"] = utcnow()
-        statement = _update_process_statement(frozenset(fields), expect_owner is not None)
+        statement = _update_process_statement(
+            frozenset(fields),
+            expect_owner is not None,
+            tuple(expect_states) if expect_states is not None else None,
+            expect_unheld,
+        )
         fields["_pk"] = pk
         if expect_owner is not None:
             fields["_owner"] = expect_owner
+        if expect_unheld:
+            fields["_now"] = time.time()
         with self.transaction() as conn:
             return conn.execute(statement, fields).rowcount > 0
-
-    def update_process_if_unheld(self, pk: int, **fields: Any) -> bool:
-        """Update process columns only if no live lease holds it (False: someone claimed it meanwhile)."""
-        fields["mtime"] = utcnow()
-        now = time.time()
-        with self.transaction() as conn:
-            return (
-                conn.execute(
-                    update(processes)
-                    .where(
-                        processes.c.node_id == pk,
-                        or_(processes.c.lease_owner.is_(None), processes.c.lease_expires < now),
-                    )
-                    .values(**fields)
-                ).rowcount
-                > 0
-            )
 
     def get_process(self, pk: int) -> dict[str, Any] | None:
         with self._reading() as conn:

@@ -1,0 +1,413 @@
+"""The process lifecycle: the one writer of process rows.
+
+Every write of a row of the ``processes`` table — creation, each state
+change, the ``paused`` flag, the lease, the checkpoint, the status line —
+goes through a function of this module.  Each is one conditional UPDATE
+(or INSERT) that says what the row must still be for the write to happen:
+
+* the **state** it may come from, taken from :data:`TRANSITIONS` (a write
+  that would move a process out of a terminal state, or from ``created``
+  straight to ``finished``, is refused with :class:`IllegalTransitionError`);
+* the **holder**: a runner writes only rows whose lease it holds
+  (``lease_owner`` = its owner id).  A runner that lost its lease — it was
+  presumed dead and another took over, or the process was killed — gets
+  :class:`LeaseLostError` and commits nothing more for that process
+  (fencing);
+* or **nobody**: control acting on a process that no live runner holds
+  writes only if that is still so when it writes.
+
+A refused write changes nothing, so two writers can never interleave half
+moves.  After a write the process node's cached row is refreshed from the
+values this module committed (:func:`_committed`), never patched elsewhere.
+
+Engine errors form one tree under :class:`EngineError`.  The control-flow
+signals (:class:`KillSignal`, :class:`ProcessParked`) derive from
+:class:`BaseException`, so a step's ``except Exception`` cannot swallow a
+kill or a park.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from plait.orm import ProcessNode, ProcessState
+from plait.storage.backend import ACTIVE_STATES, TERMINAL_STATES
+
+if TYPE_CHECKING:
+    from plait.storage import StorageBackend
+
+__all__ = [
+    "ACTIVE_STATES",
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "ControlSignal",
+    "EngineError",
+    "IllegalTransitionError",
+    "KillSignal",
+    "LeaseLostError",
+    "NotResumableError",
+    "ProcessHeldError",
+    "ProcessKilledError",
+    "ProcessParked",
+    "check_transition",
+]
+
+S = ProcessState
+
+#: the legal moves: ``TRANSITIONS[a]`` holds every state a process in state ``a`` may be written to.
+#: ``running -> running`` is a checkpoint within a state; terminal states lead nowhere.
+TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
+    S.CREATED: frozenset({S.RUNNING, S.EXCEPTED, S.KILLED}),
+    S.RUNNING: frozenset({S.RUNNING, S.WAITING, S.FINISHED, S.EXCEPTED, S.KILLED}),
+    S.WAITING: frozenset({S.RUNNING, S.WAITING, S.FINISHED, S.EXCEPTED, S.KILLED}),
+    S.FINISHED: frozenset(),
+    S.EXCEPTED: frozenset(),
+    S.KILLED: frozenset(),
+}
+
+assert {s.value for s in S if not TRANSITIONS[s]} == set(TERMINAL_STATES)
+
+
+def _sources(target: ProcessState) -> tuple[str, ...]:
+    return tuple(sorted(source.value for source, targets in TRANSITIONS.items() if target in targets))
+
+
+#: ``_FROM[b]``: the states from which a process may be written to ``b``
+_FROM: dict[ProcessState, tuple[str, ...]] = {state: _sources(state) for state in S}
+
+
+# -- errors and signals --------------------------------------------------------------------------------
+
+
+class EngineError(RuntimeError):
+    """Base of the engine's errors (a ``RuntimeError``, so older ``except RuntimeError`` still works)."""
+
+
+class IllegalTransitionError(EngineError):
+    """A write would move a process along no edge of :data:`TRANSITIONS` (e.g. out of a terminal state)."""
+
+
+class LeaseLostError(EngineError):
+    """This runner no longer holds the process (another took it over, or it was killed): stop touching it."""
+
+
+class ProcessKilledError(EngineError):
+    """Raised by ``run``/``arun`` when the process it ran was killed."""
+
+
+class ProcessHeldError(EngineError):
+    """The process is held by another live interpreter (resume it there, or wait for its lease)."""
+
+
+class NotResumableError(EngineError):
+    """The process cannot be continued here (its class cannot be imported, or its checkpoint not read)."""
+
+
+class ControlSignal(BaseException):
+    """Base of the engine's control-flow signals; not an ``Exception``, so user code cannot catch it."""
+
+
+class KillSignal(ControlSignal):
+    """A kill reached the process: unwind to the runner, which records it killed."""
+
+
+class ProcessParked(ControlSignal):
+    """The runner let go of the process: its state is committed and it waits in the database.
+
+    A daemon worker parks a work chain that waits for children, and a paused
+    process: whichever worker claims it later continues from the checkpoint.
+    """
+
+
+def check_transition(current: ProcessState | str, target: ProcessState | str, pk: int | None = None) -> None:
+    """Raise :class:`IllegalTransitionError` unless ``current -> target`` is in :data:`TRANSITIONS`."""
+    current, target = ProcessState(current), ProcessState(target)
+    if target not in TRANSITIONS[current]:
+        who = f"process {pk}" if pk is not None else "a process"
+        raise IllegalTransitionError(f"{who} cannot go from {current.value} to {target.value}")
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _backend() -> StorageBackend:
+    from plait.storage import get_backend
+
+    return get_backend()
+
+
+def _committed(node: ProcessNode | None, values: Mapping[str, Any]) -> None:
+    """Refresh a node's cached process row from what was just committed."""
+    if node is None:
+        return
+    cached = node._process
+    for key, value in values.items():
+        if not key.startswith("_") and key not in ("checkpoint", "mtime"):
+            cached[key] = value
+    if "checkpoint" in values or "checkpoint_seq" in values:
+        row = node.__dict__.setdefault("_process_row_data", {})
+        row.update({k: values[k] for k in ("checkpoint", "checkpoint_seq") if k in values})
+
+
+def _refusal(pk: int, owner: str | None, target: str | None) -> EngineError:
+    """Why a conditional write changed nothing: the row was gone, terminal, or held by someone else."""
+    row = _backend().get_process(pk)
+    if row is None:
+        return EngineError(f"process {pk} does not exist")
+    if owner is not None and row["lease_owner"] != owner:
+        holder = row["lease_owner"] or "nobody"
+        return LeaseLostError(f"process {pk} is no longer held by {owner} (held by {holder}, {row['state']})")
+    if target is not None:
+        try:
+            check_transition(row["state"], target, pk)
+        except IllegalTransitionError as exc:
+            return exc
+    return EngineError(f"process {pk} changed while it was written ({row['state']})")
+
+
+def lease_expiry(seconds: float) -> float:
+    return time.time() + seconds
+
+
+# -- creation ------------------------------------------------------------------------------------------------
+
+
+def insert(row: Mapping[str, Any], *, caller: int | None = None, caller_owner: str | None = None) -> None:
+    """Insert a new process row (inside the caller's transaction, with the node and its links).
+
+    With ``caller_owner``, the calling process must still be active and held
+    by that owner, checked in the same transaction: a caller that was killed,
+    or whose runner lost its lease, launches nothing (raises
+    :class:`LeaseLostError` or :class:`IllegalTransitionError`, and the
+    caller's transaction rolls back).
+    """
+    if row["state"] != S.CREATED.value:
+        check_transition(S.CREATED, row["state"])
+    backend = _backend()
+    if caller is not None and caller_owner is not None:
+        if not backend.update_process(caller, expect_owner=caller_owner, expect_states=ACTIVE_STATES):
+            refusal = _refusal(caller, caller_owner, "running")
+            if isinstance(refusal, IllegalTransitionError) and _state_of(caller) == S.KILLED.value:
+                raise KillSignal(f"process {caller} was killed: it launches nothing more")
+            raise refusal
+    backend.insert_process(row)
+
+
+def _state_of(pk: int) -> str | None:
+    row = _backend().get_process(pk)
+    return row["state"] if row else None
+
+
+# -- transitions of a held process ------------------------------------------------------------------------
+
+
+def commit(
+    node: ProcessNode,
+    owner: str | None,
+    state: ProcessState,
+    *,
+    checkpoint: dict[str, Any] | None = None,
+    checkpoint_seq: int | None = None,
+    step: str | None = None,
+    keep_history: bool = True,
+    drop_history: bool = False,
+    within: Callable[[], None] | None = None,
+    **fields: Any,
+) -> list[int]:
+    """Commit ``state`` (with its checkpoint and ``fields``) for the process ``owner`` holds.
+
+    ``within`` runs first inside the same transaction (outputs, runtime
+    attributes).  A terminal state releases the lease, deletes the
+    checkpoint history if ``drop_history`` (a process that finished ok), and releases the
+    parents parked on this process; the returned list holds those parents
+    (ring the work bell for them).
+
+    Raises:
+        LeaseLostError: ``owner`` does not hold the process any more (nothing was written).
+        IllegalTransitionError: the process is in a state that cannot go to ``state``.
+    """
+    backend = _backend()
+    pk = node.pk
+    assert pk is not None
+    values: dict[str, Any] = {"state": state.value, **fields}
+    if checkpoint is not None:
+        values["checkpoint"] = checkpoint
+        values["checkpoint_seq"] = checkpoint_seq
+    if state.is_terminal:
+        values.update(lease_owner=None, lease_expires=None, status=None)
+        values.setdefault("paused", False)
+    woken: list[int] = []
+    with backend.transaction():
+        if within is not None:
+            within()
+        if not backend.update_process(pk, expect_owner=owner, expect_states=_FROM[state], **values):
+            raise _refusal(pk, owner, state.value)
+        if checkpoint is not None and keep_history:
+            backend.add_checkpoint(pk, checkpoint_seq or 0, step, checkpoint)
+        if state.is_terminal:
+            if drop_history:
+                backend.delete_checkpoints(pk)
+            if node._process.get("submitted"):  # only daemon children have parked parents
+                woken = backend.release_waits_on(pk)
+    _committed(node, values)
+    return woken
+
+
+def end(
+    node: ProcessNode,
+    owner: str | None,
+    state: ProcessState,
+    *,
+    log_level: str,
+    log: str,
+    within: Callable[[], None] | None = None,
+    **fields: Any,
+) -> bool:
+    """Commit a terminal ``state`` and log why; False (and nothing written) if ``owner`` lost the process."""
+    try:
+        woken = commit(node, owner, state, keep_history=False, within=within, **fields)
+    except (LeaseLostError, IllegalTransitionError):
+        return False
+    _backend().insert_log(node.pk, log_level, log, {})
+    _ring(woken)
+    return True
+
+
+def except_(node: ProcessNode, owner: str | None, exc: BaseException) -> bool:
+    """Mark a held process excepted with its traceback (outputs linked so far stay)."""
+    text = "".join(traceback.format_exception(exc))
+    return end(
+        node,
+        owner,
+        S.EXCEPTED,
+        log_level="ERROR",
+        log=f"excepted: {type(exc).__name__}: {exc}",
+        exception=text,
+    )
+
+
+def kill(node: ProcessNode, owner: str | None, message: str) -> bool:
+    """Mark a held process killed; False if it had ended (or was taken) already."""
+    return end(node, owner, S.KILLED, log_level="WARNING", log=f"killed: {message}", exit_message=message)
+
+
+def set_status(pk: int, owner: str | None, node: ProcessNode | None = None, **fields: Any) -> bool:
+    """Write non-state columns (``status``, ``job_stage``, ``paused``) of a held, active process."""
+    ok = _backend().update_process(pk, expect_owner=owner, expect_states=ACTIVE_STATES, **fields)
+    if ok:
+        _committed(node, fields)
+    return ok
+
+
+def pause_held(node: ProcessNode, owner: str, reason: str | None, *, release: bool) -> None:
+    """Flag a held process paused (``reason`` becomes its status); ``release`` also lets go of the lease.
+
+    Raises:
+        LeaseLostError: the runner no longer holds it.
+    """
+    fields: dict[str, Any] = {"paused": True}
+    if reason:
+        fields["status"] = f"paused: {reason}"
+    if release:
+        fields.update(lease_owner=None, lease_expires=None)
+    if not set_status(node.pk, owner, node, **fields):  # type: ignore[arg-type]
+        raise _refusal(node.pk, owner, None)  # type: ignore[arg-type]
+    _backend().insert_log(node.pk, "WARNING" if reason else "REPORT", reason or "paused", {})
+
+
+def play_held(node: ProcessNode, owner: str, status: str | type[Ellipsis] | None = ...) -> None:
+    """Clear the paused flag of a held process (and restore ``status`` if given)."""
+    fields: dict[str, Any] = {"paused": False}
+    if status is not ...:
+        fields["status"] = status
+    if not set_status(node.pk, owner, node, **fields):  # type: ignore[arg-type]
+        raise _refusal(node.pk, owner, None)  # type: ignore[arg-type]
+    _backend().insert_log(node.pk, "REPORT", "played", {})
+
+
+# -- leases -------------------------------------------------------------------------------------------------
+
+
+def take_lease(pk: int, owner: str, seconds: float, *, force: bool = False) -> bool:
+    """Hold process ``pk`` (free, expired, or with ``force`` anyone's) for ``seconds``."""
+    return _backend().take_lease(pk, owner, lease_expiry(seconds), force=force)
+
+
+def renew(owner: str, seconds: float) -> int:
+    """Extend every lease ``owner`` holds; returns how many it still holds."""
+    return _backend().renew_leases(owner, lease_expiry(seconds))
+
+
+def release(owner: str, pks: Sequence[int] | None = None) -> None:
+    """Let go of the leases ``owner`` holds (all, or on ``pks``)."""
+    _backend().release_leases(owner, pks)
+
+
+def claim_runnable(owner: str, seconds: float, limit: int) -> list[int]:
+    """A daemon worker's claim: lease up to ``limit`` runnable processes."""
+    return _backend().claim_runnable(owner, seconds, limit)
+
+
+def park(node: ProcessNode, owner: str, children: Sequence[int], status: str) -> bool:
+    """Release a held process to wait in the database for its active ``children`` (False: none active)."""
+    parked = _backend().park(node.pk, owner, children, status)  # type: ignore[arg-type]
+    if parked:
+        _committed(node, {"lease_owner": None, "lease_expires": None, "status": status})
+    return parked
+
+
+def reserve_job_slot(pk: int, computer_id: int, cap: int | None) -> bool:
+    return _backend().reserve_job_slot(pk, computer_id, cap)
+
+
+# -- processes nobody holds ------------------------------------------------------------------------------
+
+
+def set_unheld(pk: int, **fields: Any) -> bool:
+    """Write columns of an active process that no live runner holds; False if one holds it now."""
+    return _backend().update_process(pk, expect_states=ACTIVE_STATES, expect_unheld=True, **fields)
+
+
+def end_unheld(pk: int, state: ProcessState, *, log_level: str, log: str, **fields: Any) -> bool:
+    """End an active process that nobody holds (``state`` terminal); False if someone holds it now."""
+    assert state.is_terminal
+    backend = _backend()
+    values = {"state": state.value, "lease_owner": None, "lease_expires": None, "status": None, **fields}
+    values.setdefault("paused", False)
+    with backend.transaction():
+        if not backend.update_process(pk, expect_states=_FROM[state], expect_unheld=True, **values):
+            return False
+        backend.delete_waits_of(pk)
+        woken = backend.release_waits_on(pk)
+    backend.insert_log(pk, log_level, log, {})
+    _ring(woken)
+    return True
+
+
+def end_abandoned(pk: int, caller: int, state: ProcessState, *, log: str, **fields: Any) -> bool:
+    """End an active child of ``caller`` whoever holds it; only for the runner that holds ``caller``.
+
+    Used when a re-run step did not launch again a process function that the
+    interrupted attempt had left unfinished, and when a caller ends with
+    children that can only run inside it.
+    """
+    assert state.is_terminal
+    backend = _backend()
+    values = {"state": state.value, "lease_owner": None, "lease_expires": None, "status": None, **fields}
+    row = backend.get_process(pk)
+    if row is None or row["caller_id"] != caller:
+        return False
+    if not backend.update_process(pk, expect_states=_FROM[state], **values):
+        return False
+    backend.insert_log(pk, "WARNING", log, {})
+    return True
+
+
+def _ring(woken: list[int]) -> None:
+    if woken:
+        from plait.engine.bell import ring_work
+
+        ring_work()
