@@ -115,8 +115,7 @@ class ControlServer:
         self.broker = broker
         self.poll_interval = poll_interval
         self._stopping: asyncio.Event | None = None
-        #: True while requests taken from the database are being handled (their replies not yet posted)
-        self.busy = False
+        self._in_hand: set[asyncio.Future[None]] = set()
 
     def stop(self) -> None:
         """Stop after the requests in hand have their replies (call on the server's loop)."""
@@ -138,25 +137,14 @@ class ControlServer:
             except Exception as exc:  # the database may be briefly busy; try again
                 LOGGER.warning("reading control requests failed: %s", exc)
                 rows = []
-            self.busy = bool(rows)
             for row in rows:
-                request = ControlRequest.from_row(row)
-                try:
-                    result = await self.handler(request)
-                except Exception as exc:
-                    result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-                await asyncio.to_thread(
-                    backend.post_message,
-                    "reply",
-                    request.reply_to,
-                    request.pk,
-                    {"request_id": request.request_id, "result": result},
-                )
-                if self.broker is not None:
-                    self.broker.ring_control(request.reply_to)
-            self.busy = False
+                # each request is handled on its own: one that waits (a kill waiting for the
+                # descendants it kills, which may be held here too) never holds up the next
+                task = asyncio.ensure_future(self._answer(ControlRequest.from_row(row)))
+                self._in_hand.add(task)
+                task.add_done_callback(self._in_hand.discard)
             if stopping.is_set():
-                return
+                break
             if self.broker is not None:
                 bell = asyncio.ensure_future(self.broker.wait_for_control(self.owner, self.poll_interval))
             else:
@@ -167,3 +155,29 @@ class ControlServer:
             finally:
                 bell.cancel()
                 stop.cancel()
+        if self._in_hand:  # stopping: the requests in hand still get their replies
+            await asyncio.wait(list(self._in_hand))
+
+    @property
+    def busy(self) -> bool:
+        """True while requests taken from the database are being handled (their replies not yet posted)."""
+        return bool(self._in_hand)
+
+    async def _answer(self, request: ControlRequest) -> None:
+        try:
+            result = await self.handler(request)
+        except Exception as exc:
+            result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        try:
+            await asyncio.to_thread(
+                _backend().post_message,
+                "reply",
+                request.reply_to,
+                request.pk,
+                {"request_id": request.request_id, "result": result},
+            )
+        except Exception as exc:
+            LOGGER.warning("could not post the reply to %s: %s", request.reply_to, exc)
+            return
+        if self.broker is not None:
+            self.broker.ring_control(request.reply_to)

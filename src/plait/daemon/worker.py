@@ -1,7 +1,8 @@
 """A daemon worker: claims runnable processes from the database and runs them.
 
 The worker is one Python process with one event loop and one
-:class:`WorkerRunner`.  Its life:
+:class:`~plait.engine.runner.Runner` with the daemon's placement
+(:class:`plait.engine.placement.Daemon`).  Its life:
 
 * **claim** — up to ``slots`` processes at a time, those the database says
   are runnable (submitted, not terminated, not paused, no live lease,
@@ -43,80 +44,13 @@ import time
 from typing import Any
 
 from plait.engine import lifecycle
-from plait.engine.process import Process
-from plait.engine.runner import ProcessParked, Runner, new_owner_id, resolve_process
+from plait.engine.placement import Daemon
+from plait.engine.runner import Runner, new_owner_id
 from plait.orm import ProcessNode, ProcessState, load_node
 
-__all__ = ["Worker", "WorkerRunner", "main"]
+__all__ = ["Worker", "main"]
 
 LOGGER = logging.getLogger("plait.worker")
-
-
-class WorkerRunner(Runner):
-    """A runner whose children go to the whole daemon and whose waiting processes are parked."""
-
-    def submit_child(self, parent: Process, process: Any, inputs: Any, kwargs: Any) -> ProcessNode:
-        from plait.engine.bell import ring_work
-
-        cls, merged = resolve_process(process, inputs, kwargs)
-        recorded = parent._reuse_recorded_call(cls)
-        if recorded is not None:
-            return recorded  # made before a crash; it is submitted and some worker runs it
-        child = cls(cls.prepare_inputs(merged), runner=self)
-        child._store_new(
-            state=ProcessState.CREATED, parent=parent, submitted=True
-        )  # fenced by parent's lease
-        ring_work()
-        return child.node
-
-    async def wait_for_termination(self, parent: Process | None, pks: Any) -> None:
-        pks = list(pks)
-        if parent is None:
-            await super().wait_for_termination(parent, pks)
-            return
-        status = f"waiting for {len(pks)} process{'es' if len(pks) > 1 else ''}: {', '.join(map(str, pks))}"
-        parked = await self.call_db(parent, lifecycle.park, parent.node, self.owner, pks, status)
-        if parked:
-            raise ProcessParked()
-
-    parks_when_paused = True
-    keeps_control_server = True
-
-    def pause(self, pk: int) -> bool:
-        """Pause at once if the process is at an await (its last checkpoint is where it continues)."""
-        if not super().pause(pk):
-            return False
-        task = self._tasks.get(pk)
-        if task is not None and pk not in self._in_thread_step:
-            task.cancel()
-        return True
-
-    async def _park_paused(self, process: Process) -> None:
-        await self.call_db(
-            process, functools.partial(lifecycle.pause_held, process.node, self.owner, None, release=True)
-        )
-
-    async def pause_process(self, process: Process, reason: str | None = None) -> None:
-        """A paused process does not hold a worker: record the pause and let go of it."""
-        await self.call_db(
-            process, functools.partial(lifecycle.pause_held, process.node, self.owner, reason, release=True)
-        )
-        raise ProcessParked()
-
-    async def _adopt_orphan(self, pk: int) -> bool:
-        return False  # children are submitted: the daemon's claim loop takes them
-
-    def _ensure_heartbeat(self) -> None:
-        pass  # the worker's own heartbeat renews every lease it holds, and records its liveness
-
-    def holds_slot(self, pk: int) -> bool:
-        """A slot is held only while a step's code (or a database hand-off) runs in a thread.
-
-        A process waiting at an ``await`` — a calculation job for its scheduler,
-        an async step for anything — holds no slot, only memory (bounded by
-        ``max_held``), so waiting children never keep parents from starting.
-        """
-        return pk in self._in_thread_step
 
 
 class Worker:
@@ -144,7 +78,7 @@ class Worker:
         self.poll_interval = float(poll_interval or options.get("poll_interval", default_poll))
         self.stop_timeout = stop_timeout
         self.worker_id = new_owner_id("worker")
-        self.runner: WorkerRunner | None = None
+        self.runner: Runner | None = None
         self.broker: Any = None
         self._stopping = asyncio.Event()
         self._started = time.time()
@@ -163,7 +97,9 @@ class Worker:
         self.broker = create_broker(self.profile)
         await self.broker.start()
         set_ringer(self.broker)
-        runner = self.runner = WorkerRunner(loop, owner=self.worker_id, lease_seconds=self.lease_seconds)
+        runner = self.runner = Runner(
+            loop, owner=self.worker_id, lease_seconds=self.lease_seconds, placement=Daemon()
+        )
         runner.control_broker = self.broker
         with Runner._by_loop_lock:
             Runner._by_loop[loop] = runner
@@ -189,7 +125,9 @@ class Worker:
         runner = self.runner
         assert runner is not None
         while not self._stopping.is_set():
-            busy = sum(1 for pk in list(runner._processes) if runner.holds_slot(pk))
+            # a slot is held only while step code runs in a thread: a process waiting at an await
+            # (a job for its scheduler, an async step) holds only memory, bounded by max_held
+            busy = sum(1 for pk in list(runner._processes) if runner.runs_step_code(pk))
             free = min(self.slots - busy, self.max_held - len(runner._processes))
             claimed: list[int] = []
             if free > 0:

@@ -142,6 +142,7 @@ async def apply_directly(pk: int, action: str, payload: dict[str, Any]) -> str:
     row = await asyncio.to_thread(backend.get_process, pk)
     if row is None:
         return f"{pk} is not a process"
+    dead = row["lease_owner"] if row["lease_owner"] and _live_holder(row) is None else None
     if action == "status":
         paused = ", paused" if row["paused"] else ""
         detail = f": {row['status']}" if row["status"] else ""
@@ -151,7 +152,7 @@ async def apply_directly(pk: int, action: str, payload: dict[str, Any]) -> str:
     if action == "pause":
         if row["paused"]:
             return "already paused"
-        if not await asyncio.to_thread(lambda: lifecycle.set_unheld(pk, paused=True)):
+        if not await asyncio.to_thread(lambda: lifecycle.set_unheld(pk, dead_owner=dead, paused=True)):
             return CLAIMED_MEANWHILE
         await asyncio.to_thread(backend.insert_log, pk, "REPORT", "paused", {})
         return "paused"
@@ -159,19 +160,21 @@ async def apply_directly(pk: int, action: str, payload: dict[str, Any]) -> str:
         if not row["paused"]:
             return "not paused"
         status = None if (row["status"] or "").startswith("paused:") else row["status"]
-        if not await asyncio.to_thread(lambda: lifecycle.set_unheld(pk, paused=False, status=status)):
+        if not await asyncio.to_thread(
+            lambda: lifecycle.set_unheld(pk, dead_owner=dead, paused=False, status=status)
+        ):
             return CLAIMED_MEANWHILE
         await asyncio.to_thread(backend.insert_log, pk, "REPORT", "played", {})
         ring_work()
         return "played"
     if action == "kill":
-        if not await kill_unheld(pk, payload.get("message") or "killed by request"):
+        if not await kill_unheld(pk, payload.get("message") or "killed by request", dead_owner=dead):
             return CLAIMED_MEANWHILE
         return "killed"
     raise ValueError(f"unknown action '{action}'")
 
 
-async def kill_unheld(pk: int, message: str) -> bool:
+async def kill_unheld(pk: int, message: str, *, dead_owner: str | None = None) -> bool:
     """Kill a process nobody runs: recorded killed first, then its job cancelled and its descendants killed.
 
     Returns False (nothing done) if a runner holds it now.
@@ -179,7 +182,12 @@ async def kill_unheld(pk: int, message: str) -> bool:
     job = await asyncio.to_thread(_job_of, pk)
     ended = await asyncio.to_thread(
         lambda: lifecycle.end_unheld(
-            pk, ProcessState.KILLED, log_level="WARNING", log=f"killed: {message}", exit_message=message
+            pk,
+            ProcessState.KILLED,
+            log_level="WARNING",
+            log=f"killed: {message}",
+            dead_owner=dead_owner,
+            exit_message=message,
         )
     )
     if not ended:

@@ -366,19 +366,28 @@ def reserve_job_slot(pk: int, computer_id: int, cap: int | None) -> bool:
 # -- processes nobody holds ------------------------------------------------------------------------------
 
 
-def set_unheld(pk: int, **fields: Any) -> bool:
-    """Write columns of an active process that no live runner holds; False if one holds it now."""
-    return _backend().update_process(pk, expect_states=ACTIVE_STATES, expect_unheld=True, **fields)
+def set_unheld(pk: int, *, dead_owner: str | None = None, **fields: Any) -> bool:
+    """Write columns of an active process that no live runner holds; False if one holds it now.
+
+    ``dead_owner``: the holder the caller found dead (its lease not yet expired) counts as nobody.
+    """
+    return _backend().update_process(
+        pk, expect_states=ACTIVE_STATES, expect_unheld=True, dead_owner=dead_owner, **fields
+    )
 
 
-def end_unheld(pk: int, state: ProcessState, *, log_level: str, log: str, **fields: Any) -> bool:
+def end_unheld(
+    pk: int, state: ProcessState, *, log_level: str, log: str, dead_owner: str | None = None, **fields: Any
+) -> bool:
     """End an active process that nobody holds (``state`` terminal); False if someone holds it now."""
     assert state.is_terminal
     backend = _backend()
     values = {"state": state.value, "lease_owner": None, "lease_expires": None, "status": None, **fields}
     values.setdefault("paused", False)
     with backend.transaction():
-        if not backend.update_process(pk, expect_states=_FROM[state], expect_unheld=True, **values):
+        if not backend.update_process(
+            pk, expect_states=_FROM[state], expect_unheld=True, dead_owner=dead_owner, **values
+        ):
             return False
         backend.delete_waits_of(pk)
         woken = backend.release_waits_on(pk)

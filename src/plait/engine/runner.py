@@ -45,6 +45,7 @@ from plait.engine.lifecycle import (
     ProcessKilledError,
     ProcessParked,
 )
+from plait.engine.placement import InProcess, Placement
 from plait.engine.process import Process
 from plait.orm import ProcessNode, ProcessState, load_node
 from plait.orm.registry import import_object
@@ -168,8 +169,11 @@ class Runner:
         owner: str | None = None,
         lease_seconds: float = 60.0,
         poll_interval: float = 0.5,
+        placement: Placement | None = None,
     ) -> None:
         self.loop = loop
+        #: where children run and what happens to a process that waits (see :mod:`plait.engine.placement`)
+        self.placement: Placement = placement or InProcess()
         self.owner = owner or new_owner_id()
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
@@ -180,6 +184,7 @@ class Runner:
         self._in_thread_step: set[int] = set()
         self._play_events: dict[int, asyncio.Event] = {}
         self._killing: dict[int, asyncio.Task[None]] = {}
+        self._pending_control: dict[int, tuple[str, str]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._closed = False
         self._transport_pool: Any = None
@@ -241,16 +246,22 @@ class Runner:
         """Validate inputs (on the loop) and store a new process (in a thread; state created, leased here)."""
         cls, merged = resolve_process(process, inputs, kwargs)
         instance = cls(cls.prepare_inputs(merged), runner=self)
-        await self.call_db(
-            None,
-            functools.partial(
-                instance._store_new,
-                state=ProcessState.RUNNING,
-                parent=parent,
-                owner=self.owner,
-                lease_seconds=self.lease_seconds,
-            ),
+        store = functools.partial(
+            instance._store_new,
+            state=ProcessState.RUNNING,
+            parent=parent,
+            owner=self.owner,
+            lease_seconds=self.lease_seconds,
         )
+        try:
+            await self.call_db(None, store)
+        except asyncio.CancelledError:
+            # cancelled while the store ran (it always completes): a top-level launch nobody
+            # awaits any more must not stay behind active and leased
+            if parent is None and instance.node is not None and instance.node.is_stored:
+                reason = "cancelled: the task that launched it was cancelled before it started"
+                await asyncio.shield(self.call_db(None, instance._killed, reason))
+            raise
         return instance
 
     def start(self, process: Process) -> asyncio.Task[Any]:
@@ -259,6 +270,13 @@ class Runner:
         pk = process.pk
         if pk in self._tasks:
             return self._tasks[pk]
+        pending = self._pending_control.pop(pk, None)
+        if pending is not None:  # a request reached it while it was being rebuilt
+            action, message = pending
+            if action == "kill":
+                process.request_kill(message)
+            else:
+                process.request_pause()
         process.runner = self
         task = self.loop.create_task(self._drive(process), name=f"plait-process-{pk}")
         self._tasks[pk] = task
@@ -315,7 +333,25 @@ class Runner:
         inputs: Mapping[str, Any] | ProcessBuilder | None,
         kwargs: Mapping[str, Any],
     ) -> ProcessNode:
-        """Create a child of ``parent`` and start it concurrently; callable from a step thread."""
+        """Launch a child of ``parent`` where the placement says; callable from a step thread."""
+        return self.placement.submit_child(self, parent, process, inputs, kwargs)
+
+    async def wait_for_children(self, parent: Process, pks: list[int]) -> None:
+        """Return when every child in ``pks`` has terminated, as the placement waits (it may park)."""
+        await self.placement.wait_for_children(self, parent, pks)
+
+    def runs_step_code(self, pk: int) -> bool:
+        """True while process ``pk`` has code (a step, a parser, a commit) running in a thread."""
+        return pk in self._in_thread_step
+
+    def _start_child_here(
+        self,
+        parent: Process,
+        process: Any,
+        inputs: Mapping[str, Any] | ProcessBuilder | None,
+        kwargs: Mapping[str, Any],
+    ) -> ProcessNode:
+        """Create a child of ``parent`` and start it as a task of this runner."""
         cls, merged = resolve_process(process, inputs, kwargs)
         recorded = self._recorded_child(parent, cls)
         if recorded is not None:
@@ -358,8 +394,9 @@ class Runner:
         except asyncio.CancelledError:
             if process._kill_message is not None:
                 await self._kill_task(process)
-            elif process._pause_requested and self.parks_when_paused:
-                await self._park_paused(process)  # interrupted at an await: continues from its checkpoint
+            elif process._pause_requested and self.placement.pauses_at_awaits:
+                # interrupted at an await: it continues from its checkpoint when played
+                await self.placement.pause_interrupted(self, process)
             else:
                 raise  # the runner is shutting down: the process stays as last checkpointed
         except KillSignal:
@@ -393,7 +430,7 @@ class Runner:
                 if self._heartbeat is not None:
                     self._heartbeat.cancel()
                     self._heartbeat = None
-                if self._control_task is not None and not self.keeps_control_server:
+                if self._control_task is not None and not self.placement.keeps_control_server:
                     self._stop_control_server()
 
     def _kill_task(self, process: Process) -> asyncio.Task[None]:
@@ -434,8 +471,13 @@ class Runner:
 
         Used for pause requests at a safe point, and by calculation jobs whose
         retries ran out: the cluster can be fixed and the process played.
-        Raises the kill signal if the process is killed while paused.
+        Raises the kill signal if the process is killed while paused; the
+        daemon's placement parks it instead of waiting (:class:`ProcessParked`).
         """
+        await self.placement.pause(self, process, reason)
+
+    async def _pause_in_memory(self, process: Process, reason: str | None) -> None:
+        """Pause and wait in this runner until played (the in-process placement)."""
         event = self._play_events.setdefault(process.pk, asyncio.Event())
         event.clear()
         previous_status = process.node.process_status
@@ -443,7 +485,6 @@ class Runner:
         await self.call_db(
             process, functools.partial(lifecycle.pause_held, process.node, owner, reason, release=False)
         )
-        await self.on_paused(process)
         try:
             await event.wait()
         finally:
@@ -452,17 +493,6 @@ class Runner:
         self.check_safe_point(process)
         status: Any = previous_status if reason else ...
         await self.call_db(process, lifecycle.play_held, process.node, owner, status)
-
-    #: a daemon worker lets go of paused processes (True); a script's runner keeps them waiting
-    parks_when_paused = False
-    #: a daemon worker keeps answering control requests even while it holds nothing
-    keeps_control_server = False
-
-    async def _park_paused(self, process: Process) -> None:
-        """Hook for runners that park: record the pause and release the process."""
-
-    async def on_paused(self, process: Process) -> None:
-        """Hook: a daemon worker announces the pause; the in-process runner just waits."""
 
     async def call_in_thread(self, process: Process | None, fn: Any, *args: Any) -> Any:
         """Run user code ``fn(*args)`` (a step, a parser, a process function) in the step executor.
@@ -556,6 +586,8 @@ class Runner:
 
     async def _adopt_orphan(self, pk: int) -> bool:
         """Resume child ``pk`` here if it is not submitted to a daemon and its owner is gone."""
+        if not self.placement.adopts_orphans():
+            return False
         row = await self.call_db(None, self.backend.get_process, pk)
         if row is None or row["submitted"]:
             return False
@@ -603,10 +635,15 @@ class Runner:
         return True
 
     def pause(self, pk: int) -> bool:
+        """Ask process ``pk`` to pause at its next safe point (at once at an await, if the placement
+        says so); True if this runner runs it."""
         process = self._processes.get(pk)
         if process is None:
             return False
         process.request_pause()
+        task = self._tasks.get(pk)
+        if self.placement.pauses_at_awaits and task is not None and pk not in self._in_thread_step:
+            task.cancel()
         return True
 
     def play(self, pk: int) -> bool:
@@ -660,6 +697,21 @@ class Runner:
             self._control_server = server
             self._control_task = self.loop.create_task(server.run(), name="plait-control")
 
+    async def _control_unstarted(self, pk: int, action: str, payload: dict[str, Any]) -> str:
+        """Kill or pause a process this runner holds but has not started: noted for :meth:`start`,
+        and a kill recorded at once (the lease is ours, so the write is ours to make)."""
+        from plait.engine import control
+
+        self._pending_control[pk] = (action, payload.get("message") or "killed by request")
+        if action == "pause":
+            return "pause requested: it takes effect at the next safe point"
+        node = await self.call_db(None, load_node, pk)
+        message = payload.get("message") or "killed by request"
+        if isinstance(node, ProcessNode):
+            await self.call_db(None, lifecycle.kill, node, self.owner, message)
+        await control.kill_descendants(pk, f"its caller {pk} was killed")
+        return "killed"
+
     def _stop_control_server(self) -> None:
         """Stop serving control requests once the ones being handled have their replies."""
         server, task = self._control_server, self._control_task
@@ -677,6 +729,10 @@ class Runner:
         pk, action = request.pk, request.action
         process = self._processes.get(pk)
         if process is None:
+            row = await self.call_db(None, self.backend.get_process, pk)
+            if row is not None and row["lease_owner"] == self.owner and action in ("kill", "pause"):
+                # held here but not started yet (a worker's claim, still being rebuilt)
+                return {"ok": True, "message": await self._control_unstarted(pk, action, request.payload)}
             message = await control.apply_directly(pk, action, request.payload)
             return {"ok": True, "message": message}
         if action == "status":
@@ -781,6 +837,8 @@ class Runner:
 
     # -- leases -----------------------------------------------------------------------------------------
     def _ensure_heartbeat(self) -> None:
+        if not self.placement.renews_leases:
+            return
         if self._heartbeat is None or self._heartbeat.done():
             self._heartbeat = self.loop.create_task(self._renew_leases(), name="plait-lease-heartbeat")
 

@@ -384,7 +384,7 @@ class WorkChain(Process):
     async def _resolve_awaiting(self) -> None:
         """Wait for every awaited child, put it in the context, and commit running."""
         pks = [item["pk"] for item in self._awaiting]
-        await self.runner.wait_for_termination(self, pks)  # type: ignore[union-attr]
+        await self.runner.wait_for_children(self, pks)  # type: ignore[union-attr]
         await self.runner.call_db(self, self._resolve_and_commit)  # type: ignore[union-attr]
 
     def _resolve_and_commit(self) -> None:

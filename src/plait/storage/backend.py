@@ -75,12 +75,17 @@ def _row(row: Any) -> dict[str, Any] | None:
 
 @functools.cache
 def _update_process_statement(
-    columns: frozenset[str], check_owner: bool, states: tuple[str, ...] | None = None, unheld: bool = False
+    columns: frozenset[str],
+    check_owner: bool,
+    states: tuple[str, ...] | None = None,
+    unheld: bool = False,
+    or_dead: bool = False,
 ) -> Any:
     """A reusable UPDATE of these columns: built once, so SQLAlchemy's compiled cache hits at once.
 
     ``check_owner``: only if ``_owner`` holds the lease; ``states``: only from one of these states;
-    ``unheld``: only if no live lease holds the row (``_now`` is the time to compare with).
+    ``unheld``: only if no live lease holds the row (``_now`` is the time to compare with), or
+    (``or_dead``) its holder is ``_dead``, an owner the caller found dead.
     """
     query = update(processes).where(processes.c.node_id == bindparam("_pk"))
     if check_owner:
@@ -88,9 +93,10 @@ def _update_process_statement(
     if states is not None:
         query = query.where(processes.c.state.in_(states))
     if unheld:
-        query = query.where(
-            or_(processes.c.lease_owner.is_(None), processes.c.lease_expires < bindparam("_now"))
-        )
+        free = [processes.c.lease_owner.is_(None), processes.c.lease_expires < bindparam("_now")]
+        if or_dead:
+            free.append(processes.c.lease_owner == bindparam("_dead"))
+        query = query.where(or_(*free))
     return query.values({name: bindparam(name) for name in sorted(columns)})
 
 
@@ -266,12 +272,14 @@ class StorageBackend:
         expect_owner: str | None = None,
         expect_states: Sequence[str] | None = None,
         expect_unheld: bool = False,
+        dead_owner: str | None = None,
         **fields: Any,
     ) -> bool:
         """Update process columns if the row still is as the caller expects; True if it was updated.
 
         ``expect_owner``: that runner still holds the lease; ``expect_states``: the row is in one of
-        these states; ``expect_unheld``: no live lease holds it.  Only the engine's lifecycle module
+        these states; ``expect_unheld``: no live lease holds it (or only ``dead_owner``, whose
+        interpreter the caller found gone).  Only the engine's lifecycle module
         calls this (it is the one writer of process rows).
         """
         fields["mtime"] = utcnow()
@@ -280,12 +288,15 @@ class StorageBackend:
             expect_owner is not None,
             tuple(expect_states) if expect_states is not None else None,
             expect_unheld,
+            dead_owner is not None,
         )
         fields["_pk"] = pk
         if expect_owner is not None:
             fields["_owner"] = expect_owner
         if expect_unheld:
             fields["_now"] = time.time()
+            if dead_owner is not None:
+                fields["_dead"] = dead_owner
         with self.transaction() as conn:
             return conn.execute(statement, fields).rowcount > 0
 
