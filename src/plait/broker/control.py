@@ -146,7 +146,9 @@ class ControlServer:
             if stopping.is_set():
                 break
             if self.broker is not None:
-                bell = asyncio.ensure_future(self.broker.wait_for_control(self.owner, self.poll_interval))
+                bell: asyncio.Future[Any] = asyncio.ensure_future(
+                    self.broker.wait_for_control(self.owner, self.poll_interval)
+                )
             else:
                 bell = asyncio.ensure_future(asyncio.sleep(self.poll_interval))
             stop = asyncio.ensure_future(stopping.wait())

@@ -582,8 +582,9 @@ class CalcJob(Process):
         self._pending_outputs.append(("retrieved", folder))
 
     async def _get_calc_info(self) -> CalcInfo:
-        if getattr(self, "_calc_info", None) is None:
+        if self._calc_info is None:
             self._calc_info = await self.runner.call_in_thread(self, self._calc_info_again)  # type: ignore[union-attr]
+        assert self._calc_info is not None
         return self._calc_info
 
     def _calc_info_again(self) -> CalcInfo:

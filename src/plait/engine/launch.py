@@ -39,7 +39,7 @@ Inputs = Mapping[str, Any] | None
 
 
 async def _arun_in_fresh_loop(
-    process: Any, inputs: Inputs, kwargs: dict[str, Any]
+    process: Any, inputs: Inputs | ProcessBuilder, kwargs: dict[str, Any]
 ) -> tuple[dict[str, Any], ProcessNode]:
     runner = Runner.for_loop()
     try:
@@ -138,7 +138,7 @@ def submit(process: Any, inputs: Inputs | ProcessBuilder = None, **kwargs: Any) 
     """
     parent = current_process()
     if parent is not None and parent.runner is not None and hasattr(parent, "submit"):
-        return parent.submit(process, inputs, **kwargs)  # type: ignore[attr-defined]
+        return parent.submit(process, inputs, **kwargs)
     cls, merged = resolve_process(process, inputs, kwargs)
     problem = cls.check_importable()
     if problem:
@@ -151,7 +151,7 @@ def submit(process: Any, inputs: Inputs | ProcessBuilder = None, **kwargs: Any) 
     from plait.engine.bell import ring_work
 
     ring_work()
-    _warn_if_no_worker(node.pk)
+    _warn_if_no_worker(instance.pk)
     return node
 
 

@@ -133,6 +133,13 @@ def check_transition(current: ProcessState | str, target: ProcessState | str, pk
 # -- helpers ------------------------------------------------------------------------------------------------
 
 
+def _pk(node: ProcessNode) -> int:
+    pk = node.pk
+    if pk is None:
+        raise EngineError(f"{node!r} is not stored: it has no process row")
+    return pk
+
+
 def _backend() -> StorageBackend:
     from plait.storage import get_backend
 
@@ -230,8 +237,7 @@ def commit(
         IllegalTransitionError: the process is in a state that cannot go to ``state``.
     """
     backend = _backend()
-    pk = node.pk
-    assert pk is not None
+    pk = _pk(node)
     values: dict[str, Any] = {"state": state.value, **fields}
     if checkpoint is not None:
         values["checkpoint"] = checkpoint
@@ -271,7 +277,7 @@ def end(
         woken = commit(node, owner, state, keep_history=False, within=within, **fields)
     except (LeaseLostError, IllegalTransitionError):
         return False
-    _backend().insert_log(node.pk, log_level, log, {})
+    _backend().insert_log(_pk(node), log_level, log, {})
     _ring(woken)
     return True
 
@@ -313,19 +319,25 @@ def pause_held(node: ProcessNode, owner: str, reason: str | None, *, release: bo
         fields["status"] = f"paused: {reason}"
     if release:
         fields.update(lease_owner=None, lease_expires=None)
-    if not set_status(node.pk, owner, node, **fields):  # type: ignore[arg-type]
-        raise _refusal(node.pk, owner, None)  # type: ignore[arg-type]
-    _backend().insert_log(node.pk, "WARNING" if reason else "REPORT", reason or "paused", {})
+    pk = _pk(node)
+    if not set_status(pk, owner, node, **fields):
+        raise _refusal(pk, owner, None)
+    _backend().insert_log(pk, "WARNING" if reason else "REPORT", reason or "paused", {})
 
 
-def play_held(node: ProcessNode, owner: str, status: str | type[Ellipsis] | None = ...) -> None:
-    """Clear the paused flag of a held process (and restore ``status`` if given)."""
+#: ``play_held(..., status=KEEP_STATUS)``: leave the status line as it is
+KEEP_STATUS = "<keep>"
+
+
+def play_held(node: ProcessNode, owner: str, status: str | None = KEEP_STATUS) -> None:
+    """Clear the paused flag of a held process (and set ``status`` unless it is :data:`KEEP_STATUS`)."""
     fields: dict[str, Any] = {"paused": False}
-    if status is not ...:
+    if status != KEEP_STATUS:
         fields["status"] = status
-    if not set_status(node.pk, owner, node, **fields):  # type: ignore[arg-type]
-        raise _refusal(node.pk, owner, None)  # type: ignore[arg-type]
-    _backend().insert_log(node.pk, "REPORT", "played", {})
+    pk = _pk(node)
+    if not set_status(pk, owner, node, **fields):
+        raise _refusal(pk, owner, None)
+    _backend().insert_log(pk, "REPORT", "played", {})
 
 
 # -- leases -------------------------------------------------------------------------------------------------
@@ -353,7 +365,7 @@ def claim_runnable(owner: str, seconds: float, limit: int) -> list[int]:
 
 def park(node: ProcessNode, owner: str, children: Sequence[int], status: str) -> bool:
     """Release a held process to wait in the database for its active ``children`` (False: none active)."""
-    parked = _backend().park(node.pk, owner, children, status)  # type: ignore[arg-type]
+    parked = _backend().park(_pk(node), owner, children, status)
     if parked:
         _committed(node, {"lease_owner": None, "lease_expires": None, "status": status})
     return parked

@@ -63,7 +63,7 @@ class OutputValidationError(ValueError):
     """An output does not match its port (wrong type, undeclared name)."""
 
 
-_AUTO_WRAP: tuple[tuple[type, type[Node]], ...] = (
+_AUTO_WRAP: tuple[tuple[type, Callable[[Any], Node]], ...] = (
     (bool, Bool),
     (int, Int),
     (float, Float),
@@ -155,7 +155,9 @@ class Port:
         if self.non_db or isinstance(value, Node) or not self.valid_type:
             return value
         for python_type, node_type in _AUTO_WRAP:
-            if isinstance(value, python_type) and any(issubclass(node_type, t) for t in self.valid_type):
+            if isinstance(value, python_type) and any(
+                isinstance(node_type, type) and issubclass(node_type, t) for t in self.valid_type
+            ):
                 if python_type is int and isinstance(value, bool):
                     continue
                 return node_type(value)
@@ -242,10 +244,9 @@ class PortNamespace(Port):
         if port is None:
             if not create_namespaces:
                 raise KeyError(f"no port '{path}' in namespace '{self.name}'")
-            port = self.add_port(
-                PortNamespace(head, non_db=self.non_db, port_class=self.port_class, dynamic=False)
-            )
-            port.implicit = True
+            namespace = PortNamespace(head, non_db=self.non_db, port_class=self.port_class, dynamic=False)
+            namespace.implicit = True
+            port = self.add_port(namespace)
         if not rest:
             return port
         if not isinstance(port, PortNamespace):
@@ -288,10 +289,10 @@ class PortNamespace(Port):
                     errors.append((path, f"is not an input of {where} (known: {known})"))
                     continue
                 if isinstance(value, Mapping) and not isinstance(value, Node) and not self.non_db:
-                    nested = PortNamespace(
+                    dynamic = PortNamespace(
                         key, dynamic=True, valid_type=self.valid_type, port_class=self.port_class
                     )
-                    result[key] = nested._process(value, path + NAMESPACE_SEPARATOR, errors, True)
+                    result[key] = dynamic._process(value, path + NAMESPACE_SEPARATOR, errors, True)
                     continue
                 port = self.port_class(key, valid_type=self.valid_type, non_db=self.non_db)
             if isinstance(port, PortNamespace):

@@ -61,6 +61,7 @@ class Process:
 
     #: the node class recording instances of this process
     _node_class: ClassVar[type[ProcessNode]] = WorkflowNode
+    _spec_instance: ClassVar[ProcessSpec]
 
     # -- the spec ------------------------------------------------------------------------
     @classmethod
@@ -133,6 +134,10 @@ class Process:
         self._checkpoint_seq = 0
         self._step_name: str | None = None
         self._terminated = False
+        #: on resume: ``{call_key: pk}`` of the calls the interrupted attempt of the current step made
+        self._recorded_children: dict[str, int] = {}
+        #: what made the process except (re-raised by ``run``)
+        self._exception: BaseException | None = None
 
     @classmethod
     def prepare_inputs(cls, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -241,7 +246,7 @@ class Process:
             # a caller that was killed, or whose runner lost it, launches nothing
             lifecycle.insert(
                 row,
-                caller=parent_node.pk if parent_process is not None else None,
+                caller=parent_process.pk if parent_process is not None else None,
                 caller_owner=parent_process._owner if parent_process is not None else None,
             )
             link_type = self._node_class.input_link_type.value
@@ -280,7 +285,7 @@ class Process:
         duplicate.  A mismatch (the step launched something else) is logged
         and a new child is launched.
         """
-        recorded: dict[str, int] = getattr(self, "_recorded_children", None) or {}
+        recorded = self._recorded_children
         key = f"{self.pk}:{self._call_counter}"
         pk = recorded.pop(key, None)
         if pk is None:
@@ -293,6 +298,15 @@ class Process:
             return None
         self._call_counter += 1
         return node
+
+    async def _execute(self) -> ExitCode | None:
+        """The hook the runner drives: run the process from where it stands to its end.
+
+        Work chains run their outline, calculation jobs their tasks, process
+        functions their function.  Returns the exit code (None: success).
+        Raises whatever should make the process except.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement _execute")
 
     def _prepare_node(self, node: ProcessNode) -> None:
         """Hook: set more on the new process node before it is stored (e.g. its computer)."""

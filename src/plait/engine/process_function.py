@@ -235,9 +235,10 @@ class FunctionProcess(Process):
                 f"{recorded.process_state.value} in the interrupted attempt of this step: {why}"
             )
         again = type(self)._load(recorded, self.runner)
+        assert isinstance(again, FunctionProcess)
         again._owner = owner
         if owner is not None:
-            lifecycle.take_lease(recorded.pk, owner, lease, force=True)  # its caller's holder holds it
+            lifecycle.take_lease(again.pk, owner, lease, force=True)  # its caller's holder holds it
         return again._run_here()
 
     def _run_here(self) -> tuple[dict[str, Any], ProcessNode]:
@@ -325,7 +326,7 @@ class ProcessFunction:
         try:
             bound = self.process_class._signature.bind_partial(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"{self.__name__}(): {exc}") from None
+            raise TypeError(f"{self.process_class.process_label_string()}(): {exc}") from None
         inputs = dict(bound.arguments)
         if self.process_class._var_keyword and self.process_class._var_keyword in inputs:
             inputs.update(inputs.pop(self.process_class._var_keyword))
@@ -359,7 +360,8 @@ class ProcessFunction:
 
     def __repr__(self) -> str:
         kind = "calcfunction" if self.node_class is CalcFunctionNode else "workfunction"
-        return f"<{kind} {self.__module__}.{self.__qualname__}>"
+        func = self.__wrapped__
+        return f"<{kind} {func.__module__}.{func.__qualname__}>"
 
 
 def calcfunction(func: F) -> F:

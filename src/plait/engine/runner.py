@@ -51,7 +51,12 @@ from plait.orm import ProcessNode, ProcessState, load_node
 from plait.orm.registry import import_object
 
 if TYPE_CHECKING:
+    from plait.broker.contract import Broker
+    from plait.broker.control import ControlRequest, ControlServer
     from plait.engine.builder import ProcessBuilder
+    from plait.engine.job_manager import JobManager
+    from plait.storage import StorageBackend
+    from plait.transports import TransportPool
 
 __all__ = ["ProcessParked", "Runner", "load_process_class", "owner_is_dead", "resolve_process"]
 
@@ -187,12 +192,12 @@ class Runner:
         self._pending_control: dict[int, tuple[str, str]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._closed = False
-        self._transport_pool: Any = None
-        self._job_manager: Any = None
+        self._transport_pool: TransportPool | None = None
+        self._job_manager: JobManager | None = None
         self._control_task: asyncio.Task[None] | None = None
-        self._control_server: Any = None
+        self._control_server: ControlServer | None = None
         #: the broker whose control bell wakes this runner (None: poll the database)
-        self.control_broker: Any = None
+        self.control_broker: Broker | None = None
         self.control_poll_interval = 0.25
 
     @classmethod
@@ -207,7 +212,7 @@ class Runner:
             return runner
 
     @property
-    def transport_pool(self) -> Any:
+    def transport_pool(self) -> TransportPool:
         """The :class:`~plait.transports.TransportPool` of this runner (one connection per computer
         and user)."""
         if self._transport_pool is None:
@@ -217,7 +222,7 @@ class Runner:
         return self._transport_pool
 
     @property
-    def job_manager(self) -> Any:
+    def job_manager(self) -> JobManager:
         """The batched scheduler pollers of this runner."""
         if self._job_manager is None:
             from plait.engine.job_manager import JobManager
@@ -226,7 +231,7 @@ class Runner:
         return self._job_manager
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> StorageBackend:
         from plait.storage import get_backend
 
         return get_backend()
@@ -319,7 +324,7 @@ class Runner:
                 await asyncio.wait([task], timeout=self.lease_seconds)
             raise
         node = process.node
-        exception = getattr(process, "_exception", None)
+        exception = process._exception
         if exception is not None:
             raise exception
         if node.process_state is ProcessState.KILLED:
@@ -413,7 +418,7 @@ class Runner:
                 # killed while a step ran: the step's late writes were refused; the kill stands
                 await self._kill_task(process)
             else:
-                process._exception = exc  # type: ignore[attr-defined]
+                process._exception = exc
                 await self.call_db(process, process._except, exc)
                 await self._kill_children(process, f"its caller {pk} excepted")
         finally:
@@ -439,8 +444,11 @@ class Runner:
         if task is None:
             task = self.loop.create_task(self._terminate_killed(process), name=f"plait-kill-{process.pk}")
             self._killing[process.pk] = task
-            task.add_done_callback(lambda _t, pk=process.pk: self._killing.pop(pk, None))
+            task.add_done_callback(functools.partial(self._forget_kill, process.pk))
         return task
+
+    def _forget_kill(self, pk: int, _task: asyncio.Task[None]) -> None:
+        self._killing.pop(pk, None)
 
     async def _terminate_killed(self, process: Process) -> None:
         """Kill ``process``: first recorded killed (so nothing it still does is committed), then its
@@ -491,7 +499,7 @@ class Runner:
             self._play_events.pop(process.pk, None)
         process._pause_requested = False
         self.check_safe_point(process)
-        status: Any = previous_status if reason else ...
+        status = previous_status if reason else lifecycle.KEEP_STATUS
         await self.call_db(process, lifecycle.play_held, process.node, owner, status)
 
     async def call_in_thread(self, process: Process | None, fn: Any, *args: Any) -> Any:
@@ -722,7 +730,7 @@ class Runner:
         self._control_server = None
         self._control_task = None
 
-    async def handle_control(self, request: Any) -> dict[str, Any]:
+    async def handle_control(self, request: ControlRequest) -> dict[str, Any]:
         """Act on a control request addressed to this runner; the reply says what happened."""
         from plait.engine import control
 
@@ -791,12 +799,12 @@ class Runner:
             calls_done = process._call_counter  # calls committed with the checkpoint (0 without one)
             process._recorded_children = {
                 child["call_key"]: child["node_id"]
-                for child in self.backend.get_children(node.pk)
+                for child in self.backend.get_children(process.pk)
                 if child["call_key"] and call_index(child["call_key"]) >= calls_done
             }
         process._owner = self.owner
         if not claimed:
-            lifecycle.take_lease(node.pk, self.owner, self.lease_seconds, force=True)
+            lifecycle.take_lease(process.pk, self.owner, self.lease_seconds, force=True)
         return process
 
     def claim(self, pk: int, *, force: bool = False) -> ProcessNode:
@@ -812,7 +820,7 @@ class Runner:
         row = self.backend.get_process(pk)
         owner = row["lease_owner"] if row else None
         alive = row is not None and row["lease_expires"] is not None and row["lease_expires"] > time.time()
-        if owner and owner != self.owner and alive and not force and not owner_is_dead(owner):
+        if row and owner and owner != self.owner and alive and not force and not owner_is_dead(owner):
             raise ProcessHeldError(
                 f"process {pk} is held by {owner} until {time.ctime(row['lease_expires'])}: it is "
                 "still running "

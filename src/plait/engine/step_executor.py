@@ -47,7 +47,7 @@ class StepExecutor(Executor):
         self._shutdown = False
         self._local = threading.local()
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:  # type: ignore[override]
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future: Future[Any] = Future()
         with self._cond:
             if self._shutdown:
