@@ -44,8 +44,9 @@ import time
 from typing import Any
 
 from plait.engine import lifecycle
+from plait.engine.leases import new_owner_id
 from plait.engine.placement import Daemon
-from plait.engine.runner import Runner, new_owner_id
+from plait.engine.runner import Runner
 from plait.orm import ProcessNode, ProcessState, load_node
 
 __all__ = ["Worker", "main"]

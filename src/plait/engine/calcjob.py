@@ -39,10 +39,10 @@ import os
 import posixpath
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from plait.engine import lifecycle
 from plait.engine.checkpoint import CHECKPOINT_VERSION
@@ -52,6 +52,9 @@ from plait.engine.spec import ProcessSpec
 from plait.orm import CalcJobNode, FolderData, Node, ProcessState, RemoteData, load_node
 from plait.orm.code import Code, InstalledCode
 from plait.orm.computer import Computer
+
+if TYPE_CHECKING:
+    from plait.transports import BlockingTransport
 
 __all__ = ["CalcInfo", "CalcJob", "CodeInfo"]
 
@@ -338,6 +341,30 @@ class CalcJob(Process):
             max_concurrent_operations=int(computer.options.get("max_concurrent_operations") or 8),
         ) as transport:
             yield transport
+
+    @contextlib.contextmanager
+    def blocking_transport(self) -> Iterator[BlockingTransport]:
+        """(thread) A blocking view of the pooled connection to this job's computer.
+
+        For code that runs in a thread while the job runs — a parser that must
+        read a file left on the computer: the calls run on the runner's loop
+        through the very connection the job used (no second SSH login to the
+        same node).  Outside a runner (``Parser.parse_from_node``) a connection
+        of its own is opened and closed.
+        """
+        from plait.transports import as_blocking
+
+        runner = self.runner
+        if runner is None or runner._on_loop_thread():
+            with as_blocking(self.computer.get_transport()) as transport:
+                yield transport
+            return
+        request = self._transport()
+        transport = asyncio.run_coroutine_threadsafe(request.__aenter__(), runner.loop).result()
+        try:
+            yield as_blocking(transport, loop=runner.loop)
+        finally:
+            asyncio.run_coroutine_threadsafe(request.__aexit__(None, None, None), runner.loop).result()
 
     # -- upload ----------------------------------------------------------------------------------
     def _job_template(self, calc_info: CalcInfo) -> Any:

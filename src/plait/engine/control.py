@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from plait.broker.control import ControlRequest, post_request, take_reply
 from plait.engine import lifecycle
+from plait.engine.leases import new_owner_id, owner_is_dead
 from plait.engine.lifecycle import TERMINAL_STATES
-from plait.engine.runner import new_owner_id, owner_is_dead
 from plait.orm import ProcessState
 
 if TYPE_CHECKING:

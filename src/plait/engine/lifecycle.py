@@ -122,6 +122,16 @@ class ProcessParked(ControlSignal):
     """
 
 
+def encode_call_key(caller_pk: int, index: int) -> str:
+    """The key of the ``index``-th call a process makes: ``caller_pk:index``, stable over re-runs."""
+    return f"{caller_pk}:{index}"
+
+
+def call_index(call_key: str) -> int:
+    """The index of a call key made by :func:`encode_call_key` (the one place that decodes it)."""
+    return int(call_key.rsplit(":", 1)[1])
+
+
 def check_transition(current: ProcessState | str, target: ProcessState | str, pk: int | None = None) -> None:
     """Raise :class:`IllegalTransitionError` unless ``current -> target`` is in :data:`TRANSITIONS`."""
     current, target = ProcessState(current), ProcessState(target)

@@ -23,6 +23,7 @@ and validated against the calculation's output ports at once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from plait.engine.exit_code import ExitCode, ExitCodesNamespace
 if TYPE_CHECKING:
     from plait.engine.calcjob import CalcJob
     from plait.orm import CalcJobNode, FolderData, Node
+    from plait.transports import BlockingTransport
 
 __all__ = ["Parser", "get_parser_class"]
 
@@ -62,6 +64,15 @@ class Parser:
         """What the job's codes exited with (from the exit-code file), or None if the job was killed."""
         return self._process.job_exit_status
 
+    def transport(self) -> contextlib.AbstractContextManager[BlockingTransport]:
+        """``with self.transport() as t:`` a blocking transport to the job's computer.
+
+        It is the engine's pooled connection (the one the job used), driven on
+        the runner's loop, so a parser that reads a file left on the computer
+        opens no second connection to the same login node.
+        """
+        return self._process.blocking_transport()
+
     def out(self, label: str, node: Node) -> None:
         """Register an output of the calculation (created by the parser)."""
         self._process.out(label, node)
@@ -77,7 +88,7 @@ class Parser:
         Useful to develop a parser against real outputs: returns the outputs
         the parser registered and its exit code.
         """
-        from plait.engine.runner import load_process_class
+        from plait.engine.resolve import load_process_class
 
         process_class = load_process_class(node)
         process = process_class._load(node, None)

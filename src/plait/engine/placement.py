@@ -109,7 +109,7 @@ class Daemon(Placement):
         kwargs: Mapping[str, Any],
     ) -> ProcessNode:
         from plait.engine.bell import ring_work
-        from plait.engine.runner import resolve_process
+        from plait.engine.resolve import resolve_process
 
         cls, merged = resolve_process(process, inputs, kwargs)
         recorded = parent._reuse_recorded_call(cls)

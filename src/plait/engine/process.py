@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from plait.engine import lifecycle
 from plait.engine.checkpoint import AttributeDict
 from plait.engine.exit_code import ExitCode, ExitCodesNamespace
-from plait.engine.lifecycle import LeaseLostError, ProcessKilledError
+from plait.engine.lifecycle import LeaseLostError, ProcessKilledError, encode_call_key
 from plait.engine.ports import (
     NAMESPACE_SEPARATOR,
     OutputValidationError,
@@ -222,7 +222,7 @@ class Process:
             )
         call_key = None
         if parent_process is not None:
-            call_key = f"{parent_process.pk}:{parent_process._call_counter}"
+            call_key = encode_call_key(parent_process.pk, parent_process._call_counter)
 
         backend = _backend()
         row = {
@@ -286,7 +286,7 @@ class Process:
         and a new child is launched.
         """
         recorded = self._recorded_children
-        key = f"{self.pk}:{self._call_counter}"
+        key = encode_call_key(self.pk, self._call_counter)
         pk = recorded.pop(key, None)
         if pk is None:
             return None

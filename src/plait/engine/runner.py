@@ -25,17 +25,15 @@ import concurrent.futures
 import contextvars
 import functools
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from plait.engine import lifecycle
 from plait.engine.context import reset_current_process, set_current_process, set_runner_for_thread
+from plait.engine.leases import new_owner_id, owner_is_dead
 from plait.engine.lifecycle import (
     TERMINAL_STATES,
     KillSignal,
@@ -44,11 +42,12 @@ from plait.engine.lifecycle import (
     ProcessHeldError,
     ProcessKilledError,
     ProcessParked,
+    call_index,
 )
 from plait.engine.placement import InProcess, Placement
 from plait.engine.process import Process
+from plait.engine.resolve import load_process_class, resolve_process
 from plait.orm import ProcessNode, ProcessState, load_node
-from plait.orm.registry import import_object
 
 if TYPE_CHECKING:
     from plait.broker.contract import Broker
@@ -58,7 +57,14 @@ if TYPE_CHECKING:
     from plait.storage import StorageBackend
     from plait.transports import TransportPool
 
-__all__ = ["ProcessParked", "Runner", "load_process_class", "owner_is_dead", "resolve_process"]
+__all__ = [
+    "ProcessParked",
+    "Runner",
+    "load_process_class",
+    "new_owner_id",
+    "owner_is_dead",
+    "resolve_process",
+]
 
 LOGGER = logging.getLogger("plait.runner")
 
@@ -82,83 +88,6 @@ def _poll_done(
         finished.set_result(None)
     else:
         loop.call_later(0.01, _poll_done, loop, done, finished)
-
-
-def new_owner_id(kind: str = "run") -> str:
-    """``host:pid:kind:random`` — who holds a lease, readable in ``plait process list``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{kind}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_is_dead(owner: str | None) -> bool:
-    """True if ``owner`` was an interpreter on this host that no longer exists."""
-    if not owner:
-        return True
-    parts = owner.split(":")
-    if len(parts) < 2 or parts[0] != socket.gethostname():
-        return False
-    try:
-        pid = int(parts[1])
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def resolve_process(
-    process: Any, inputs: Mapping[str, Any] | ProcessBuilder | None, kwargs: Mapping[str, Any]
-) -> tuple[type[Process], dict[str, Any]]:
-    """Turn what a user passes to run/submit (class, process function or builder) into a class and inputs."""
-    from plait.engine.builder import ProcessBuilder
-    from plait.engine.process_function import ProcessFunction
-
-    if isinstance(process, ProcessBuilder):
-        return process.process_class, {**process._inputs(), **dict(kwargs)}
-    if isinstance(inputs, ProcessBuilder):
-        return inputs.process_class, {**inputs._inputs(), **dict(kwargs)}
-    merged = {**dict(inputs or {}), **dict(kwargs)}
-    if isinstance(process, ProcessFunction):
-        return process.process_class, merged
-    if isinstance(process, type) and issubclass(process, Process):
-        return process, merged
-    raise TypeError(f"{process!r} is not a process class, a process function or a builder")
-
-
-def call_index(call_key: str) -> int:
-    """The index of a call key ``caller_pk:index`` (the one place that reads the encoding)."""
-    return int(call_key.rsplit(":", 1)[1])
-
-
-def load_process_class(node: ProcessNode) -> type[Process]:
-    """Import the class (or function) that a process node was made by.
-
-    Raises:
-        ImportError: the class cannot be imported (named, with why).
-    """
-    from plait.engine.process_function import ProcessFunction
-
-    if not node.process_type:
-        raise ImportError(f"process {node.pk} records no process type")
-    obj = import_object(node.process_type)
-    if isinstance(obj, ProcessFunction):
-        return obj.process_class
-    if isinstance(obj, type) and issubclass(obj, Process):
-        return obj
-    raise ImportError(f"'{node.process_type}' of process {node.pk} is not a process class")
 
 
 class Runner:

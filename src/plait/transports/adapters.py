@@ -50,13 +50,17 @@ def as_async(transport: Transport | BlockingTransport) -> Transport:
     raise TypeError(f"expected a Transport or a BlockingTransport, got {type(transport).__name__}")
 
 
-def as_blocking(transport: Transport | BlockingTransport) -> BlockingTransport:
+def as_blocking(
+    transport: Transport | BlockingTransport, *, loop: asyncio.AbstractEventLoop | None = None
+) -> BlockingTransport:
     """A blocking view of ``transport``: a :class:`BlockingAdapter` for an async one.
 
-    A :class:`BlockingTransport` is returned unchanged.  Give it an
-    *unopened* async transport (or one opened through the adapter): an async
-    connection belongs to the loop that opened it, and the adapter runs
-    everything on its own background loop.
+    A :class:`BlockingTransport` is returned unchanged.  An async connection
+    belongs to the loop that opened it: give either an *unopened* transport
+    (the adapter opens and runs it on its own background loop), or, with
+    ``loop``, one already open on that loop — a connection of the engine's
+    pool, say, so that a parser running in a thread reuses the job's SSH
+    connection instead of opening a second one to the same login node.
 
     Raises:
         TypeError: ``transport`` satisfies neither contract.
@@ -64,7 +68,7 @@ def as_blocking(transport: Transport | BlockingTransport) -> BlockingTransport:
     if isinstance(transport, BlockingTransport):
         return transport
     if isinstance(transport, Transport):
-        return BlockingAdapter(transport)
+        return BlockingAdapter(transport, loop=loop)
     raise TypeError(f"expected a Transport or a BlockingTransport, got {type(transport).__name__}")
 
 
@@ -262,6 +266,14 @@ def background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+def _runs_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """True if the calling thread is the one running ``loop``."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return loop is _loop and threading.current_thread() is _loop_thread
+
+
 class BlockingAdapter(BlockingTransport):
     """Runs an async :class:`Transport` on the module's background loop, behind plain calls.
 
@@ -274,17 +286,19 @@ class BlockingAdapter(BlockingTransport):
             loop's own thread — that call would wait for itself forever.
     """
 
-    def __init__(self, wrapped: Transport) -> None:
+    def __init__(self, wrapped: Transport, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
         #: the async transport doing the work.
         self.wrapped = wrapped
         self.hostname = getattr(wrapped, "hostname", "?")
+        #: the loop the coroutines run on (None: the module's background loop)
+        self.loop = loop
 
     def __repr__(self) -> str:
         return f"as_blocking({self.wrapped!r})"
 
     def _run(self, func: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = background_loop()
-        if threading.current_thread() is _loop_thread:
+        loop = self.loop or background_loop()
+        if _runs_loop(loop):
             raise RuntimeError(
                 f"{func.__name__}() of a blocking transport view was called from the transport "
                 "loop's own thread; it would wait for itself forever. In async code, await the "
