@@ -204,6 +204,8 @@ class Worker:
                 return
             try:
                 await asyncio.to_thread(lifecycle.renew, self.worker_id, self.lease_seconds)
+                if self.runner is not None:
+                    await self.runner.let_go_of_lost()
                 await asyncio.to_thread(
                     backend.upsert_worker, self.worker_id, socket.gethostname(), os.getpid(), self.info()
                 )

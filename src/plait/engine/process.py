@@ -136,6 +136,8 @@ class Process:
         self._terminated = False
         #: on resume: ``{call_key: pk}`` of the calls the interrupted attempt of the current step made
         self._recorded_children: dict[str, int] = {}
+        #: set by the runner that found another holding the lease: write nothing more
+        self._lease_lost = False
         #: what made the process except (re-raised by ``run``)
         self._exception: BaseException | None = None
 

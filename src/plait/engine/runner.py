@@ -256,6 +256,8 @@ class Runner:
         exception = process._exception
         if exception is not None:
             raise exception
+        if process._lease_lost:
+            raise LeaseLostError(f"process {node.pk} was taken over by another runner; it goes on there")
         if node.process_state is ProcessState.KILLED:
             raise ProcessKilledError(f"process {node.pk} was killed: {node.exit_message}")
         return process.nested_outputs(), node
@@ -326,7 +328,9 @@ class Runner:
             if not process._terminated:
                 await self.call_db(process, process._finish, result)
         except asyncio.CancelledError:
-            if process._kill_message is not None:
+            if process._lease_lost:
+                pass  # another runner holds it now: nothing more is written from here
+            elif process._kill_message is not None:
                 await self._kill_task(process)
             elif process._pause_requested and self.placement.pauses_at_awaits:
                 # interrupted at an await: it continues from its checkpoint when played
@@ -349,7 +353,8 @@ class Runner:
             else:
                 process._exception = exc
                 await self.call_db(process, process._except, exc)
-                await self._kill_children(process, f"its caller {pk} excepted")
+                if process._terminated:  # recorded here: its children go with it (not if it was lost)
+                    await self._kill_children(process, f"its caller {pk} excepted")
         finally:
             reset_current_process(token)
             self._tasks.pop(pk, None)
@@ -385,6 +390,10 @@ class Runner:
         message = process._kill_message or "killed"
         if not process._terminated:
             await self.call_db(None, process._killed, message)
+        if not process._terminated:  # refused: killed already elsewhere, or no longer ours
+            row = await self.call_db(None, self.backend.get_process, process.pk)
+            if row is None or row["state"] != ProcessState.KILLED.value:
+                return  # another runner holds it now: its children are not ours to kill
         if not process.node.process_state.is_terminal or process.node.process_state is ProcessState.KILLED:
             try:
                 await process._on_kill()
@@ -785,8 +794,46 @@ class Runner:
                 await asyncio.sleep(self.lease_seconds / 3)
                 if self._tasks:
                     await self.call_db(None, lifecycle.renew, self.owner, self.lease_seconds)
+                    await self.let_go_of_lost()
         except asyncio.CancelledError:
             pass
+
+    async def let_go_of_lost(self) -> list[int]:
+        """Stop running the processes whose lease another runner took (fencing, seen from this side).
+
+        A runner cut off from the database for longer than its lease (a
+        network partition, a frozen host) finds on its return that others
+        took its processes over.  It must not touch them again: each is
+        interrupted without any commit (one in a thread step finishes, and its
+        commit is refused).  Called after every lease renewal; returns the pks
+        let go of.
+        """
+        if not self._processes:
+            return []
+        held = set(await self.call_db(None, self.backend.held_by, self.owner))
+        suspects = [pk for pk in list(self._processes) if pk not in held]
+        if not suspects:
+            return []
+        rows = await self.call_db(None, functools.partial(self.backend.list_processes, pks=suspects))
+        lost = []
+        for row in rows:
+            holder = row["lease_owner"]
+            if holder is None or holder == self.owner:  # released by this runner itself (a park, an end)
+                continue
+            process = self._processes.get(row["node_id"])
+            task = self._tasks.get(row["node_id"])
+            if process is None or task is None or process._terminated:
+                continue
+            LOGGER.warning(
+                "process %s is now held by %s: this runner lost its lease and lets go of it",
+                row["node_id"],
+                holder,
+            )
+            process._lease_lost = True
+            lost.append(row["node_id"])
+            if row["node_id"] not in self._in_thread_step:
+                task.cancel()
+        return lost
 
     # -- shutting down ------------------------------------------------------------------------------------
     async def wait_all(self) -> None:
