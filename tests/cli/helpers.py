@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-#: the PostgreSQL server of the test machine (trust auth); tests only ever create plait's tables in it
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
 
 def assert_one_line_error(result: Result, *fragments: str, code: int | None = None) -> str:
     """The command failed with exactly one ``Error: ...`` line on stderr and no traceback."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -11,7 +10,7 @@ import plait.storage
 from plait.storage import create_profile, list_profiles
 from plait.storage.database import SCHEMA_REVISION
 
-from .helpers import PG_URL, assert_one_line_error
+from .helpers import assert_one_line_error
 
 
 def test_setup_creates_the_profile_and_its_schema(invoke, plait_home):
@@ -114,47 +113,26 @@ def test_setup_failure_as_the_first_profile_leaves_no_config(invoke, plait_home)
     assert list_profiles() == []
 
 
-def _postgres_reachable() -> str | None:
-    import psycopg
+def test_setup_with_a_missing_postgres_database(invoke, plait_home, postgres_url):
+    from sqlalchemy.engine import make_url
 
-    try:
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return None
-    except psycopg.Error as exc:
-        return str(exc).splitlines()[0]
-
-
-def test_setup_with_a_missing_postgres_database(invoke, plait_home):
-    problem = _postgres_reachable()
-    if problem:
-        if os.environ.get("PLAIT_CI"):
-            pytest.fail(f"PostgreSQL at {PG_URL} is not reachable: {problem}")
-        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable: {problem}")
     name = f"plait_missing_{uuid.uuid4().hex[:8]}"
-    result = invoke(
-        "profile", "setup", "gone", "--db", f"postgresql://postgres@127.0.0.1:5432/{name}", code=1
-    )
+    missing = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    result = invoke("profile", "setup", "gone", "--db", missing, code=1)
     assert_one_line_error(result, f'database "{name}" does not exist', "'gone' was not created")
     assert not (plait_home / "profiles" / "gone").exists()
 
 
 @pytest.mark.postgres
-def test_setup_on_postgresql(invoke, plait_home):
-    """A profile on the machine's PostgreSQL: created, schema there (or already there), status ok."""
-    problem = _postgres_reachable()
-    if problem:
-        if os.environ.get("PLAIT_CI"):
-            pytest.fail(f"PostgreSQL at {PG_URL} is not reachable: {problem}")
-        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable: {problem}")
+def test_setup_on_postgresql(invoke, plait_home, postgres_url):
+    """A profile on this run's PostgreSQL database: created, schema there (or already there), status ok."""
     from conftest import drop_plait_tables
 
-    drop_plait_tables(PG_URL)  # a schema left by another version of plait would be refused
+    drop_plait_tables(postgres_url)  # start empty: an earlier test of this run may have left a schema
     name = f"pg-{uuid.uuid4().hex[:8]}"
-    result = invoke("profile", "setup", name, "--db", PG_URL)
-    assert (
-        f"postgresql+psycopg://postgres@127.0.0.1:5432/test (schema revision {SCHEMA_REVISION})"
-        in result.stdout
-    )
+    result = invoke("profile", "setup", name, "--db", postgres_url)
+    shown_url = postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    assert f"{shown_url} (schema revision {SCHEMA_REVISION})" in result.stdout
     assert plait.storage.load_profile_config(name).storage_backend == "postgresql"
 
     status = invoke("-P", name, "status").stdout
