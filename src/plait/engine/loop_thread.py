@@ -63,7 +63,14 @@ def run_on_engine_loop(coro: Coroutine[Any, Any, T]) -> T:
     if is_engine_loop_thread():
         coro.close()
         raise RuntimeError("run_on_engine_loop() called on the engine loop itself: use await instead")
-    return asyncio.run_coroutine_threadsafe(coro, engine_loop()).result()
+    future = asyncio.run_coroutine_threadsafe(coro, engine_loop())
+    try:
+        return future.result()
+    except BaseException:
+        # an interrupted caller (Ctrl-C in a notebook cell) cancels the work, as asyncio.run does:
+        # a top-level launch is then recorded killed, on the engine loop, which goes on running
+        future.cancel()
+        raise
 
 
 def _stop() -> None:
