@@ -140,13 +140,19 @@ class Computer:
 
     # -- storage -------------------------------------------------------------------------
     def store(self) -> Computer:
-        """Store the computer.  Raises ValueError if the label is taken."""
+        """Store the computer.  Raises ValueError if the label is taken.
+
+        The label check and the INSERT are one atomic step
+        (:meth:`~plait.storage.backend.StorageBackend.insert_computer_if_absent`):
+        another process storing the same label at the same moment makes this
+        one raise ValueError too, never a database error.
+        """
         if self.pk is not None:
             return self
         backend = _backend()
         if backend.get_computer(label=self.label) is not None:
             raise ValueError(f"a computer labelled '{self.label}' exists already")
-        self.pk = backend.insert_computer(
+        pk, inserted = backend.insert_computer_if_absent(
             {
                 "uuid": self.uuid,
                 "label": self.label,
@@ -159,6 +165,9 @@ class Computer:
                 "ctime": _dt.datetime.now(_dt.UTC),
             }
         )
+        if not inserted:
+            raise ValueError(f"a computer labelled '{self.label}' exists already")
+        self.pk = pk
         return self
 
     def set_options(self, **options: Any) -> None:
@@ -329,5 +338,5 @@ def ensure_localhost() -> None:
     )
     try:
         computer.store()
-    except ValueError:  # created by another process meanwhile
+    except ValueError:  # created by another process meanwhile: Computer.get reads that row
         pass

@@ -691,6 +691,35 @@ class StorageBackend:
         with self.transaction() as conn:
             return conn.execute(insert(computers).returning(computers.c.id), dict(row)).scalar_one()
 
+    def insert_computer_if_absent(self, row: Mapping[str, Any]) -> tuple[int, bool]:
+        """Insert the computer unless its label is taken: ``(new pk, True)`` or ``(existing pk, False)``.
+
+        One atomic ``INSERT ... ON CONFLICT (label) DO NOTHING``, so processes
+        that create the same label at the same moment (the first use of
+        ``localhost`` by several scripts or workers) end up with one row and
+        all learn its pk; none of them sees a unique-constraint error.  On
+        PostgreSQL the insert waits for a concurrent one of the same label to
+        commit, then the row it made is read.
+        """
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = sqlite if self.database.is_sqlite else postgresql
+        statement = (
+            dialect.insert(computers)
+            .on_conflict_do_nothing(index_elements=[computers.c.label])
+            .returning(computers.c.id)
+        )
+        existing = select(computers.c.id).where(computers.c.label == row["label"])
+        with self.transaction() as conn:
+            for _ in range(5):  # the row we collided with may be deleted before we read it: insert again
+                pk = conn.execute(statement, dict(row)).scalar()
+                if pk is not None:
+                    return int(pk), True
+                pk = conn.execute(existing).scalar()
+                if pk is not None:
+                    return int(pk), False
+        raise RuntimeError(f"computer '{row['label']}' keeps being created and deleted by others: try again")
+
     def update_computer(self, pk: int, **fields: Any) -> None:
         with self.transaction() as conn:
             conn.execute(update(computers).where(computers.c.id == pk).values(**fields))
