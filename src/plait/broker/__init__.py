@@ -8,14 +8,17 @@ the broker, :mod:`plait.broker.database` (no server) and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from plait.broker.contract import Broker, BrokerError
+
+if TYPE_CHECKING:
+    from plait.storage.profile import Profile
 
 __all__ = ["Broker", "BrokerError", "create_broker"]
 
 
-def create_broker(profile: Any) -> Broker:
+def create_broker(profile: Profile) -> Broker:
     """The broker a profile names: ``database`` (default) or an ``amqp://`` URL (not started yet)."""
     url = profile.broker_url
     if url == "database":

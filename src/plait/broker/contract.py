@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from plait.storage.profile import Profile
 
 __all__ = ["Broker", "BrokerError", "wait_for_bell"]
 
@@ -50,7 +53,7 @@ class Broker(abc.ABC):
 
     kind: str = ""
 
-    def __init__(self, profile: Any) -> None:
+    def __init__(self, profile: Profile) -> None:
         self.profile = profile
 
     @abc.abstractmethod

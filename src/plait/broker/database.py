@@ -15,9 +15,12 @@ import asyncio
 import contextlib
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from plait.broker.contract import Broker, BrokerError, wait_for_bell
+
+if TYPE_CHECKING:
+    from plait.storage.profile import Profile
 
 __all__ = ["BELL_CHANNEL", "CONTROL_CHANNEL", "DatabaseBroker"]
 
@@ -31,7 +34,7 @@ class DatabaseBroker(Broker):
 
     kind = "database"
 
-    def __init__(self, profile: Any) -> None:
+    def __init__(self, profile: Profile) -> None:
         super().__init__(profile)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._work = asyncio.Event()

@@ -20,9 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plait.broker.contract import Broker, BrokerError, wait_for_bell
+
+if TYPE_CHECKING:
+    from plait.storage.profile import Profile
 
 __all__ = ["RabbitMQBroker"]
 
@@ -34,7 +37,7 @@ class RabbitMQBroker(Broker):
 
     kind = "rabbitmq"
 
-    def __init__(self, profile: Any, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, profile: Profile, *, connect_timeout: float = 10.0) -> None:
         super().__init__(profile)
         self.url = profile.broker_url
         self.connect_timeout = connect_timeout

@@ -34,7 +34,7 @@ from typing import Any
 
 from plait.engine.calcjob import CalcInfo, CalcJob, CodeInfo
 from plait.engine.spec import ProcessSpec
-from plait.orm import BaseType, Data, FolderData, List, ProcessNode, SinglefileData, Str
+from plait.orm import BaseType, Data, FolderData, List, Node, ProcessNode, SinglefileData, Str
 
 __all__ = ["ShellJob", "output_label", "run_shell_job"]
 
@@ -94,7 +94,7 @@ class ShellJob(CalcJob):
                     f"argument '{argument}' names {', '.join(sorted(missing))}, which no node provides"
                 )
             arguments.append(argument.format(**substitutions) if fields else argument)
-        copies = []
+        copies: list[tuple[Node, str, str]] = []
         for key, node in (self.inputs.get("nodes") or {}).items():
             if isinstance(node, SinglefileData):
                 copies.append((node, node.filename, node.filename))

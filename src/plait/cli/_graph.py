@@ -9,7 +9,10 @@ green, returned data dashed, calls dotted).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plait.storage.backend import StorageBackend
 
 __all__ = ["ProvenanceGraph", "collect_graph", "to_dot"]
 
@@ -36,7 +39,7 @@ class ProvenanceGraph:
     links: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _walk(backend: Any, start: int, depth: int, upstream: bool, seen: set[int]) -> None:
+def _walk(backend: StorageBackend, start: int, depth: int, upstream: bool, seen: set[int]) -> None:
     """Add to ``seen`` the nodes up to ``depth`` links before (upstream) or after ``start``."""
     frontier = {start}
     for _ in range(depth):
@@ -52,7 +55,9 @@ def _walk(backend: Any, start: int, depth: int, upstream: bool, seen: set[int]) 
         seen |= frontier
 
 
-def collect_graph(backend: Any, pk: int, ancestors: int = 1, descendants: int = 1) -> ProvenanceGraph:
+def collect_graph(
+    backend: StorageBackend, pk: int, ancestors: int = 1, descendants: int = 1
+) -> ProvenanceGraph:
     """The nodes within ``ancestors`` links upstream and ``descendants`` downstream of ``pk``.
 
     Every link between two collected nodes is kept, even one the walk did not follow.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from rich.tree import Tree
@@ -49,9 +49,13 @@ def _links(
     from plait.orm import LinkType
 
     inputs = [(label, n) for label, _, n in node.get_incoming((LinkType.INPUT_CALC, LinkType.INPUT_WORK))]
-    called = [(label, n) for label, _, n in node.get_outgoing((LinkType.CALL_CALC, LinkType.CALL_WORK))]
+    # CALL links join process nodes only, so their far end loads as a ProcessNode
+    called = [
+        (label, cast("ProcessNode", n))
+        for label, _, n in node.get_outgoing((LinkType.CALL_CALC, LinkType.CALL_WORK))
+    ]
     outputs = [(label, n) for label, _, n in node.get_outgoing((LinkType.CREATE, LinkType.RETURN))]
-    return inputs, called, outputs  # type: ignore[return-value]
+    return inputs, called, outputs
 
 
 def _fill(branch: Tree, node: ProcessNode, depth: int, max_depth: int) -> None:

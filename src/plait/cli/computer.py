@@ -30,6 +30,8 @@ from plait.cli._common import CliError, CliState, console, format_time, kv_table
 
 if TYPE_CHECKING:
     from plait.orm import Computer
+    from plait.schedulers import Scheduler
+    from plait.transports import Transport
 
 __all__ = ["computer", "mask_secrets", "parse_assignments"]
 
@@ -87,7 +89,9 @@ def _has_config_row(found: Computer) -> bool:
 
     if found.transport_type == "local":
         return True
-    return get_backend().get_computer_config(found.pk, _user_email()) is not None  # type: ignore[arg-type]
+    if found.pk is None:  # an unstored computer has no configuration rows
+        return False
+    return get_backend().get_computer_config(found.pk, _user_email()) is not None
 
 
 def _load(state: CliState, label: str) -> Computer:
@@ -718,14 +722,23 @@ def _hints(found: Computer, work_dir: str) -> Callable[[str, BaseException], str
 
 
 async def _run_checks(
-    found: Computer, scheduler: Any, scheduler_error: Exception | None, out: Console, step_timeout: float
+    found: Computer,
+    scheduler: Scheduler | None,
+    scheduler_error: Exception | None,
+    out: Console,
+    step_timeout: float,
 ) -> _Checklist:
     from plait.transports import as_async
 
     context: dict[str, Any] = {"user": None, "test_dir": None}
     work_dir = found.work_dir
     checks = _Checklist(out, step_timeout, _hints(found, work_dir))
-    transport: Any = None
+    transport: Transport | None = None
+
+    def connected() -> Transport:
+        # every check after "open" runs only once "open" succeeded (cleanup: once a folder was made)
+        assert transport is not None
+        return transport
 
     async def connect() -> str:
         nonlocal transport
@@ -734,22 +747,22 @@ async def _run_checks(
         return f"{found.transport_type} to {found.hostname}"
 
     async def whoami() -> str:
-        context["user"] = user = (await transport.whoami()).strip()
+        context["user"] = user = (await connected().whoami()).strip()
         return f"user {user}"
 
     async def make_folder() -> str:
         base = work_dir.replace("{username}", context["user"] or "")
-        await transport.mkdir(base, parents=True, exist_ok=True)
+        await connected().mkdir(base, parents=True, exist_ok=True)
         test_dir = posixpath.join(base, f"plait-test-{uuid.uuid4().hex[:12]}")
-        await transport.mkdir(test_dir)
+        await connected().mkdir(test_dir)
         context["test_dir"] = test_dir
         return test_dir
 
     async def transfer() -> str:
         path = posixpath.join(context["test_dir"], "plait-test.bin")
         payload = f"plait test {uuid.uuid4()}\n".encode() + bytes(range(256))
-        await transport.write_bytes(path, payload)
-        back = await transport.read_bytes(path)
+        await connected().write_bytes(path, payload)
+        back = await connected().read_bytes(path)
         if back != payload:
             raise _Failed(
                 f"read back {len(back)} bytes that differ from the {len(payload)} bytes written to {path}"
@@ -757,7 +770,7 @@ async def _run_checks(
         return f"{len(payload)} bytes written and read back"
 
     async def command() -> str:
-        result = await transport.exec_command_wait(
+        result = await connected().exec_command_wait(
             "echo plait-test", workdir=context["test_dir"], timeout=step_timeout
         )
         if result.returncode != 0:
@@ -775,15 +788,16 @@ async def _run_checks(
     async def ask_scheduler() -> str:
         if scheduler_error is not None:
             raise scheduler_error
-        await scheduler.query(transport, [PROBE_JOB_ID])
+        assert scheduler is not None  # get_scheduler() either returned one or raised scheduler_error
+        await scheduler.query(connected(), [PROBE_JOB_ID])
         return f"the {found.scheduler_type} scheduler answered a status query (nothing was submitted)"
 
     async def cleanup() -> str:
-        await transport.rmtree(context["test_dir"])
+        await connected().rmtree(context["test_dir"])
         return f"removed {context['test_dir']}"
 
     async def close() -> str:
-        await transport.close()
+        await connected().close()
         return ""
 
     try:
@@ -811,7 +825,7 @@ async def _run_checks(
     return checks
 
 
-def _probe_unsupported(scheduler: Any) -> bool:
+def _probe_unsupported(scheduler: Scheduler) -> bool:
     """True when the plugin would refuse the probe job id before asking anything."""
     try:
         from plait.schedulers.direct import DirectScheduler

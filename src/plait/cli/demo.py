@@ -9,16 +9,25 @@ then its provenance is printed as a tree with the pks to explore it further.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 import click
+from rich.console import Console
 from rich.text import Text
 
 from plait.cli._common import CliError, CliState, console, format_time, pass_state
 
+if TYPE_CHECKING:
+    from plait.engine.process import Process
+    from plait.orm import ProcessNode
+    from plait.storage.profile import Profile
+
 __all__ = ["demo"]
 
 
-def _through_daemon(profile, process_class, inputs, timeout, out):  # type: ignore[no-untyped-def]
+def _through_daemon(
+    profile: Profile, process_class: type[Process], inputs: dict[str, Any], timeout: float, out: Console
+) -> ProcessNode:
     from plait.daemon import client
     from plait.engine import submit
 
@@ -81,7 +90,7 @@ def demo(
     from plait.workflows.demo import NewtonSqrtWorkChain
 
     started = time.perf_counter()
-    inputs = {"a": number, "tolerance": tolerance, "max_iterations": max_iterations}
+    inputs: dict[str, Any] = {"a": number, "tolerance": tolerance, "max_iterations": max_iterations}
     if through_daemon:
         node = _through_daemon(profile, NewtonSqrtWorkChain, inputs, timeout, out)
     else:

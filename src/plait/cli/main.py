@@ -32,7 +32,7 @@ def _print_error(message: str) -> None:
 class PlaitGroup(click.Group):
     """A click group that turns every failure into one line on stderr."""
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Any = None,
         prog_name: str | None = None,

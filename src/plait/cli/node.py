@@ -43,11 +43,12 @@ def _json_block(value: object) -> Text:
 
 
 def _size(size: int) -> str:
+    scaled: float = size
     for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000  # type: ignore[assignment]
-    return str(size)
+        if scaled < 1000 or unit == "GB":
+            return f"{scaled} {unit}" if unit == "B" else f"{scaled:.1f} {unit}"
+        scaled /= 1000
+    return str(scaled)
 
 
 @node.command("show")
@@ -173,7 +174,8 @@ def graph(
         if dot_program is None:
             raise CliError(MISSING_DOT)
 
-    found = collect_graph(backend, center.pk, ancestors=ancestors, descendants=descendants)  # type: ignore[arg-type]
+    assert center.pk is not None  # load_node only finds stored nodes
+    found = collect_graph(backend, center.pk, ancestors=ancestors, descendants=descendants)
     text, matched = to_dot(found, highlight_class)
 
     to_stdout = output is not None and str(output) == "-"

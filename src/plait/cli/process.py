@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 from rich.text import Text
@@ -32,6 +32,10 @@ from plait.cli._common import (
     table,
     type_name,
 )
+
+if TYPE_CHECKING:
+    from plait.orm import ProcessNode
+    from plait.storage.backend import StorageBackend
 
 __all__ = ["process"]
 
@@ -59,7 +63,7 @@ def holder_text(owner: str | None, expires: float | None, now: float) -> Text:
     """
     import socket
 
-    from plait.engine.runner import owner_is_dead
+    from plait.engine.leases import owner_is_dead
 
     if not owner:
         return Text("-")
@@ -245,9 +249,14 @@ def show(state: CliState, identifier: str) -> None:
     if called:
         calls = table("PK", "Link label", "Process label", "State", title="Called")
         for label, _, child in called:
+            # CALL links join process nodes only, so their far end loads as a ProcessNode
+            process = cast("ProcessNode", child)
             calls.add_row(
-                str(child.pk), Text(link_label(label)), Text(child.process_label), process_state_text(child)
-            )  # type: ignore[attr-defined]
+                str(process.pk),
+                Text(link_label(label)),
+                Text(process.process_label),
+                process_state_text(process),
+            )
         out.print(calls)
 
     records = node.get_report()
@@ -266,7 +275,9 @@ def show(state: CliState, identifier: str) -> None:
         )
 
 
-def _descendants(backend: Any, pk: int, depth: int, found: list[tuple[int, int, dict[str, Any]]]) -> None:
+def _descendants(
+    backend: StorageBackend, pk: int, depth: int, found: list[tuple[int, int, dict[str, Any]]]
+) -> None:
     for child in backend.get_children(pk):
         found.append((child["node_id"], depth + 1, child))
         _descendants(backend, child["node_id"], depth + 1, found)
@@ -296,8 +307,9 @@ def report(state: CliState, identifier: str, levelname: str) -> None:
     """
     backend = state.backend()
     node = load_process(identifier)
+    assert node.pk is not None  # load_process only finds stored nodes
     root_row = backend.get_process(node.pk)
-    tree: list[tuple[int, int, dict[str, Any]]] = [(node.pk, 0, root_row or {})]  # type: ignore[list-item]
+    tree: list[tuple[int, int, dict[str, Any]]] = [(node.pk, 0, root_row or {})]
     _descendants(backend, node.pk, 0, tree)
 
     threshold = _level_rank(levelname.upper())
@@ -384,7 +396,7 @@ def _resolve_pks(identifiers: tuple[str, ...]) -> tuple[list[int], list[tuple[st
     return pks, errors
 
 
-def _targets_for_all(backend: Any, action: str) -> tuple[list[int], int]:
+def _targets_for_all(backend: StorageBackend, action: str) -> tuple[list[int], int]:
     """``(pks to act on, descendants acted on through them)`` for ``--all``."""
     if action == "play":
         rows = backend.list_processes(states=list(ACTIVE), paused=True)
@@ -544,7 +556,7 @@ class _Watcher:
     #: polls during which a terminated process's logs are still read (a kill logs after it commits)
     SETTLE_POLLS = 2
 
-    def __init__(self, backend: Any, root: int) -> None:
+    def __init__(self, backend: StorageBackend, root: int) -> None:
         self.backend = backend
         self.root = root
         self.seen: dict[int, tuple[Any, ...]] = {}

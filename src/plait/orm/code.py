@@ -13,12 +13,13 @@ provenance says exactly which executable made each result.  Find one by
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from plait.orm.computer import Computer
 from plait.orm.errors import NotExistentError, StoringNotAllowed
-from plait.orm.node import Data
+from plait.orm.node import Data, Node
 
 __all__ = ["Code", "InstalledCode", "PortableCode", "load_code"]
 
@@ -159,16 +160,25 @@ class PortableCode(Code):
         super()._validate_before_store()
 
 
-def _find_codes(label: str, computer_label: str) -> list[Code]:
+def _code_from_row(row: Mapping[str, Any]) -> Code:
+    """The code of a row found by a query for the code node types."""
     from plait.orm.node import node_from_row
+
+    node = node_from_row(row)
+    if not isinstance(node, Code):  # the built-in code types always load as Code subclasses
+        raise TypeError(f"node {row.get('id')} is a {type(node).__name__}, not a code")
+    return node
+
+
+def _find_codes(label: str, computer_label: str) -> list[Code]:
     from plait.storage import get_backend
 
     rows = get_backend().find_nodes(node_types=["data.core.code.installed", "data.core.code.portable"])
     found = []
     for row in rows:
         if row["label"] == label and (row["attributes"] or {}).get("computer", "") == computer_label:
-            found.append(node_from_row(row))
-    return found  # type: ignore[return-value]
+            found.append(_code_from_row(row))
+    return found
 
 
 def load_code(identifier: str | int) -> Code:
@@ -194,17 +204,16 @@ def load_code(identifier: str | int) -> Code:
         if r["label"] == label and (not computer or (r["attributes"] or {}).get("computer", "") == computer)
     ]
     if len(matches) == 1:
-        from plait.orm.node import node_from_row
-
-        return node_from_row(matches[0])  # type: ignore[return-value]
+        return _code_from_row(matches[0])
     if len(matches) > 1:
         raise NotExistentError(f"code label '{label}' is ambiguous: write it as label@computer")
     if not computer and len(label) >= 4:  # maybe a uuid or uuid prefix
+        by_uuid: Node | None
         try:
-            node = load_node(uuid=label)
+            by_uuid = load_node(uuid=label)
         except (NotExistentError, LookupError):
-            node = None
-        if isinstance(node, Code):
-            return node
+            by_uuid = None
+        if isinstance(by_uuid, Code):
+            return by_uuid
     known = ", ".join(f"{r['label']}@{(r['attributes'] or {}).get('computer', '')}" for r in rows) or "none"
     raise NotExistentError(f"no code '{identifier}' (codes: {known})")

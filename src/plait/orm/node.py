@@ -23,9 +23,13 @@ import os
 import uuid as _uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, ClassVar, Self
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, Self, overload
 
 from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNotAllowed
+
+if TYPE_CHECKING:
+    from plait.storage.backend import StorageBackend
+    from plait.storage.repository import FileRepository
 
 __all__ = ["Data", "LinkType", "Node", "NodeLinks", "check_json", "load_node", "node_from_row"]
 
@@ -66,7 +70,7 @@ def check_json(value: Any, where: str) -> None:
     raise StoringNotAllowed(f"{where}: a {type(value).__name__} is not JSON (store a node or a plain value)")
 
 
-def _backend():
+def _backend() -> StorageBackend:
     from plait.storage import get_backend
 
     return get_backend()
@@ -144,7 +148,7 @@ class Node:
     @label.setter
     def label(self, value: str) -> None:
         self._label = str(value)
-        if self.is_stored:
+        if self._pk is not None:
             _backend().update_node(self._pk, label=self._label)
 
     @property
@@ -154,7 +158,7 @@ class Node:
     @description.setter
     def description(self, value: str) -> None:
         self._description = str(value)
-        if self.is_stored:
+        if self._pk is not None:
             _backend().update_node(self._pk, description=self._description)
 
     @property
@@ -169,12 +173,12 @@ class Node:
         """Set an extra (JSON value); written at once if the node is stored."""
         check_json(value, f"extra '{key}'")
         self._extras[key] = value
-        if self.is_stored:
+        if self._pk is not None:
             _backend().update_node(self._pk, extras=self._extras)
 
     def delete_extra(self, key: str) -> None:
         self._extras.pop(key, None)
-        if self.is_stored:
+        if self._pk is not None:
             _backend().update_node(self._pk, extras=self._extras)
 
     # -- attributes (fixed once stored) ----------------------------------------------
@@ -243,6 +247,12 @@ class Node:
         """Every file of the node, as relative paths."""
         return sorted(set(self._files) | set(self._pending))
 
+    @overload
+    def get_object_content(self, relpath: str, mode: Literal["r"] = "r") -> str: ...
+    @overload
+    def get_object_content(self, relpath: str, mode: Literal["rb"]) -> bytes: ...
+    @overload
+    def get_object_content(self, relpath: str, mode: str) -> str | bytes: ...
     def get_object_content(self, relpath: str, mode: str = "r") -> str | bytes:
         """The content of file ``relpath``: ``str`` with mode "r", ``bytes`` with "rb"."""
         data = self._read_file(self._clean_relpath(relpath))
@@ -285,7 +295,7 @@ class Node:
         )
         return hashlib.blake2b(payload.encode(), digest_size=32).hexdigest()
 
-    def _flush_files(self, repository: Any) -> None:
+    def _flush_files(self, repository: FileRepository) -> None:
         for relpath, content in self._pending.items():
             if isinstance(content, Path):
                 key = repository.put_file(content)
@@ -363,7 +373,7 @@ class Node:
         return self._links(False, link_types)
 
     def _links(self, incoming: bool, link_types: tuple[LinkType, ...]) -> list[tuple[str, LinkType, Node]]:
-        if not self.is_stored:
+        if self._pk is None:
             return []
         rows = _backend().get_links(self._pk, incoming=incoming, link_types=[t.value for t in link_types])
         return [(label, LinkType(kind), node_from_row(row)) for label, kind, row in rows]

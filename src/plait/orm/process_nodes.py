@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from plait.orm.node import LinkType, Node, _backend, check_json
 
@@ -77,8 +77,8 @@ class ProcessNode(Node):
 
     def refresh(self) -> ProcessNode:
         """Re-read the process state from the database (it changes while the process runs)."""
-        if self.is_stored:
-            row = _backend().get_process(self.pk)  # type: ignore[arg-type]
+        if self._pk is not None:
+            row = _backend().get_process(self._pk)
             if row is not None:
                 self._process = {key: row[key] for key in _PROCESS_FIELDS}
                 self._process_row = row  # the whole row (checkpoint included), for the engine
@@ -144,8 +144,8 @@ class ProcessNode(Node):
     def flush_runtime_changes(self) -> None:
         """Write runtime attributes and files (call inside the transaction of a state commit)."""
         dirty = self._dirty
-        if self.is_stored and dirty:
-            _backend().update_node(self.pk, **{name: getattr(self, f"_{name}") for name in sorted(dirty)})
+        if self._pk is not None and dirty:
+            _backend().update_node(self._pk, **{name: getattr(self, f"_{name}") for name in sorted(dirty)})
             dirty.clear()
 
     # -- state -------------------------------------------------------------------------
@@ -213,12 +213,14 @@ class ProcessNode(Node):
     def caller(self) -> ProcessNode | None:
         """The workflow that called this process, if any."""
         found = self.get_incoming((LinkType.CALL_CALC, LinkType.CALL_WORK))
-        return found[0][2] if found else None  # type: ignore[return-value]
+        # CALL links join process nodes only, so both ends load as ProcessNode
+        return cast(ProcessNode, found[0][2]) if found else None
 
     @property
     def called(self) -> list[ProcessNode]:
         """The processes this one called, in the order it called them."""
-        return [n for _, _, n in self.get_outgoing((LinkType.CALL_CALC, LinkType.CALL_WORK))]  # type: ignore[misc]
+        links = self.get_outgoing((LinkType.CALL_CALC, LinkType.CALL_WORK))
+        return [cast(ProcessNode, n) for _, _, n in links]
 
     def called_descendants(self) -> list[ProcessNode]:
         result: list[ProcessNode] = []
@@ -229,11 +231,11 @@ class ProcessNode(Node):
 
     def get_report(self) -> list[dict[str, Any]]:
         """The log records of this process (``self.report`` messages and engine messages)."""
-        return _backend().get_logs(self.pk) if self.is_stored else []  # type: ignore[arg-type]
+        return _backend().get_logs(self._pk) if self._pk is not None else []
 
     def get_checkpoints(self) -> list[dict[str, Any]]:
         """The step checkpoints kept for this process (while running, or after it failed)."""
-        return _backend().get_checkpoints(self.pk) if self.is_stored else []  # type: ignore[arg-type]
+        return _backend().get_checkpoints(self._pk) if self._pk is not None else []
 
 
 class CalculationNode(ProcessNode):

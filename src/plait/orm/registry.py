@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from plait.orm.node import Node
@@ -80,7 +80,8 @@ def node_class_for(node_type: str) -> type[Node]:
         path = _entry_point_data_types().get(node_type)
     if path is not None:
         try:
-            return import_object(path)  # type: ignore[return-value]
+            # the path was recorded from a Node subclass, or registered as one
+            return cast("type[Node]", import_object(path))
         except ImportError:
             pass
     from plait.orm.node import Data, Node

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from typing import TYPE_CHECKING
 
 from plait.schedulers.contract import (
     FAILURE_KINDS,
@@ -21,6 +22,9 @@ from plait.schedulers.contract import (
     Scheduler,
 )
 from plait.schedulers.errors import SchedulerError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "FAILURE_KINDS",
@@ -47,7 +51,7 @@ _BUILTINS = {
 
 
 @functools.cache
-def _entry_points() -> dict[str, object]:
+def _entry_points() -> dict[str, EntryPoint]:
     """The registered plugins, scanned once per interpreter (scanning costs milliseconds)."""
     from importlib.metadata import entry_points
 
@@ -75,7 +79,7 @@ def get_scheduler_class(name: str) -> type[Scheduler]:
     """
     entry_point = _entry_points().get(name)
     if entry_point is not None:
-        cls = entry_point.load()  # type: ignore[attr-defined]
+        cls = entry_point.load()
     elif name in _BUILTINS:
         module_name, class_name = _BUILTINS[name]
         cls = getattr(importlib.import_module(module_name), class_name)

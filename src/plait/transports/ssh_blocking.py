@@ -34,7 +34,7 @@ import socket
 import stat
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _remote_shell as shell
 from ._local_files import (
@@ -116,7 +116,7 @@ def _policies() -> tuple[type, type]:
         def __init__(self, options: SshOptions) -> None:
             self.options = options
 
-        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> NoReturn:
             host, port = _host_and_port(hostname)
             raise _Failure(
                 unknown_host_key_error(
@@ -221,7 +221,9 @@ class BlockingSshTransport(BlockingTransport):
         import paramiko
 
         opts = self.options
-        keys = list(opts.key_filenames) if opts.key_filenames is not None else hop["identityfile"]
+        keys: list[str] | None = (
+            list(opts.key_filenames) if opts.key_filenames is not None else hop["identityfile"]
+        )
         if keys:
             keys = [os.path.expanduser(k) for k in keys if os.path.isfile(os.path.expanduser(k))]
         client = self._new_client()
@@ -230,7 +232,8 @@ class BlockingSshTransport(BlockingTransport):
                 hop["hostname"],
                 hop["port"],
                 username=hop["username"],
-                key_filename=keys or None,
+                # types-paramiko says str, but paramiko takes a list of filenames too
+                key_filename=keys or None,  # type: ignore[arg-type]
                 allow_agent=opts.use_agent,
                 look_for_keys=opts.key_filenames is None,
                 timeout=opts.connect_timeout,
@@ -296,7 +299,9 @@ class BlockingSshTransport(BlockingTransport):
             assert self._client is not None
             self._sftp = self._client.open_sftp()
             if opts.keepalive_interval:
-                self._sftp.get_channel().settimeout(opts.keepalive_interval * opts.keepalive_count_max)
+                channel = self._sftp.get_channel()
+                assert channel is not None  # open_sftp() made the client on a channel
+                channel.settimeout(opts.keepalive_interval * opts.keepalive_count_max)
         except _Failure as failure:
             self._drop()
             raise failure.error from failure.__cause__
@@ -750,7 +755,7 @@ class BlockingSshTransport(BlockingTransport):
         channel.setblocking(False)
         while True:
             if pending is not None and channel.send_ready():
-                sent = channel.send(pending[:65536])
+                sent = channel.send(bytes(pending[:65536]))
                 pending = pending[sent:] or None
                 if pending is None:
                     channel.shutdown_write()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 
 from plait.orm.errors import StoringNotAllowed
 from plait.orm.node import Data
@@ -60,11 +60,17 @@ class SinglefileData(Data):
     def filename(self) -> str:
         return self.get_attribute("filename", "")
 
+    @overload
+    def get_content(self, mode: Literal["r"] = "r") -> str: ...
+    @overload
+    def get_content(self, mode: Literal["rb"]) -> bytes: ...
+    @overload
+    def get_content(self, mode: str) -> str | bytes: ...
     def get_content(self, mode: str = "r") -> str | bytes:
         """The file's content: text with ``"r"``, bytes with ``"rb"``."""
         return self.get_object_content(self.filename, mode)
 
-    def open(self, relpath: str | None = None, mode: str = "r") -> IO[Any]:  # type: ignore[override]
+    def open(self, relpath: str | None = None, mode: str = "r") -> IO[Any]:
         return super().open(relpath or self.filename, mode)
 
     def _validate_before_store(self) -> None:
@@ -90,6 +96,12 @@ class FolderData(Data):
             target.parent.mkdir(parents=True, exist_ok=True)
             self.copy_file_to(relpath, target)
 
+    @overload
+    def get_content(self, relpath: str, mode: Literal["r"] = "r") -> str: ...
+    @overload
+    def get_content(self, relpath: str, mode: Literal["rb"]) -> bytes: ...
+    @overload
+    def get_content(self, relpath: str, mode: str) -> str | bytes: ...
     def get_content(self, relpath: str, mode: str = "r") -> str | bytes:
         return self.get_object_content(relpath, mode)
 

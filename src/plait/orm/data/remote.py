@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plait.orm.errors import StoringNotAllowed
 from plait.orm.node import Data
+
+if TYPE_CHECKING:
+    from plait.orm.computer import Computer
 
 __all__ = ["RemoteData"]
 
@@ -15,7 +18,9 @@ class RemoteData(Data):
 
     node_type = "data.core.remote"
 
-    def __init__(self, *, remote_path: str | None = None, computer: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, remote_path: str | None = None, computer: Computer | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if remote_path is not None:
             self.set_attribute("remote_path", str(remote_path))
@@ -30,14 +35,14 @@ class RemoteData(Data):
         return self.remote_path
 
     @property
-    def computer(self) -> Any:
+    def computer(self) -> Computer | None:
         """The :class:`~plait.orm.computer.Computer` the folder lives on."""
         from plait.orm.computer import Computer
 
         return Computer.get(pk=self._computer_id) if self._computer_id is not None else None
 
     @computer.setter
-    def computer(self, computer: Any) -> None:
+    def computer(self, computer: Computer) -> None:
         self._check_mutable("computer")
         if computer.pk is None:
             raise StoringNotAllowed("store the computer before attaching it to a node")

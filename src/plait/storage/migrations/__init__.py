@@ -8,15 +8,19 @@ and ``plait storage migrate`` upgrades an older one.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = ["alembic_config", "upgrade"]
 
 HERE = Path(__file__).parent
 
 
-def alembic_config(connection: Connection | None = None):  # -> alembic.config.Config
+def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic ``Config`` pointing at these migrations, bound to ``connection`` if given."""
     from alembic.config import Config
 
