@@ -36,7 +36,7 @@ def slow_double(x: Int) -> Int:
 
 
 class FirstStepChain(WorkChain):
-    """One step that submits a child and calls an inline calcfunction, then may crash before the checkpoint."""
+    """One step that submits a child and calls an inline calcfunction, then may crash (no checkpoint)."""
 
     @classmethod
     def define(cls, spec):

@@ -73,7 +73,9 @@ def test_processes_waiting_at_an_await_hold_no_slot(daemon, tmp_path, monkeypatc
     daemon(workers=1)
     backend = get_backend()
     wait_for(
-        lambda: all(r["state"] == "running" and r["lease_owner"] for r in backend.list_processes(pks=waiting)),
+        lambda: all(
+            r["state"] == "running" and r["lease_owner"] for r in backend.list_processes(pks=waiting)
+        ),
         60,
         "ten processes waiting at an await in the worker's ten slots",
     )
