@@ -21,7 +21,12 @@ from plait.schedulers.contract import (
     JobTemplate,
     Scheduler,
 )
-from plait.schedulers.errors import SchedulerError
+from plait.schedulers.errors import (
+    SchedulerError,
+    SchedulerOutputError,
+    SchedulerRefusedError,
+    SchedulerUnavailableError,
+)
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -35,6 +40,9 @@ __all__ = [
     "JobTemplate",
     "Scheduler",
     "SchedulerError",
+    "SchedulerOutputError",
+    "SchedulerRefusedError",
+    "SchedulerUnavailableError",
     "available_schedulers",
     "get_scheduler_class",
 ]

@@ -42,7 +42,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from plait.schedulers.errors import SchedulerError
+from plait.schedulers.errors import (
+    SchedulerError,
+    SchedulerOutputError,
+    SchedulerRefusedError,
+    SchedulerUnavailableError,
+)
 
 if TYPE_CHECKING:  # keep ``import plait.schedulers`` cheap: the transport package is only needed for typing
     from plait.transports.contract import CommandResult, Transport
@@ -403,12 +408,25 @@ class Scheduler(abc.ABC):
     plugin accepts ``command_timeout`` (seconds a scheduler command may take
     before the transport kills it and raises its retryable
     ``TransportTimeoutError``; ``None`` for no limit).
+
+    Errors: a failed scheduler command raises :class:`SchedulerError` with
+    ``retryable`` set (see :mod:`plait.schedulers.errors`).  A plugin lists
+    what its tools print when the scheduler is unreachable or busy
+    (:attr:`unavailable_pattern`) and when it refuses a request
+    (:attr:`refused_pattern`), and builds its errors with
+    :meth:`_command_error`; or it raises a subclass, or passes
+    ``retryable=``, itself.
     """
 
     #: name under the ``plait.schedulers`` entry point group.
     plugin_name: ClassVar[str] = ""
     #: the options this plugin accepts, with their defaults.
     default_options: ClassVar[Mapping[str, Any]] = {"command_timeout": 120.0}
+    #: what a failed command prints when the scheduler cannot be reached or is busy now (retryable);
+    #: searched in its stderr and stdout by :meth:`_command_error`, before ``refused_pattern``.
+    unavailable_pattern: ClassVar[re.Pattern[str] | None] = None
+    #: what a failed command prints when the scheduler refuses the request itself (not retryable).
+    refused_pattern: ClassVar[re.Pattern[str] | None] = None
 
     def __init__(self, **options: Any) -> None:
         """Keep the options.
@@ -525,6 +543,32 @@ class Scheduler(abc.ABC):
             command, workdir=workdir, timeout=self.options.get("command_timeout")
         )
 
+    def _command_error(self, reason: str, command: str, result: CommandResult) -> SchedulerError:
+        """The error for a scheduler command that failed, of the class its output calls for.
+
+        In order: :attr:`unavailable_pattern` found in stderr or stdout gives
+        :class:`SchedulerUnavailableError` (retryable); exit code 127 or
+        "command not found" (the scheduler's tool is not installed, or not on
+        the remote shell's PATH) a :class:`SchedulerError` that is not
+        retryable; :attr:`refused_pattern` a :class:`SchedulerRefusedError`
+        (not retryable); anything else a plain :class:`SchedulerError`
+        (retryable: the cause is unknown).  Raise what it returns.
+        """
+        text = f"{result.stderr}\n{result.stdout}"
+        fields: dict[str, Any] = {
+            "command": command,
+            "returncode": result.returncode,
+            "stderr": result.stderr,
+            "stdout": result.stdout,
+        }
+        if self.unavailable_pattern is not None and self.unavailable_pattern.search(text):
+            return SchedulerUnavailableError(reason, **fields)
+        if result.returncode == 127 or "command not found" in result.stderr:
+            return SchedulerError(reason, retryable=False, **fields)
+        if self.refused_pattern is not None and self.refused_pattern.search(text):
+            return SchedulerRefusedError(reason, **fields)
+        return SchedulerError(reason, **fields)
+
     async def _submit_printing_id(
         self, transport: Transport, workdir: str, command: str, job_id_of: Callable[[str], str]
     ) -> str:
@@ -533,22 +577,18 @@ class Scheduler(abc.ABC):
         ``job_id_of`` turns that line into the id, or returns "" when it holds none.
 
         Raises:
-            SchedulerError: the command failed, or printed no job id.
+            SchedulerError: the command failed (classified by :meth:`_command_error`), or
+                printed no job id (:class:`SchedulerOutputError`: the job may have been
+                submitted, so it is not retried).
         """
         tool = command.split(None, 1)[0]
         result = await self._run(transport, command, workdir=workdir)
         if result.returncode != 0:
-            raise SchedulerError(
-                f"{tool} refused the job",
-                command=command,
-                returncode=result.returncode,
-                stderr=result.stderr,
-                stdout=result.stdout,
-            )
+            raise self._command_error(f"{tool} refused the job", command, result)
         lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
         job_id = job_id_of(lines[-1]) if lines else ""
         if not job_id:
-            raise SchedulerError(
+            raise SchedulerOutputError(
                 f"{tool} printed no job id (stdout {result.stdout!r})",
                 command=command,
                 returncode=result.returncode,
@@ -568,7 +608,11 @@ class Scheduler(abc.ABC):
 
         Raises:
             SchedulerError: the scheduler refused the script (naming the command,
-                its exit code and its standard error), or printed no job id.
+                its exit code and its standard error), or printed no job id.  Its
+                ``retryable`` says whether submitting again may help: a refusal
+                of the job itself (invalid partition, account, a rejected script)
+                is a :class:`SchedulerRefusedError`, not retryable; an unreachable
+                or busy scheduler a :class:`SchedulerUnavailableError`, retryable.
             TransportError: the transport failed (not wrapped).
         """
 
@@ -583,7 +627,8 @@ class Scheduler(abc.ABC):
 
         Raises:
             SchedulerError: the scheduler command failed for another reason than
-                unknown job ids, or printed something that cannot be understood.
+                unknown job ids (``retryable`` as for :meth:`submit`), or printed
+                something that cannot be understood (:class:`SchedulerOutputError`).
             ValueError: a job id that this scheduler could never have returned.
             TransportError: the transport failed (not wrapped).
         """
@@ -596,6 +641,7 @@ class Scheduler(abc.ABC):
         moment to leave (query it to see it ``FAILED``/``DONE``).
 
         Raises:
-            SchedulerError: the scheduler refused to cancel a job it still has.
+            SchedulerError: the scheduler refused to cancel a job it still has
+                (a denied permission: :class:`SchedulerRefusedError`).
             TransportError: the transport failed (not wrapped).
         """

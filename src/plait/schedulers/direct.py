@@ -34,13 +34,14 @@ group (the pid was reused by an unrelated process) is ``DONE``.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from plait.schedulers._common import parse_duration, sanitize_job_name
 from plait.schedulers.contract import JobInfo, JobState, JobTemplate, Scheduler
-from plait.schedulers.errors import SchedulerError
+from plait.schedulers.errors import SchedulerOutputError
 
 if TYPE_CHECKING:
     from plait.transports.contract import Transport
@@ -49,6 +50,11 @@ __all__ = ["DirectScheduler"]
 
 #: seconds between the SIGTERM at the wall-time limit and the SIGKILL.
 WALLTIME_KILL_AFTER = 10
+
+#: the machine is short of processes or memory for a moment (fork failed): retryable.
+_UNAVAILABLE = re.compile(r"Resource temporarily unavailable|Cannot allocate memory", re.IGNORECASE)
+#: the job script is missing, or the job belongs to someone else: not retryable.
+_REFUSED = re.compile(r"no such job script|Operation not permitted|Permission denied", re.IGNORECASE)
 
 
 #: bash: print "pid pgid stat" for each pid given, from /proc when there is one, else from ps.
@@ -81,6 +87,8 @@ class DirectScheduler(Scheduler):
     """Jobs as background processes of the computer itself (see the module docstring)."""
 
     plugin_name = "direct"
+    unavailable_pattern = _UNAVAILABLE
+    refused_pattern = _REFUSED
 
     def _header(self, template: JobTemplate) -> list[str]:
         res = template.resources
@@ -135,9 +143,11 @@ class DirectScheduler(Scheduler):
         )
         result = await self._run(transport, command, workdir=workdir)
         pid = result.stdout.strip()
-        if result.returncode != 0 or not pid.isdigit():
-            raise SchedulerError(
-                "could not start the job in the background",
+        if result.returncode != 0:
+            raise self._command_error("could not start the job in the background", command, result)
+        if not pid.isdigit():  # it may be running: starting it again could run it twice
+            raise SchedulerOutputError(
+                f"the job was started but its pid is unknown (stdout {result.stdout!r})",
                 command=command,
                 returncode=result.returncode,
                 stderr=result.stderr,
@@ -155,16 +165,14 @@ class DirectScheduler(Scheduler):
         result = await self._run(transport, command)
         # procps exits 1, silently, when none of the pids exists.
         if result.returncode != 0 and (result.stdout.strip() or result.stderr.strip()):
-            raise SchedulerError(
-                "ps failed", command=command, returncode=result.returncode, stderr=result.stderr
-            )
+            raise self._command_error("ps failed", command, result)
         listed: dict[str, tuple[str, str, str]] = {}
         for line in result.stdout.splitlines():
             parts = line.split()
             if not parts:
                 continue
             if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
-                raise SchedulerError(
+                raise SchedulerOutputError(
                     f"cannot read ps line {line!r} (expected pid, pgid, stat, etime)",
                     command=command,
                     returncode=result.returncode,
@@ -208,9 +216,4 @@ class DirectScheduler(Scheduler):
         )
         result = await self._run(transport, command)
         if result.returncode != 0 and "No such process" not in result.stderr:
-            raise SchedulerError(
-                f"could not kill job {job_id}",
-                command=command,
-                returncode=result.returncode,
-                stderr=result.stderr,
-            )
+            raise self._command_error(f"could not kill job {job_id}", command, result)

@@ -7,15 +7,46 @@ carries the command line, its exit code and its standard error, so that the
 message a user reads in the process report is enough to reproduce the problem
 by hand on the cluster.
 
+Every error says whether trying again may help: :attr:`SchedulerError.retryable`,
+as :class:`plait.transports.errors.TransportError` does.  The engine retries a
+retryable error with a growing pause (a bounded number of times, then it
+pauses the process), and pauses at once, with the reason, on one that is not.
+The subclasses carry the default of each kind of failure:
+
+* :class:`SchedulerError` itself, retryable: a failure whose cause the
+  plugin does not know;
+* :class:`SchedulerUnavailableError`, retryable: the scheduler cannot be
+  reached or is too busy now (controller down or failing over, a socket
+  time-out, "temporarily unable to accept job", an inactive partition or a
+  disabled queue, a queue that is full);
+* :class:`SchedulerRefusedError`, not retryable: the scheduler understood
+  the request and refuses it (invalid partition, account, qos or resources,
+  a limit the job violates, a script it rejects, a permission it denies).
+  The same request will be refused again: the user must change something;
+* :class:`SchedulerOutputError`, not retryable: the command printed what the
+  plugin cannot read (a format it does not know), or a submit printed no
+  job id (submitting again could run the job twice).
+
+An unclassified failure is retryable because the engine's retries are
+bounded: a persistent one ends as a pause with its message, as a refusal
+does, only a few attempts later.  A plugin that knows better passes
+``retryable=`` explicitly (a scheduler command that is not installed, exit
+code 127, is ``SchedulerError(..., retryable=False)``).  Plugins usually build
+their errors with :meth:`plait.schedulers.Scheduler._command_error`, which
+picks the class from the command's output and the plugin's
+``unavailable_pattern`` and ``refused_pattern``.
+
 A failure of the *transport* underneath (a dropped SSH connection, a command
-time-out) is not wrapped: it propagates as the transport's own
-:class:`plait.transports.errors.TransportError`, whose ``retryable`` flag tells
-the engine to retry or pause instead of failing the calculation.
+that exceeded the plugin's ``command_timeout``) is not wrapped: it propagates
+as the transport's own :class:`~plait.transports.errors.TransportError`
+(``TransportTimeoutError`` for a time-out), which is retryable too.
 """
 
 from __future__ import annotations
 
-__all__ = ["SchedulerError"]
+from typing import Any
+
+__all__ = ["SchedulerError", "SchedulerOutputError", "SchedulerRefusedError", "SchedulerUnavailableError"]
 
 
 class SchedulerError(Exception):
@@ -28,7 +59,15 @@ class SchedulerError(Exception):
         stderr: its standard error, as printed.
         stdout: its standard output, when that helps to understand the failure.
         reason: the human-readable reason, without the command decoration.
+        retryable: True when the same command may succeed if tried again later
+            (the scheduler was unreachable or busy, or the cause is unknown);
+            False when it cannot (the scheduler refused the request, its output
+            cannot be read, its command is missing).  The class gives the
+            default; the ``retryable`` argument overrides it for one error.
     """
+
+    #: default for the class; an instance may override it.
+    retryable: bool = True
 
     def __init__(
         self,
@@ -38,12 +77,15 @@ class SchedulerError(Exception):
         returncode: int,
         stderr: str = "",
         stdout: str = "",
+        retryable: bool | None = None,
     ) -> None:
         self.reason = reason
         self.command = command
         self.returncode = returncode
         self.stderr = stderr
         self.stdout = stdout
+        if retryable is not None:
+            self.retryable = retryable
         super().__init__(self._format())
 
     def _format(self) -> str:
@@ -53,14 +95,48 @@ class SchedulerError(Exception):
             message += f": {detail}"
         return message + ")"
 
-    def __reduce__(self):  # keep the structured fields when copied between processes/threads
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # keep the structured fields when copied
         return (
             _rebuild,
-            (type(self), self.reason, self.command, self.returncode, self.stderr, self.stdout),
+            (
+                type(self),
+                self.reason,
+                self.command,
+                self.returncode,
+                self.stderr,
+                self.stdout,
+                self.retryable,
+            ),
         )
 
 
 def _rebuild(
-    cls: type[SchedulerError], reason: str, command: str, returncode: int, stderr: str, stdout: str
+    cls: type[SchedulerError],
+    reason: str,
+    command: str,
+    returncode: int,
+    stderr: str,
+    stdout: str,
+    retryable: bool | None = None,
 ) -> SchedulerError:
-    return cls(reason, command=command, returncode=returncode, stderr=stderr, stdout=stdout)
+    return cls(
+        reason, command=command, returncode=returncode, stderr=stderr, stdout=stdout, retryable=retryable
+    )
+
+
+class SchedulerUnavailableError(SchedulerError):
+    """The scheduler cannot take the request now (unreachable, timing out, busy, queue inactive): retry."""
+
+    retryable = True
+
+
+class SchedulerRefusedError(SchedulerError):
+    """The scheduler refuses the request itself (invalid option, limit, script, permission): do not retry."""
+
+    retryable = False
+
+
+class SchedulerOutputError(SchedulerError):
+    """The command's output cannot be understood, or holds no job id: do not retry."""
+
+    retryable = False

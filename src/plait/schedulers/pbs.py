@@ -28,6 +28,13 @@ States: ``Q H W T M S`` → QUEUED (``S``, suspended, is RUNNING), ``R E B U``
 * negative: PBS itself ended the job: ``-29`` wall time → ``walltime``,
   ``-26``/``-27`` (vmem/mem) → ``out_of_memory``, any other (could not
   start, cpu limits...) → ``failed``.
+
+Errors: a failed ``qsub``/``qstat``/``qdel`` is classified by what it printed:
+a server that cannot be reached, times out, or has the queue disabled or full
+is retryable (:class:`~plait.schedulers.errors.SchedulerUnavailableError`);
+an unknown queue or resource, an invalid account, a job that violates or
+exceeds the limits, an unauthorized request is not
+(:class:`~plait.schedulers.errors.SchedulerRefusedError`).
 """
 
 from __future__ import annotations
@@ -39,7 +46,6 @@ from typing import TYPE_CHECKING
 
 from plait.schedulers._common import check_header_value, format_hms, parse_duration, sanitize_job_name
 from plait.schedulers.contract import JobInfo, JobState, JobTemplate, Scheduler
-from plait.schedulers.errors import SchedulerError
 
 if TYPE_CHECKING:
     from plait.transports.contract import Transport
@@ -65,6 +71,23 @@ _PBS_KILLS = {
 
 # stderr of qstat/qdel for a job the server does not know or has finished with (PBS Pro and Torque).
 _GONE = re.compile(r"unknown job id|job has finished|invalid state for job", re.IGNORECASE)
+
+#: The server cannot take the request now (pbs_error strings and the client tools' own): retryable.
+#: A full queue or a disabled one is a state of the cluster that passes, not a fault of the job.
+_UNAVAILABLE = re.compile(
+    r"cannot connect to (server|host)|connection refused|cannot read reply|premature end of message"
+    r"|end of file|timed out|server shutting down|queue is not enabled|queue is not started"
+    r"|maximum number of jobs already in queue|try again",
+    re.IGNORECASE,
+)
+
+#: The server refuses the job itself (bad queue, account, resources, limits, user, script): not retryable.
+_REFUSED = re.compile(
+    r"unknown queue|unknown resource|unauthorized request|bad uid|invalid account|bad account"
+    r"|illegal attribute|illegal -\w+ value|job violates|job exceeds|exceeds .*limit|directive error"
+    r"|no such file|permission denied|not allowed|invalid",
+    re.IGNORECASE,
+)
 
 
 def _check_job_id(job_id: str) -> str:
@@ -169,6 +192,8 @@ class PbsScheduler(Scheduler):
     """
 
     plugin_name = "pbs"
+    unavailable_pattern = _UNAVAILABLE
+    refused_pattern = _REFUSED
     default_options = {**Scheduler.default_options, "flavour": "pro"}
 
     def __init__(self, **options: object) -> None:
@@ -246,13 +271,7 @@ class PbsScheduler(Scheduler):
         if result.returncode != 0:
             complaints = [line for line in result.stderr.splitlines() if line.strip()]
             if not complaints or not all(_GONE.search(line) for line in complaints):
-                raise SchedulerError(
-                    "qstat failed",
-                    command=command,
-                    returncode=result.returncode,
-                    stderr=result.stderr,
-                    stdout=result.stdout,
-                )
+                raise self._command_error("qstat failed", command, result)
         blocks = parse_qstat_full(result.stdout)
         by_sequence = {_sequence_number(reported): reported for reported in blocks}
         answers: dict[str, JobInfo] = {}
@@ -269,10 +288,4 @@ class PbsScheduler(Scheduler):
         command = f"qdel {shlex.quote(_check_job_id(job_id))}"
         result = await self._run(transport, command)
         if result.returncode != 0 and not _GONE.search(result.stderr):
-            raise SchedulerError(
-                f"qdel refused to cancel job {job_id}",
-                command=command,
-                returncode=result.returncode,
-                stderr=result.stderr,
-                stdout=result.stdout,
-            )
+            raise self._command_error(f"qdel refused to cancel job {job_id}", command, result)

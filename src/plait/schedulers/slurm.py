@@ -12,6 +12,16 @@ job visible for ``MinJobAge`` seconds (300 by default); after that the job is
 no longer listed and is reported ``DONE``, and the engine tells success from
 failure by the exit-code file.
 
+Errors: a failed ``sbatch``/``squeue``/``scancel`` is classified by what it
+printed (:meth:`Scheduler._command_error`): an unreachable, timing-out or busy
+controller, or an inactive partition, is retryable
+(:class:`~plait.schedulers.errors.SchedulerUnavailableError`); an invalid
+partition, account, qos or resource request, a violated limit or a rejected
+script is not (:class:`~plait.schedulers.errors.SchedulerRefusedError`).
+"Job violates accounting/QOS policy" is a refusal although it also covers the
+submit limit, which jobs leaving the queue lift: the message does not tell
+which limit it is, and the process pauses with it for the user to see.
+
 Known limits: job arrays and jobs sent to another cluster with ``-M`` are not
 followed (the id returned is the part before ``;`` of ``sbatch --parsable``).
 """
@@ -26,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from plait.schedulers._common import check_header_value, parse_duration, sanitize_job_name
 from plait.schedulers.contract import JobInfo, JobState, JobTemplate, Scheduler
-from plait.schedulers.errors import SchedulerError
+from plait.schedulers.errors import SchedulerOutputError
 
 if TYPE_CHECKING:
     from plait.transports.contract import Transport
@@ -66,6 +76,26 @@ _FAILURES = {
 _UNKNOWN_JOB = "Invalid job id specified"
 _ALREADY_FINISHED = "already completing or completed"
 
+#: The controller cannot take the request now (slurm_errno.c strings, and sbatch's own retry notice):
+#: the same command may succeed later.
+_UNAVAILABLE = re.compile(
+    r"Unable to contact slurm controller|Socket timed out|Zero Bytes were transmitted or received"
+    r"|Communication connection failure|temporarily unable to accept job|Resource temporarily unavailable"
+    r"|backup controller in standby mode|Required partition not available|Connection refused"
+    r"|Unable to create job record, try again",
+    re.IGNORECASE,
+)
+
+#: The controller (or sbatch itself) refuses the job: invalid partition, account, qos, resources,
+#: options, a limit it violates, a script it rejects, a permission it denies.  Asking again is futile.
+_REFUSED = re.compile(
+    r"\binvalid\b|not available|permission denied|not permitted|violates|exceeds"
+    r"|More processors requested than permitted|does not look like a batch script|DOS line breaks"
+    r"|Batch script is empty|Unable to open file|unrecognized option|unrecognised option"
+    r"|option requires an argument",
+    re.IGNORECASE,
+)
+
 
 def _format_time(seconds: int) -> str:
     minutes, secs = divmod(seconds, 60)
@@ -98,7 +128,7 @@ def parse_squeue(stdout: str, *, command: str = "squeue") -> dict[str, JobInfo]:
     """The jobs listed by ``squeue --noheader --format=SQUEUE_FORMAT``, by job id.
 
     Raises:
-        SchedulerError: a line does not have the expected fields.
+        SchedulerOutputError: a line does not have the expected fields (not retryable).
     """
     jobs: dict[str, JobInfo] = {}
     for line in stdout.splitlines():
@@ -106,7 +136,7 @@ def parse_squeue(stdout: str, *, command: str = "squeue") -> dict[str, JobInfo]:
             continue
         parts = line.split("|", _SQUEUE_FIELDS - 1)
         if len(parts) != _SQUEUE_FIELDS or not parts[0].strip() or not parts[1].strip():
-            raise SchedulerError(
+            raise SchedulerOutputError(
                 f"cannot read squeue line {line!r} (expected {SQUEUE_FORMAT!r})",
                 command=command,
                 returncode=0,
@@ -139,6 +169,8 @@ class SlurmScheduler(Scheduler):
     """
 
     plugin_name = "slurm"
+    unavailable_pattern = _UNAVAILABLE
+    refused_pattern = _REFUSED
 
     def _header(self, template: JobTemplate) -> list[str]:
         res = template.resources
@@ -203,13 +235,7 @@ class SlurmScheduler(Scheduler):
                 for job_id in ids:
                     answers.update(await self.query(transport, [job_id]))
                 return answers
-            raise SchedulerError(
-                "squeue failed",
-                command=command,
-                returncode=result.returncode,
-                stderr=result.stderr,
-                stdout=result.stdout,
-            )
+            raise self._command_error("squeue failed", command, result)
         listed = parse_squeue(result.stdout, command=command)
         return {job_id: listed.get(job_id) or JobInfo.vanished(job_id) for job_id in ids}
 
@@ -222,10 +248,4 @@ class SlurmScheduler(Scheduler):
         if result.returncode != 0 and not (
             _UNKNOWN_JOB in result.stderr or _ALREADY_FINISHED in result.stderr
         ):
-            raise SchedulerError(
-                f"scancel refused to cancel job {job_id}",
-                command=command,
-                returncode=result.returncode,
-                stderr=result.stderr,
-                stdout=result.stdout,
-            )
+            raise self._command_error(f"scancel refused to cancel job {job_id}", command, result)
