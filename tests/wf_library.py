@@ -13,7 +13,7 @@ import threading
 import time
 
 from plait import ToContext, WorkChain, append_, calcfunction, if_, return_, run, while_, workfunction
-from plait.orm import Dict, Float, Int, List, Str
+from plait.orm import Bool, Dict, Float, Int, List, Str
 
 EVENTS: list[str] = []
 EVENTS_LOCK = threading.Lock()
@@ -375,3 +375,124 @@ class Batch(WorkChain):
 
     def finish(self):
         self.out("total", add(Int(self.ctx.total), Int(0)))
+
+
+# -- used by tests/engine/test_control_faults.py and tests/cli/test_kill_answers.py ----------------------
+
+
+def _trace(path: str, line: str) -> None:
+    """Append ``line`` to the file ``path``: what a step saw, readable from another interpreter."""
+    with open(path, "a") as handle:
+        handle.write(line + "\n")
+
+
+class ThreadNap(WorkChain):
+    """A plain (thread) step that blocks until the file ``gate`` exists, then launches a child.
+
+    With ``launch=False`` it just returns after the gate (the engine then commits its
+    checkpoint).  Every move is traced into the file ``trace``: ``started``, then
+    ``launched <pk>`` or ``refused <ErrorType>`` (a refused launch is re-raised), or ``returned``.
+    """
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("gate", valid_type=Str)
+        spec.input("trace", valid_type=Str)
+        spec.input("launch", valid_type=Bool, default=lambda: Bool(True))
+        spec.outline(cls.nap, cls.after)
+
+    def nap(self):
+        trace = self.inputs.trace.value
+        _trace(trace, "started")
+        deadline = time.monotonic() + 120  # bounded: a test that forgets the gate still ends
+        while not os.path.exists(self.inputs.gate.value) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self.inputs.launch.value:
+            _trace(trace, "returned")
+            return None
+        try:
+            child = self.submit(Slow, tag=Str("late"), delay=Float(0.01))
+        except BaseException as exc:
+            _trace(trace, f"refused {type(exc).__name__}")
+            raise
+        _trace(trace, f"launched {child.pk}")
+        return ToContext(child=child)
+
+    def after(self):
+        _trace(self.inputs.trace.value, "after")
+
+
+class LoopLauncher(WorkChain):
+    """A ``while_`` loop that submits one Slow child per turn and waits for it (``ToContext``)."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("n", valid_type=Int, default=lambda: Int(10_000))
+        spec.input("delay", valid_type=Float, default=lambda: Float(0.1))
+        spec.input(
+            "long_from", valid_type=Int, default=lambda: Int(10_000), help="turns from here sleep 300 s"
+        )
+        spec.outline(cls.setup, while_(cls.more)(cls.launch, cls.collect))
+
+    def setup(self):
+        self.ctx.turn = 0
+
+    def more(self):
+        return self.ctx.turn < self.inputs.n.value
+
+    def launch(self):
+        self.report("launching child %d", self.ctx.turn)
+        delay = Float(300.0) if self.ctx.turn >= self.inputs.long_from.value else self.inputs.delay
+        return ToContext(job=self.submit(Slow, tag=Str(f"turn-{self.ctx.turn}"), delay=delay))
+
+    def collect(self):
+        self.report("child %d ended %s", self.ctx.turn, self.ctx.job.process_state.value)
+        self.ctx.turn += 1
+
+
+def _wait_for_file(path: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds  # bounded: a test that forgets the file still ends
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+class SlowToLoad(Slow):
+    """A Slow child that a daemon worker, once it has claimed it, rebuilds only when the file
+    ``load_gate`` exists: it widens the window in which a worker holds the lease of a process
+    it has not started yet."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("load_gate", valid_type=Str)
+
+    @classmethod
+    def _load(cls, node, runner):
+        process = super()._load(node, runner)
+        _wait_for_file(process.inputs.load_gate.value)
+        return process
+
+
+class LaunchSlowToLoad(WorkChain):
+    """Submits one SlowToLoad child; with ``hold_gate`` its step then blocks until that file exists."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("load_gate", valid_type=Str)
+        spec.input("hold_gate", valid_type=Str, required=False)
+        spec.outline(cls.launch, cls.done)
+
+    def launch(self):
+        child = self.submit(
+            SlowToLoad, tag=Str("slow-to-load"), delay=Float(0.1), load_gate=self.inputs.load_gate
+        )
+        self.report("launched %d", child.pk)
+        if "hold_gate" in self.inputs:
+            _wait_for_file(self.inputs.hold_gate.value)
+        return ToContext(job=child)
+
+    def done(self):
+        self.report("done: the child ended %s", self.ctx.job.process_state.value)
