@@ -13,7 +13,7 @@ import threading
 import time
 
 from plait import ToContext, WorkChain, append_, calcfunction, if_, return_, run, while_, workfunction
-from plait.orm import Bool, Dict, Float, Int, List, Str
+from plait.orm import Bool, Code, Dict, Float, Int, List, Str
 
 EVENTS: list[str] = []
 EVENTS_LOCK = threading.Lock()
@@ -450,6 +450,114 @@ class LoopLauncher(WorkChain):
     def collect(self):
         self.report("child %d ended %s", self.ctx.turn, self.ctx.job.process_state.value)
         self.ctx.turn += 1
+
+
+# -- used by tests/daemon/test_chaos.py and benchmarks/bench_chaos.py --------------------------------------
+
+#: every CHAOS_JOB_EVERY-th ChaosChain (``seed % CHAOS_JOB_EVERY == 0``) also runs a calculation job
+CHAOS_JOB_EVERY = 10
+
+
+def _chaos_fraction(seed: int) -> float:
+    """A number in [0, 1] fixed by the seed: how long this chain naps, as a fraction of the maximum."""
+    return (seed * 37 % 11) / 10
+
+
+def _chaos_seconds(variable: str) -> float:
+    """A maximum nap read from the environment (the daemon's workers inherit it); 0 when unset."""
+    try:
+        return max(0.0, float(os.environ.get(variable) or 0.0))
+    except ValueError:
+        return 0.0
+
+
+@calcfunction
+def chaos_first(seed: Int) -> Int:
+    return Int(3 * seed.value + 1)
+
+
+@calcfunction
+def chaos_square(x: Int) -> Int:
+    """Submitted by ChaosChain: a process function the daemon runs on its own, in a thread."""
+    time.sleep(_chaos_fraction(x.value) * _chaos_seconds("PLAIT_CHAOS_SLEEP"))
+    return Int(x.value * x.value % 1009)
+
+
+@calcfunction
+def chaos_combine(seed: Int, a: Int, b: Int, c: Int) -> Int:
+    return Int(seed.value + 2 * a.value + 3 * b.value + 5 * c.value)
+
+
+def chaos_has_job(seed: int) -> bool:
+    return seed % CHAOS_JOB_EVERY == 0
+
+
+def chaos_expected(seed: int) -> tuple[int, list[str]]:
+    """What ``ChaosChain(seed=Int(seed))`` outputs as ``result``, and the labels of the processes it
+    calls, in call order.  Timing never changes either: a crash-free twin must give the same."""
+    a = 3 * seed + 1
+    b = a * a % 1009
+    job = chaos_has_job(seed)
+    c = seed + a if job else 0
+    labels = ["chaos_first", "chaos_square", *(["ArithmeticAddCalculation"] if job else []), "chaos_combine"]
+    return seed + 2 * a + 3 * b + 5 * c, labels
+
+
+class ChaosChain(WorkChain):
+    """The chaos tests' work chain: a bit of everything the daemon must run exactly once.
+
+    ``first`` calls a calcfunction inline; ``nap`` waits at an ``await`` (up to
+    ``$PLAIT_CHAOS_NAP`` seconds, a fraction fixed by the seed); ``launch`` submits the calcfunction
+    ``chaos_square`` (it sleeps up to ``$PLAIT_CHAOS_SLEEP`` s in its thread) and, for every
+    :data:`CHAOS_JOB_EVERY`-th seed, an ``ArithmeticAddCalculation`` of ``code`` (gathered with
+    ``to_context``); ``finish`` combines them with another inline calcfunction.  ``first`` and
+    ``launch`` linger up to ``$PLAIT_CHAOS_STEP`` s after their calls, before their checkpoint, so
+    that a worker killed at random is often in the middle of a step whose calls were already made.
+    The result and the provenance depend on ``seed`` alone (see :func:`chaos_expected`), the naps
+    only on the environment.
+    """
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("seed", valid_type=Int)
+        spec.input("code", valid_type=Code, help="the code of the calculation job (bash on localhost)")
+        spec.output("result", valid_type=Int)
+        spec.exit_code(410, "ERROR_CHILD_FAILED", "the child {child} did not finish ok: {why}")
+        spec.outline(cls.first, cls.nap, cls.launch, cls.finish)
+
+    def first(self):
+        self.ctx.first = chaos_first(self.inputs.seed)
+        self._linger()
+
+    def _linger(self):
+        """Stay in the step (in its thread) after its calls, before its checkpoint: a kill lands here."""
+        time.sleep(_chaos_fraction(self.inputs.seed.value + 1) * _chaos_seconds("PLAIT_CHAOS_STEP"))
+
+    async def nap(self):
+        await asyncio.sleep(_chaos_fraction(self.inputs.seed.value) * _chaos_seconds("PLAIT_CHAOS_NAP"))
+
+    def launch(self):
+        self.to_context(square=self.submit(chaos_square, x=self.ctx.first))
+        if chaos_has_job(self.inputs.seed.value):
+            from plait.calculations.arithmetic import ArithmeticAddCalculation
+
+            job = self.submit(
+                ArithmeticAddCalculation, code=self.inputs.code, x=self.inputs.seed, y=self.ctx.first
+            )
+            self.to_context(job=job)
+        self._linger()
+
+    def finish(self):
+        for key in ("square", "job"):
+            child = self.ctx.get(key)
+            if child is not None and not child.is_finished_ok:
+                why = f"{child.process_state.value}, exit status {child.exit_status}: {child.exit_message}"
+                return self.exit_codes.ERROR_CHILD_FAILED.format(child=f"{key} <{child.pk}>", why=why)
+        job = self.ctx.get("job")
+        c = job.outputs.sum if job is not None else Int(0)
+        self.out("result", chaos_combine(self.inputs.seed, self.ctx.first, self.ctx.square.outputs.result, c))
+        return None
 
 
 def _wait_for_file(path: str, seconds: float = 60.0) -> None:
