@@ -11,6 +11,15 @@ Workers log to ``<profile>/daemon/log/worker-<n>.log``; the supervisor to
 ``supervisor.log``.  A worker that exits without being asked to is
 restarted, after a pause that grows if it keeps dying (so a broken set-up
 does not spin).
+
+A worker that dies (SIGKILL, out of memory, a crash) cannot release its
+leases.  The supervisor knows the moment it reaps it, and knows its pid:
+it frees at once every lease whose owner id is ``<host>:<pid>:...``
+(:meth:`~plait.storage.backend.StorageBackend.release_leases_of_dead_worker`,
+in a thread, off the supervisor's loop) and rings the work bell, so the
+other workers continue those processes from their checkpoints now rather
+than when the leases would have expired.  Leases of a worker on another
+machine, or of a supervisor that died with its workers, still expire.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -31,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Supervisor", "daemon_paths", "main"]
+__all__ = ["Supervisor", "daemon_paths", "main", "release_dead_worker"]
 
 LOGGER = logging.getLogger("plait.supervisor")
 
@@ -176,7 +186,8 @@ class Supervisor:
             assert slot.process is not None
             code = await slot.process.wait()
             if slot.stopping or self._stopping.is_set():
-                return
+                return  # _stop_worker releases what it left
+            await self._release_leases(slot.process.pid)
             lived = time.time() - slot.started
             delay = 1.0 if lived > 60 else min(delay * 2, 60.0)
             slot.restarts += 1
@@ -189,6 +200,21 @@ class Supervisor:
                 delay,
             )
             await asyncio.sleep(delay if lived < 5 else 0.2)
+
+    async def _release_leases(self, pid: int) -> None:
+        """Free the leases of the reaped worker ``pid`` and ring the work bell; logs, never raises."""
+        try:
+            freed = await asyncio.to_thread(release_dead_worker, pid)
+        except Exception as exc:  # the database may be down: the leases then expire by themselves
+            LOGGER.warning("could not release the leases of worker pid %d (%s); they will expire", pid, exc)
+            return
+        if freed:
+            LOGGER.info(
+                "released the lease(s) of %d process(es) held by worker pid %d: %s",
+                len(freed),
+                pid,
+                " ".join(map(str, freed)),
+            )
 
     async def _stop_worker(self, slot: _WorkerSlot, timeout: float = 90.0) -> None:
         slot.stopping = True
@@ -203,6 +229,8 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+        if process is not None and process.returncode != 0:  # killed, or died: it released nothing
+            await self._release_leases(process.pid)
         if slot.watcher is not None:
             slot.watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -263,6 +291,17 @@ class Supervisor:
             await writer.drain()
         finally:
             writer.close()
+
+
+def release_dead_worker(pid: int) -> list[int]:
+    """Free every lease of the dead worker ``pid`` of this host; ring the work bell if any was freed.
+
+    Blocking (database and broker): the supervisor runs it in a thread.
+    """
+    from plait.engine import lifecycle
+
+    # the bell never raises; a lost one costs the other workers one poll interval
+    return lifecycle.release_dead_interpreter(socket.gethostname(), pid)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,8 +156,18 @@ class Worker:
             node = await runner.call_db(None, load_node, pk)
             process = await runner.call_db(None, functools.partial(runner._load, node, claimed=True))
         except Exception as exc:
+            if _is_transient(exc):
+                # the database (or the disk) is away for a moment: nothing is wrong with the process;
+                # let go of the claim, and it is claimed again (here or elsewhere) once it is back
+                LOGGER.warning("could not load process %s (%s); letting go of it for now", pk, exc)
+                with contextlib.suppress(Exception):
+                    await runner.call_db(None, lifecycle.release, self.worker_id, [pk])
+                return
             LOGGER.error("cannot continue process %s: %s", pk, exc)
-            await runner.call_db(None, self._mark_excepted, pk, exc)
+            try:
+                await runner.call_db(None, self._mark_excepted, pk, exc)
+            except Exception as again:  # never let one process take the worker down
+                LOGGER.warning("could not mark process %s excepted: %s", pk, again)
             return
         self.claimed += 1
         runner.start(process)
@@ -237,6 +247,15 @@ class Worker:
         await runner.close()
         await self.broker.close()
         LOGGER.info("worker %s stopped", self.worker_id)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """A database or operating-system error that says nothing about the process itself."""
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in (
+        "sqlalchemy",
+        "psycopg",
+        "sqlite3",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

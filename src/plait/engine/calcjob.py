@@ -685,9 +685,13 @@ class CalcJob(Process):
         try:
             async with self._transport() as transport:
                 await scheduler.kill(transport, self._job_id)
-            await self._report_async(f"cancelled scheduler job {self._job_id}")
+            message = f"cancelled scheduler job {self._job_id}"
         except Exception as exc:
-            await self._report_async(f"could not cancel scheduler job {self._job_id}: {exc}")
+            message = f"could not cancel scheduler job {self._job_id}: {exc}"
+        # the process is recorded killed (its lease released): this clean-up line is written as such
+        await self.runner.call_db(  # type: ignore[union-attr]
+            None, lifecycle.report, self.pk, None, "REPORT", message, {"step": "kill"}
+        )
 
 
 # -- helpers ---------------------------------------------------------------------------------------------

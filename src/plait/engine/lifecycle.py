@@ -310,6 +310,22 @@ def kill(node: ProcessNode, owner: str | None, message: str) -> bool:
     return end(node, owner, S.KILLED, log_level="WARNING", log=f"killed: {message}", exit_message=message)
 
 
+def report(pk: int, owner: str | None, level: str, text: str, extra: Mapping[str, Any]) -> None:
+    """Add a log line to a process: only while ``owner`` holds it (None: a process with no lease).
+
+    Raises:
+        LeaseLostError: ``owner`` no longer holds it (nothing was written).
+    """
+    backend = _backend()
+    if owner is None:
+        backend.insert_log(pk, level, text, extra)
+        return
+    with backend.transaction():
+        if not backend.update_process(pk, expect_owner=owner):
+            raise _refusal(pk, owner, None)
+        backend.insert_log(pk, level, text, extra)
+
+
 def set_status(pk: int, owner: str | None, node: ProcessNode | None = None, **fields: Any) -> bool:
     """Write non-state columns (``status``, ``job_stage``, ``paused``) of a held, active process."""
     ok = _backend().update_process(pk, expect_owner=owner, expect_states=ACTIVE_STATES, **fields)
@@ -368,14 +384,29 @@ def release(owner: str, pks: Sequence[int] | None = None) -> None:
     _backend().release_leases(owner, pks)
 
 
+def release_dead_interpreter(hostname: str, pid: int) -> list[int]:
+    """Free every lease of interpreter ``pid`` of ``hostname``, known to be dead (its supervisor reaped
+    it); returns the pks freed, and rings the work bell for them."""
+    freed = _backend().release_leases_of_dead_worker(hostname, pid)
+    _ring(freed)
+    return freed
+
+
 def claim_runnable(owner: str, seconds: float, limit: int) -> list[int]:
     """A daemon worker's claim: lease up to ``limit`` runnable processes."""
     return _backend().claim_runnable(owner, seconds, limit)
 
 
 def park(node: ProcessNode, owner: str, children: Sequence[int], status: str) -> bool:
-    """Release a held process to wait in the database for its active ``children`` (False: none active)."""
-    parked = _backend().park(_pk(node), owner, children, status)
+    """Release a held process to wait in the database for its active ``children`` (False: none active).
+
+    Raises:
+        LeaseLostError, IllegalTransitionError: ``owner`` does not hold it, or it has ended.
+    """
+    pk = _pk(node)
+    parked = _backend().park(pk, owner, children, status)
+    if parked is None:
+        raise _refusal(pk, owner, "waiting")
     if parked:
         _committed(node, {"lease_owner": None, "lease_expires": None, "status": status})
     return parked

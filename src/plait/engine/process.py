@@ -420,7 +420,7 @@ class Process:
         """Record a message on the process node (``plait process report PK`` shows them)."""
         text = message % args if args else message
         LOGGER.info("[%s|%s|%s]: %s", self.pk, type(self).__name__, self._step_name or "-", text)
-        _backend().insert_log(self.pk, "REPORT", text, {"step": self._step_name})
+        lifecycle.report(self.pk, self._owner, "REPORT", text, {"step": self._step_name})  # fenced
 
     # -- state transitions (each through the lifecycle module, the one writer of process rows) ----------
     def _commit(

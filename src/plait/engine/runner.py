@@ -125,6 +125,8 @@ class Runner:
         self._job_manager: JobManager | None = None
         self._control_task: asyncio.Task[None] | None = None
         self._control_server: ControlServer | None = None
+        #: control servers told to stop that still answer the requests in hand (close() waits for them)
+        self._stopping_control: set[asyncio.Task[None]] = set()
         #: the broker whose control bell wakes this runner (None: poll the database)
         self.control_broker: Broker | None = None
         self.control_poll_interval = 0.25
@@ -661,8 +663,10 @@ class Runner:
     def _stop_control_server(self) -> None:
         """Stop serving control requests once the ones being handled have their replies."""
         server, task = self._control_server, self._control_task
-        if server is not None and server.busy:
+        if server is not None and server.busy and task is not None:
             server.stop()  # a request in hand (e.g. the kill that ended the last process) gets its reply
+            self._stopping_control.add(task)
+            task.add_done_callback(self._stopping_control.discard)
         elif task is not None:
             task.cancel()
         self._control_server = None
@@ -844,9 +848,9 @@ class Runner:
     async def close(self) -> None:
         """Stop the lease heartbeat, pollers and connections; running processes keep their last checkpoint."""
         self._closed = True
-        control = self._control_task
-        if control is not None:
+        if self._control_task is not None:
             self._stop_control_server()
+        for control in list(self._stopping_control):  # the replies in hand are posted before we go
             try:
                 await asyncio.wait_for(asyncio.shield(control), timeout=5.0)
             except (TimeoutError, asyncio.CancelledError, Exception):

@@ -270,13 +270,13 @@ class WorkChain(Process):
         if not checkpoint:
             return
         if checkpoint.get("version") != CHECKPOINT_VERSION:
-            raise RuntimeError(
+            raise lifecycle.NotResumableError(
                 f"checkpoint version {checkpoint.get('version')} of process {self.pk} is not supported "
                 f"by this plait (version {CHECKPOINT_VERSION})"
             )
         _, fingerprint = self._program()
         if checkpoint.get("outline") != fingerprint:
-            raise RuntimeError(
+            raise lifecycle.NotResumableError(
                 f"the outline of {type(self).__name__} changed since process {self.pk} was checkpointed; "
                 "it cannot be resumed with this code"
             )

@@ -110,6 +110,10 @@ _SELECT_PROCESS = select(processes).where(processes.c.node_id == bindparam("_pk"
 _SELECT_NODE = select(nodes).where(nodes.c.id == bindparam("_pk"))
 
 
+class _KeepHolding(Exception):
+    """Internal: rolls back a park that found nothing to wait for."""
+
+
 class StorageBackend:
     """Database and file repository of one profile."""
 
@@ -431,12 +435,14 @@ class StorageBackend:
                     )
                 if self.count_queued_jobs(computer_id) >= cap:
                     return False
-            conn.execute(
-                update(processes)
-                .where(processes.c.node_id == pk)
-                .values(job_stage="submitting", mtime=utcnow())
+            return (
+                conn.execute(
+                    update(processes)
+                    .where(processes.c.node_id == pk, processes.c.state.in_(ACTIVE_STATES))
+                    .values(job_stage="submitting", mtime=utcnow())
+                ).rowcount
+                > 0
             )
-            return True
 
     # -- leases ------------------------------------------------------------------
     def renew_leases(self, owner: str, expires: float) -> int:
@@ -449,9 +455,12 @@ class StorageBackend:
             ).rowcount
 
     def take_lease(self, pk: int, owner: str, expires: float, *, force: bool = False) -> bool:
-        """Claim process ``pk`` for ``owner`` if its lease is free, expired, or (force) anyone's."""
+        """Claim active process ``pk`` for ``owner`` if its lease is free, expired, or (force) anyone's.
+
+        A terminated process is never leased again.
+        """
         now = time.time()
-        cond = processes.c.node_id == pk
+        cond = and_(processes.c.node_id == pk, processes.c.state.in_(ACTIVE_STATES))
         if not force:
             cond = and_(
                 cond,
@@ -475,6 +484,31 @@ class StorageBackend:
             query = query.where(processes.c.node_id.in_(list(pks)))
         with self.transaction() as conn:
             conn.execute(query.values(lease_owner=None, lease_expires=None))
+
+    def release_leases_of_dead_worker(self, hostname: str, pid: int) -> list[int]:
+        """Free every lease held by the interpreter ``pid`` of ``hostname``, known to be dead; the pks freed.
+
+        Lease owners are ``host:pid:kind:random`` (``plait.engine.runner.new_owner_id``), so one
+        UPDATE frees every active process whose owner starts with ``host:pid:`` (``1234`` does not
+        match ``12345``; ``_`` and ``%`` in a host name are no wildcards); that interpreter's row
+        in ``workers`` goes too.  Only for a process that is certainly gone — the daemon's
+        supervisor calls it when it reaps a worker — so that other workers continue its processes
+        from their checkpoints at once instead of when the leases would have expired.
+        Terminated processes are left alone.
+        """
+        prefix = f"{hostname}:{int(pid)}:"
+        with self.transaction() as conn:
+            freed = conn.execute(
+                update(processes)
+                .where(
+                    processes.c.lease_owner.startswith(prefix, autoescape=True),
+                    processes.c.state.in_(ACTIVE_STATES),
+                )
+                .values(lease_owner=None, lease_expires=None)
+                .returning(processes.c.node_id)
+            ).all()
+            conn.execute(delete(workers).where(workers.c.hostname == hostname, workers.c.pid == int(pid)))
+        return sorted(row[0] for row in freed)
 
     # -- daemon: claiming, parking, waking ---------------------------------------------
     def _runnable(self, now: float) -> Any:
@@ -522,15 +556,34 @@ class StorageBackend:
                 )
             return pks
 
-    def park(self, pk: int, owner: str, children: Sequence[int], status: str) -> bool:
+    def park(self, pk: int, owner: str, children: Sequence[int], status: str) -> bool | None:
         """Release ``pk`` to wait in the database for those of ``children`` that are still active.
 
         Returns False when every child has already terminated (nothing to wait
-        for: keep running).  The children's rows are locked while the waits
-        are written, so a child terminating at this moment either is seen as
-        terminated here or deletes the new wait row when it commits.
+        for: keep running), and None (nothing written) when ``owner`` does not
+        hold ``pk`` or it is not active any more.  The children's rows are
+        locked while the waits are written, so a child terminating at this
+        moment either is seen as terminated here or deletes the new wait row
+        when it commits.
         """
+        try:
+            return self._park(pk, owner, children, status)
+        except _KeepHolding:
+            return False
+
+    def _park(self, pk: int, owner: str, children: Sequence[int], status: str) -> bool | None:
         with self.transaction() as conn:
+            released = conn.execute(
+                update(processes)
+                .where(
+                    processes.c.node_id == pk,
+                    processes.c.lease_owner == owner,
+                    processes.c.state.in_(ACTIVE_STATES),
+                )
+                .values(lease_owner=None, lease_expires=None, status=status, mtime=utcnow())
+            ).rowcount
+            if not released:
+                return None
             query = select(processes.c.node_id).where(
                 processes.c.node_id.in_(list(children)), processes.c.state.in_(ACTIVE_STATES)
             )
@@ -538,13 +591,16 @@ class StorageBackend:
                 query = query.with_for_update(of=processes)
             active = [row[0] for row in conn.execute(query).all()]
             if not active:
-                return False
-            conn.execute(insert(process_waits), [{"parent_id": pk, "child_id": child} for child in active])
-            conn.execute(
-                update(processes)
-                .where(processes.c.node_id == pk, processes.c.lease_owner == owner)
-                .values(lease_owner=None, lease_expires=None, status=status, mtime=utcnow())
-            )
+                raise _KeepHolding()  # roll the release back: nothing to wait for
+            known = {
+                row[0]
+                for row in conn.execute(
+                    select(process_waits.c.child_id).where(process_waits.c.parent_id == pk)
+                ).all()
+            }
+            new = [child for child in dict.fromkeys(active) if child not in known]
+            if new:
+                conn.execute(insert(process_waits), [{"parent_id": pk, "child_id": c} for c in new])
             return True
 
     def release_waits_on(self, child: int) -> list[int]:
