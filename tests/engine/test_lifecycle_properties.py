@@ -56,12 +56,11 @@ from plait.engine.lifecycle import (
 )
 from plait.engine.process import Process
 from plait.orm import ProcessState, load_node
-from plait.storage import get_backend
+from plait.storage import get_backend, schema
 from plait.storage.schema import process_checkpoints, process_waits, processes
 from wf_library import Raises
 
 S = ProcessState
-ACTIVE = frozenset({S.CREATED, S.RUNNING, S.WAITING})
 LIVE = 3600.0  # a live lease: far longer than any example runs
 MAX_PROCESSES = 7
 #: the tables a machine's example writes; emptied before each example so that claims see only its rows
@@ -109,10 +108,7 @@ class Expected:
 
 
 def _empty_tables() -> None:
-    from plait.storage import schema
-
-    backend = get_backend()
-    with backend.transaction() as conn:
+    with get_backend().transaction() as conn:
         for name in TABLES:
             conn.execute(delete(getattr(schema, name)))
 
@@ -210,9 +206,6 @@ class LifecycleMachine(RuleBasedStateMachine):
         assert before is not None, f"{what} was refused, but the model expected it to be accepted"
         after = self.snapshot(pk)
         assert after == before, f"{what} was refused but changed process {pk}:\n{before}\n->\n{after}"
-
-    def children(self, pk: int) -> list[int]:
-        return sorted(child for child, e in self.model.items() if e.caller == pk)
 
     # -- launching -------------------------------------------------------------------------------------
     @initialize(parked=st.booleans())
@@ -410,7 +403,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model)
     @rule(data=st.data(), held=st.booleans(), release=st.booleans(), reason=st.sampled_from([None, "why"]))
     def pause(self, data: st.DataObject, held: bool, release: bool, reason: str | None) -> None:
-        if held and self.handles and self.all_handles():
+        if held and self.all_handles():
             owner, pk = data.draw(st.sampled_from(self.all_handles()), label="handle")
             accepted = self.may_write(pk, owner, None)
             event(f"pause: {'accepted' if accepted else 'refused'}")
@@ -640,7 +633,9 @@ class LifecycleMachine(RuleBasedStateMachine):
 
 
 def test_lifecycle_state_machine(any_profile: str) -> None:
-    run_state_machine_as_test(LifecycleMachine, settings=SETTINGS)
+    # a PostgreSQL commit costs a round trip: half the examples there keep the test well under a minute
+    chosen = SETTINGS if any_profile == "default" else settings(SETTINGS, max_examples=25)
+    run_state_machine_as_test(LifecycleMachine, settings=chosen)
 
 
 def test_transition_table_shape() -> None:
@@ -702,3 +697,20 @@ def test_park_by_a_runner_that_lost_the_process_writes_nothing() -> None:
         parked = False
     assert parked is False, "park by a runner that no longer holds the process reported success"
     assert _read([parent.pk]) == before
+
+
+def test_park_with_nothing_to_wait_for_keeps_the_lease_inside_a_transaction() -> None:
+    """``park`` finding every child ended returns False (keep running): the lease must stay held,
+    also when the caller's transaction encloses it (the backend joins it instead of opening one)."""
+    parent = _held("runner-a")
+    child = Raises(Raises.prepare_inputs({}))
+    child._store_new(state=S.CREATED, parent=parent, submitted=True)
+    parent._commit(S.WAITING, checkpoint={"step": 1}, status="waiting")
+    assert lifecycle.end_unheld(child.pk, S.KILLED, log_level="WARNING", log="killed")
+    before = _read([parent.pk])
+    assert lifecycle.park(parent.node, "runner-a", [child.pk], "waiting") is False
+    assert _read([parent.pk]) == before
+    with get_backend().transaction():
+        assert lifecycle.park(parent.node, "runner-a", [child.pk], "waiting") is False
+    after = _read([parent.pk])
+    assert after == before, f"a park that keeps running released the process:\n{before}\n->\n{after}"
