@@ -110,10 +110,6 @@ _SELECT_PROCESS = select(processes).where(processes.c.node_id == bindparam("_pk"
 _SELECT_NODE = select(nodes).where(nodes.c.id == bindparam("_pk"))
 
 
-class _KeepHolding(Exception):
-    """Internal: rolls back a park that found nothing to wait for."""
-
-
 class StorageBackend:
     """Database and file repository of one profile."""
 
@@ -566,13 +562,15 @@ class StorageBackend:
         moment either is seen as terminated here or deletes the new wait row
         when it commits.
         """
-        try:
-            return self._park(pk, owner, children, status)
-        except _KeepHolding:
-            return False
-
-    def _park(self, pk: int, owner: str, children: Sequence[int], status: str) -> bool | None:
         with self.transaction() as conn:
+            query = select(processes.c.node_id).where(
+                processes.c.node_id.in_(list(children)), processes.c.state.in_(ACTIVE_STATES)
+            )
+            if not self.database.is_sqlite:
+                query = query.with_for_update(of=processes)
+            active = [row[0] for row in conn.execute(query).all()]
+            if not active:
+                return False  # nothing to wait for: keep running, nothing written
             released = conn.execute(
                 update(processes)
                 .where(
@@ -584,14 +582,6 @@ class StorageBackend:
             ).rowcount
             if not released:
                 return None
-            query = select(processes.c.node_id).where(
-                processes.c.node_id.in_(list(children)), processes.c.state.in_(ACTIVE_STATES)
-            )
-            if not self.database.is_sqlite:
-                query = query.with_for_update(of=processes)
-            active = [row[0] for row in conn.execute(query).all()]
-            if not active:
-                raise _KeepHolding()  # roll the release back: nothing to wait for
             known = {
                 row[0]
                 for row in conn.execute(
