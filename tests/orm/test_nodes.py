@@ -124,7 +124,7 @@ def test_files_single_and_folder(tmp_path, any_profile):
 def test_load_node_by_pk_uuid_prefix_and_errors(any_profile):
     node = Int(5).store()
     assert load_node(str(node.pk)).pk == node.pk
-    assert load_node(node.uuid[:8]).pk == node.pk
+    assert load_node(node.uuid[:9]).pk == node.pk  # with the dash: a prefix of digits alone is a pk
     with pytest.raises(NotExistentError, match="no node with pk 999999"):
         load_node(999999)
     with pytest.raises(NotExistentError, match="no node with uuid"):
