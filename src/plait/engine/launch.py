@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from plait.engine.context import current_process, current_runner_for_thread
+from plait.engine.lifecycle import EngineError
 from plait.engine.loop_thread import is_engine_loop_thread, run_on_engine_loop
 from plait.engine.process import Process
 from plait.engine.process_function import ProcessFunction
@@ -88,7 +89,7 @@ def run_get_node(
         outputs, node = asyncio.run(_arun_in_fresh_loop(process, inputs, kwargs))
         return outputs, node
     if parent is not None or is_engine_loop_thread():
-        raise RuntimeError(
+        raise EngineError(
             "plait.run() was called inside an async step, where it would block the event loop: "
             "use `await plait.arun(...)` (or `await self.arun(...)`) there"
         )

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from plait.engine import lifecycle
 from plait.engine.checkpoint import AttributeDict
 from plait.engine.exit_code import ExitCode, ExitCodesNamespace
-from plait.engine.lifecycle import LeaseLostError, ProcessKilledError, encode_call_key
+from plait.engine.lifecycle import EngineError, LeaseLostError, ProcessKilledError, encode_call_key
 from plait.engine.ports import (
     NAMESPACE_SEPARATOR,
     OutputValidationError,
@@ -218,7 +218,7 @@ class Process:
         parent_process = parent if isinstance(parent, Process) else None
         parent_node = parent.node if isinstance(parent, Process) else parent
         if parent_node is not None and not isinstance(parent_node, WorkflowNode):
-            raise RuntimeError(
+            raise EngineError(
                 f"{type(parent_node).__name__} pk={parent_node.pk} is a calculation and cannot call "
                 f"{self.process_label_string()}: only workflows (work chains, workfunctions) call processes"
             )

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from plait.engine import lifecycle
 from plait.engine.checkpoint import CHECKPOINT_VERSION, AttributeDict, decode, encode
 from plait.engine.exit_code import ExitCode
+from plait.engine.lifecycle import EngineError
 from plait.engine.process import Process, _backend
 from plait.engine.spec import ProcessSpec
 from plait.orm import Node, ProcessNode, ProcessState, WorkChainNode, load_node
@@ -249,7 +250,7 @@ class WorkChain(Process):
             InputValidationError: the child's inputs are refused (nothing stored).
         """
         if self.runner is None:
-            raise RuntimeError("this work chain is not running on a runner")
+            raise EngineError("this work chain is not running on a runner")
         return self.runner.submit_child(self, process, inputs, kwargs)
 
     # -- checkpoint -------------------------------------------------------------------------------
