@@ -52,6 +52,15 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tag", default="", help="suffix of the result name (results/<name><tag>.jsonl)")
     parser.add_argument(
+        "--wait-load",
+        type=float,
+        default=None,
+        metavar="LOAD",
+        help="before measuring, wait until the 1-minute load average is below LOAD (polled every 30 s, "
+        "at most --wait-load-max seconds; then measure anyway and say so in the RESULT line)",
+    )
+    parser.add_argument("--wait-load-max", type=float, default=2400.0, metavar="S")
+    parser.add_argument(
         "--first-use",
         action="store_true",
         help="let the benchmark process itself create the profile and its database on first use "
@@ -59,8 +68,61 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def wait_for_load(limit: float | None, give_up_s: float = 2400.0, every_s: float = 30.0) -> None:
+    """Wait until ``os.getloadavg()[0] < limit`` (others share this machine); record what was found.
+
+    After ``give_up_s`` the benchmark runs anyway and ``load_wait_gave_up`` says so.
+    """
+    SETUP["load_at_start"] = round(os.getloadavg()[0], 2)
+    if limit is None:
+        return
+    t0 = time.monotonic()
+    while os.getloadavg()[0] >= limit:
+        if time.monotonic() - t0 >= give_up_s:
+            SETUP["load_wait_gave_up"] = True
+            print(
+                f"load still {os.getloadavg()[0]:.2f} after {give_up_s:.0f} s: measuring anyway",
+                file=sys.stderr,
+                flush=True,
+            )
+            break
+        print(f"load {os.getloadavg()[0]:.2f} >= {limit:g}: waiting", file=sys.stderr, flush=True)
+        time.sleep(every_s)
+    SETUP["load_waited_s"] = round(time.monotonic() - t0, 1)
+    SETUP["load_at_start"] = round(os.getloadavg()[0], 2)
+
+
+def postgres_database(server_url: str) -> str:
+    """Create the database ``plait_bench_<pid>`` on ``server_url``; drop it at exit.  Returns its URL.
+
+    ``server_url`` names a database to connect to for CREATE/DROP (``postgresql://postgres@host:5432/postgres``).
+    """
+    import psycopg
+
+    base, _, _ = server_url.rpartition("/")
+    name = f"plait_bench_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        try:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception as exc:  # pragma: no cover - reported, not fatal
+            print(f"could not drop database {name}: {exc}", file=sys.stderr)
+
+    atexit.register(drop)
+    SETUP["postgres_database"] = name
+    return f"{base}/{name}"
+
+
 def fresh_home(name: str, args: argparse.Namespace) -> Path:
-    """Point PLAIT_HOME at a new scratch folder (or ``--home``) and return it."""
+    """Point PLAIT_HOME at a new scratch folder (or ``--home``) and return it.
+
+    Waits first for a quiet machine if ``--wait-load`` was given.
+    """
+    wait_for_load(getattr(args, "wait_load", None), getattr(args, "wait_load_max", 2400.0))
     if args.home:
         home = Path(args.home).resolve()
         home.mkdir(parents=True, exist_ok=True)
@@ -132,6 +194,7 @@ def emit(name: str, record: dict) -> None:
     record["process_wall_s"] = round(time.perf_counter() - T_PROCESS_START, 4)
     record["peak_rss_kib_self"] = peak_rss_kib()
     record["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    record["load_at_end"] = round(os.getloadavg()[0], 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, sort_keys=True)
     with open(RESULTS / f"{name}.jsonl", "a") as handle:

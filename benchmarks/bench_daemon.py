@@ -1,11 +1,12 @@
-"""(d) The daemon: CalcJobs through it, submission rate, 10,000 parked processes, pause latency.
+"""(d) The daemon: CalcJobs through it, submission rate, parked processes, pause, kill and takeover.
 
 Every run gets a fresh scratch ``PLAIT_HOME`` (see _common.py), starts its own daemon
 (``plait.daemon.client.start``) with this folder on ``PYTHONPATH`` (the workers import
 ``bench_workflows``), and stops it in a ``finally``; the daemon's processes (supervisor and
 workers, found by pid) are checked to be gone at the end, and killed by pid if they are not.
 Completion is watched like the aiida anchor's monitor does: a read-only ``sqlite3`` SELECT on the
-profile's database file every ``--poll-every`` seconds (default 0.1 s), no ORM, no lock.
+profile's database file every ``--poll-every`` seconds (default 0.1 s), no ORM, no lock
+(on PostgreSQL, ``--postgres``: the same SELECTs through psycopg in autocommit mode).
 
 Rows (one ``RESULT {json}`` line each)::
 
@@ -13,6 +14,13 @@ Rows (one ``RESULT {json}`` line each)::
     python3 benchmarks/bench_daemon.py submit [-n 500] [--no-daemon] [--broker ...]
     python3 benchmarks/bench_daemon.py parked [-n 10000] [--during-submit] [--broker ...]
     python3 benchmarks/bench_daemon.py pause [--samples 20] [--broker ...]
+    python3 benchmarks/bench_daemon.py takeover [--kills 5] [-n 20] [--workers 2] [--postgres]
+    python3 benchmarks/bench_daemon.py kill [--samples 5]
+
+Every row takes ``--quick`` (a small smoke run: a few jobs, processes or samples),
+``--postgres`` (a PostgreSQL profile on a database of its own, ``plait_bench_<pid>`` on
+``--postgres-server``, created for the run and dropped at exit) and ``--wait-load LOAD``
+(wait for a quiet machine first; see _common.py).
 
 * ``calcjob`` — as the anchor's ``bench_calcjob.py --mode submit``: after 1 warm-up job submitted
   and awaited, the timer starts, N ``submit(ArithmeticAddCalculation, code=bash-add, x=Int(i),
@@ -32,6 +40,20 @@ Rows (one ``RESULT {json}`` line each)::
   (and, as a second series, the CLI ``plait process pause PK`` as a subprocess), timed from the
   call to the database showing ``paused`` (a read-only connection polled every 1 ms); then
   ``control.play`` and wait until the worker holds it again.  ``--samples`` of each.
+* ``takeover`` — a daemon of ``--workers`` (2) workers with the default lease (30 s; ``--lease``
+  sets ``PLAIT_LEASE_SECONDS``) holds N processes (half ``GateChild``, waiting at an await, half
+  ``SpinChild``, running blocking step code), the gate never open.  ``--kills`` times: once both
+  workers are live and registered and every process is held, the worker holding the most gets
+  ``kill -9``; a watcher (its own connection, every ``--watch-every`` s) times until every
+  process it held is held by another worker or terminal.  Reports median and max, who took the
+  processes over (the surviving worker or the supervisor's replacement) and how long the
+  replacement took to register.  Then the gate opens and all must finish ok.
+* ``kill`` — the kill latency of a ``GateChild`` waiting at its await (gate never open), for a
+  process nobody holds (submitted with no daemon running), one a daemon worker holds, and one a
+  script holds (a subprocess running ``plait.run``): ``control.kill([pk])`` and, as a second
+  series, the CLI ``plait process kill PK`` as a subprocess, timed from the call until it returns
+  and until the database shows ``killed`` (a read-only connection polled every 1 ms).  The
+  interpreter start of the CLI is reported separately: ``plait --help`` and ``python -c pass``.
 
 ``--broker rabbitmq`` creates the scratch profile with ``amqp://guest:guest@127.0.0.1:5672/``
 (``--amqp-url``) instead of the embedded database broker.
@@ -57,9 +79,19 @@ HERE = Path(__file__).resolve().parent
 TERMINAL = ("finished", "excepted", "killed")
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("row", choices=["calcjob", "submit", "parked", "pause"])
-parser.add_argument("-n", type=int, default=None, help="calcjob 20, submit 500, parked 10000")
-parser.add_argument("--workers", type=int, default=1)
+ROWS = ["calcjob", "submit", "parked", "pause", "takeover", "kill"]
+parser.add_argument("row", choices=ROWS)
+parser.add_argument(
+    "-n", type=int, default=None, help="calcjob 20, submit 500, parked 10000, takeover 20 (processes held)"
+)
+parser.add_argument("--workers", type=int, default=None, help="daemon workers (1; takeover: 2)")
+parser.add_argument("--quick", action="store_true", help="a small smoke run of the row")
+parser.add_argument("--postgres", action="store_true", help="a PostgreSQL profile on a database of its own")
+parser.add_argument(
+    "--postgres-server",
+    default="postgresql://postgres@127.0.0.1:5432/postgres",
+    help="where --postgres creates (and drops) its database plait_bench_<pid>",
+)
 parser.add_argument("--slots", type=int, default=200, help="worker slots (the default 200)")
 parser.add_argument("--warmup", type=int, default=1)
 parser.add_argument("--poll-every", type=float, default=0.1, help="monitor interval (the anchor's 0.1 s)")
@@ -69,12 +101,26 @@ parser.add_argument("--no-daemon", action="store_true", help="submit: no daemon 
 parser.add_argument("--during-submit", action="store_true", help="parked: start the daemon before submitting")
 parser.add_argument("--parked-fraction", type=float, default=0.99)
 parser.add_argument("--stall-s", type=float, default=30.0, help="parked: give up parking after no progress")
-parser.add_argument("--samples", type=int, default=20, help="pause: samples per series")
+parser.add_argument("--samples", type=int, default=None, help="pause: samples per series (20); kill: 5")
+parser.add_argument("--kills", type=int, default=5, help="takeover: worker kills (SIGKILL)")
+parser.add_argument("--lease", type=float, default=None, help="takeover: PLAIT_LEASE_SECONDS (default: 30 s)")
+parser.add_argument("--watch-every", type=float, default=0.01, help="takeover: watcher interval (s)")
+parser.add_argument("--min-age", type=float, default=5.5, help="takeover: kill only workers this old (s)")
+parser.add_argument("--help-reps", type=int, default=5, help="kill: runs of `plait --help`, `python -c pass`")
 parser.add_argument("--no-cli", action="store_true", help="pause: skip the CLI series")
 parser.add_argument("--max-wait", type=float, default=1800.0, help="give up waiting after this many seconds")
 _common.add_common_args(parser)
 args = parser.parse_args()
-N = args.n if args.n is not None else {"calcjob": 20, "submit": 500, "parked": 10000, "pause": 0}[args.row]
+DEFAULT_N = {"calcjob": 20, "submit": 500, "parked": 10000, "pause": 0, "takeover": 20, "kill": 0}
+QUICK_N = {"calcjob": 3, "submit": 50, "parked": 200, "pause": 0, "takeover": 4, "kill": 0}
+N = args.n if args.n is not None else (QUICK_N if args.quick else DEFAULT_N)[args.row]
+if args.workers is None:
+    args.workers = 2 if args.row == "takeover" else 1
+if args.samples is None:
+    args.samples = (2 if args.quick else 5) if args.row == "kill" else (3 if args.quick else 20)
+if args.quick:
+    args.kills = min(args.kills, 1)
+    args.help_reps = min(args.help_reps, 2)
 
 tag = args.tag
 if args.row == "calcjob":
@@ -83,6 +129,10 @@ if args.row == "submit":
     tag = f"_{'nodaemon' if args.no_daemon else 'daemon'}{tag}"
 if args.broker != "database":
     tag = f"_{args.broker}{tag}"
+if args.postgres:
+    tag = f"_pg{tag}"
+if args.quick:
+    tag = f"{tag}_quick"
 NAME = f"d_{args.row}{tag}"
 home = _common.fresh_home(NAME, args)
 
@@ -91,19 +141,28 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(HERE), os.environ.get
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-if args.broker != "database":
-    if args.broker != "rabbitmq":
+if args.row == "takeover" and args.lease is not None:
+    os.environ["PLAIT_LEASE_SECONDS"] = str(args.lease)
+elif args.row == "takeover":
+    os.environ.pop("PLAIT_LEASE_SECONDS", None)  # the default lease: what a user gets
+
+if args.broker != "database" or args.postgres:
+    if args.broker not in ("database", "rabbitmq"):
         parser.error("--broker is 'database' or 'rabbitmq'")
-    profile_name = f"bench-rmq-{os.getpid()}"  # the exchanges are named after the profile
+    # the RabbitMQ exchanges are named after the profile
+    profile_name = f"bench-{'pg' if args.postgres else 'sqlite'}-{args.broker}-{os.getpid()}"
+    storage_url = _common.postgres_database(args.postgres_server) if args.postgres else ""
     subprocess.run(
         [
             sys.executable,
             "-c",
             "import sys; from plait.storage.profile import create_profile; "
-            "create_profile(sys.argv[1], broker_url=sys.argv[2], make_default=False); "
+            "create_profile(sys.argv[1], broker_url=sys.argv[2], storage_url=sys.argv[3] or None, "
+            "make_default=False); "
             "import plait.storage as s; s.load_profile(sys.argv[1]); s.get_backend()",
             profile_name,
-            args.amqp_url,
+            args.amqp_url if args.broker == "rabbitmq" else "database",
+            storage_url,
         ],
         check=True,
         timeout=300,
@@ -118,12 +177,16 @@ from plait.storage import get_backend, get_profile  # noqa: E402
 
 t_import = time.perf_counter() - t0
 PROFILE = get_profile()
-DB_PATH = Path(PROFILE.storage_url[len("sqlite:///") :])
+IS_SQLITE = PROFILE.storage_backend == "sqlite"
+DB_PATH = Path(PROFILE.storage_url[len("sqlite:///") :]) if IS_SQLITE else None
+PG_URL = None if IS_SQLITE else PROFILE.storage_url.replace("postgresql+psycopg://", "postgresql://", 1)
 RECORD: dict = {
     "row": args.row,
     "n": N,
+    "quick": args.quick,
     "workers": args.workers,
     "slots": args.slots,
+    "storage": PROFILE.storage_backend,
     "broker": PROFILE.broker_url if PROFILE.broker_url == "database" else "rabbitmq",
     "poll_every_s": args.poll_every,
     "import_s": round(t_import, 4),
@@ -134,13 +197,24 @@ RECORD: dict = {
 
 
 class Monitor:
-    """Read-only SELECTs on the profile's SQLite file; no ORM, no lock held between looks."""
+    """Read-only SELECTs on the profile's SQLite file; no ORM, no lock held between looks.
+
+    On PostgreSQL the same SELECTs go through psycopg in autocommit mode (one snapshot per look).
+    """
 
     def __init__(self) -> None:
-        self.con = sqlite3.connect(f"file:{DB_PATH}?mode=ro", uri=True, timeout=30, isolation_level=None)
         self.owners: dict[int, str] = {}  # pk -> the first lease holder seen by wait_terminated
+        if IS_SQLITE:
+            self.con = sqlite3.connect(f"file:{DB_PATH}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        else:
+            import psycopg
+
+            self.con = psycopg.connect(PG_URL, autocommit=True)
+            self.con.execute("SET default_transaction_read_only = on")
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        if not IS_SQLITE:
+            return self.con.execute(sql.replace("?", "%s"), params).fetchall()
         while True:
             try:
                 return self.con.execute(sql, params).fetchall()
@@ -191,6 +265,24 @@ def proc_status_kib(pid: int, field: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` so far (``/proc/<pid>/stat``)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine so far (``/proc/stat``)."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 def alive(pid: int) -> bool:
@@ -250,6 +342,7 @@ class Daemon:
         return {
             "worker_rss_kib": [proc_status_kib(p, "VmRSS") for p in self.worker_pids],
             "worker_peak_rss_kib": [proc_status_kib(p, "VmHWM") for p in self.worker_pids],
+            "worker_cpu_s": [proc_cpu_s(p) for p in self.worker_pids],
             "worker_peak_rss_kib_db": [
                 (r["info"] or {}).get("peak_rss_kib")
                 for r in get_backend().list_workers()
@@ -310,12 +403,21 @@ def row_calcjob() -> None:
         RECORD["warmup_s"] = round(time.perf_counter() - t0, 4)
         monitor.owners.clear()
 
+        cpu0 = [proc_cpu_s(p) or 0.0 for p in daemon.worker_pids]
+        machine0 = machine_cpu()
         t0 = time.perf_counter()
         pks = [submit(ArithmeticAddCalculation, code=code, x=Int(i), y=Int(1)).pk for i in range(N)]
         t_submitted = time.perf_counter() - t0
         states = monitor.wait_terminated(pks, args.poll_every, args.max_wait)
         elapsed = time.perf_counter() - t0
         RECORD.update(daemon.worker_memory())
+        machine1 = machine_cpu()
+        RECORD["machine_busy_fraction_timed"] = round(
+            (machine1[0] - machine0[0]) / max(1, machine1[1] - machine0[1]), 3
+        )
+        RECORD["worker_cpu_s_timed"] = [
+            round((c or 0.0) - c0, 2) for c, c0 in zip(RECORD["worker_cpu_s"], cpu0, strict=True)
+        ]
         # who ran them (as far as the monitor's looks caught a holder): do several workers share a burst?
         by_owner: dict[str, int] = {}
         for owner in monitor.owners.values():
@@ -417,6 +519,7 @@ def row_parked() -> None:
         peak_rss = 0
         stalled = False
         progress = (-1, 0.0)  # (parked count, when it last changed)
+        t_wanted: float | None = None  # when >= --parked-fraction had parked
         while True:
             counts = count_parked(monitor)
             rss = proc_status_kib(daemon.worker_pids[0], "VmRSS") or 0
@@ -426,10 +529,14 @@ def row_parked() -> None:
                 last_print = now
                 timeline.append({"t_s": round(now, 1), **counts, "worker_rss_kib": rss})
                 print(f"[{now:7.1f} s] {counts} worker RSS {rss / 1024:.0f} MiB", file=sys.stderr, flush=True)
-            if counts["parked_parents"] >= wanted:
+            if counts["parked_parents"] >= wanted and t_wanted is None:
+                t_wanted = now
+            if counts["parked_parents"] >= N:
                 break
             if counts["parked_parents"] != progress[0]:
                 progress = (counts["parked_parents"], now)
+            elif t_wanted is not None and now - progress[1] > min(args.stall_s, 10.0):
+                break  # the last few do not park (yet): the fraction is what the row reports
             elif now - progress[1] > args.stall_s:
                 # no parent parked for a while: the slots are full of gated children (--during-submit)
                 stalled = True
@@ -439,8 +546,9 @@ def row_parked() -> None:
                 break
             if now > args.max_wait:
                 raise TimeoutError(f"only {counts['parked_parents']} of {N} parents parked after {now:.0f} s")
-            time.sleep(max(args.poll_every, 0.2))
-        t_parked = time.perf_counter() - t0 if not stalled else None
+            time.sleep(max(args.poll_every, 0.2) if t_wanted is None else args.poll_every)
+        t_parked = t_wanted if not stalled else None
+        t_all_parked = now if counts["parked_parents"] >= N else None
         mem_parked = daemon.worker_memory()
         parked_counts = counts
         RECORD["daemon_info_at_parked"] = [r["info"] for r in get_backend().list_workers()]
@@ -507,6 +615,7 @@ def row_parked() -> None:
         parked=parked_counts["parked_parents"],
         counts_at_parked=parked_counts,
         time_to_parked_s=None if t_parked is None else round(t_parked, 3),
+        time_to_all_parked_s=None if t_all_parked is None else round(t_all_parked, 3),
         stalled=stalled,
         stalled_after_s=round(progress[1], 1) if stalled else None,
         worker_rss_kib_at_parked=mem_parked["worker_rss_kib"][0],
@@ -627,7 +736,318 @@ def row_pause() -> None:
     RECORD.update(samples=args.samples, all_finished_ok=True, cli_runs_with_tracebacks_at_exit=noisy_exits)
 
 
-{"calcjob": row_calcjob, "submit": row_submit, "parked": row_parked, "pause": row_pause}[args.row]()
+def live_workers() -> dict[str, dict]:
+    """The supervisor's live workers that have registered: worker id -> {pid, started}."""
+    try:
+        alive_pids = {w["pid"]: w for w in client.status(timeout=10)["workers"] if w["alive"] and w["pid"]}
+    except Exception:
+        return {}
+    return {
+        r["id"]: {"pid": r["pid"], "started": alive_pids[r["pid"]]["started"]}
+        for r in get_backend().list_workers()
+        if r["pid"] in alive_pids and alive(r["pid"])
+    }
+
+
+def median_max(values: list[float]) -> dict:
+    if not values:
+        return {"median": None, "max": None}
+    return {"median": round(statistics.median(values), 4), "max": round(max(values), 4)}
+
+
+def row_takeover() -> None:
+    from bench_workflows import GateChild, SpinChild
+
+    gate = home / "gate"  # never opened until the kills are done
+    path = Str(str(gate)).store()
+    monitor = Monitor()
+
+    def holders(pks: list[int]) -> dict[int, tuple]:
+        return monitor.states(pks)  # pk -> (state, exit_status, paused, lease_owner)
+
+    def wait_for(condition, what: str, timeout: float = 120.0, every: float = 0.05):
+        deadline = time.perf_counter() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+            time.sleep(every)
+
+    kills: list[dict] = []
+    with running_daemon(args.workers) as daemon:
+        pks = [submit(GateChild if i % 2 == 0 else SpinChild, path=path).pk for i in range(N)]
+        RECORD["kinds"] = {"GateChild": (N + 1) // 2, "SpinChild": N // 2}
+        all_pids = set(daemon.pids)
+        for k in range(args.kills):
+
+            def ready():
+                live = live_workers()
+                if len(live) < args.workers:
+                    return None
+                if any(time.time() - w["started"] < args.min_age for w in live.values()):
+                    return None  # a younger worker is restarted only after a back-off: not what we time
+                states = holders(pks)
+                if not all(s[3] in live and s[0] in ("running", "waiting") for s in states.values()):
+                    return None
+                return live, states
+
+            live, states = wait_for(
+                ready, "every process held by a live worker, both workers old enough", 180
+            )
+            all_pids.update(w["pid"] for w in live.values())
+            count = {wid: sum(1 for s in states.values() if s[3] == wid) for wid in live}
+            victim = max(count, key=count.get)
+            pid = live[victim]["pid"]
+            held_before = {pk for pk, s in states.items() if s[3] == victim}
+            t_kill = time.perf_counter()
+            os.kill(pid, signal.SIGKILL)
+            held_after = {pk for pk, s in holders(pks).items() if s[3] == victim}
+            held = sorted(held_before | held_after)
+            survivors = set(live) - {victim}
+            left = set(held)
+            first: float | None = None
+            taken_by: dict[str, int] = {}
+            replaced_s: float | None = None
+            replacement: str | None = None
+            deadline = t_kill + 600
+            t_done = 0.0
+            next_status = t_kill
+            while left or replaced_s is None:
+                now = time.perf_counter()
+                if now > deadline:
+                    raise TimeoutError(f"kill {k}: {len(left)} processes not taken over after 600 s")
+                if left:
+                    for pk, s in holders(sorted(left)).items():
+                        if s[0] in TERMINAL or (s[3] is not None and s[3] != victim):
+                            left.discard(pk)
+                            first = first if first is not None else now - t_kill
+                            who = (
+                                "terminal"
+                                if s[0] in TERMINAL
+                                else ("survivor" if s[3] in survivors else "replacement")
+                            )
+                            taken_by[who] = taken_by.get(who, 0) + 1
+                            if who == "replacement":
+                                replacement = s[3]
+                    if not left:
+                        t_done = now - t_kill
+                if replaced_s is None and now >= next_status:  # the supervisor's socket, every 0.1 s
+                    next_status = now + 0.1
+                    new = set(live_workers()) - set(live)
+                    if new:
+                        replaced_s = time.perf_counter() - t_kill
+                        replacement = replacement or next(iter(new))
+                time.sleep(args.watch_every)
+            kills.append(
+                {
+                    "held": len(held),
+                    "takeover_s": round(t_done, 4),
+                    "first_taken_s": None if first is None else round(first, 4),
+                    "taken_by": taken_by,
+                    "replacement_registered_s": round(replaced_s, 4),
+                    "victim_age_s": round(time.time() - live[victim]["started"], 1),
+                }
+            )
+            print(f"kill {k + 1}: {kills[-1]}", file=sys.stderr, flush=True)
+        lease = [(r["info"] or {}).get("lease_seconds") for r in get_backend().list_workers()]
+        RECORD["lease_seconds_of_workers"] = sorted({x for x in lease if x is not None})
+        gate.write_text("open")
+        states = monitor.wait_terminated(pks, args.poll_every, args.max_wait)
+        daemon.pids = sorted(all_pids | {w["pid"] for w in live_workers().values()})
+    monitor.close()
+    bad = {pk: s for pk, s in states.items() if s[:2] != ("finished", 0)}
+    takeovers = [k["takeover_s"] for k in kills]
+    RECORD.update(
+        kills=len(kills),
+        kill_details=kills,
+        takeover_s=takeovers,
+        takeover_s_median=median_max(takeovers)["median"],
+        takeover_s_max=median_max(takeovers)["max"],
+        first_taken_s_median=median_max([k["first_taken_s"] for k in kills])["median"],
+        replacement_registered_s_median=median_max([k["replacement_registered_s"] for k in kills])["median"],
+        target_s=2.0,
+        finished_ok=len(states) - len(bad),
+        all_finished_ok=not bad,
+    )
+    assert not bad, list(bad.items())[:5]
+
+
+class StateWatcher(threading.Thread):
+    """Polls one process's state (its own read-only connection) every 1 ms; notes when ``state`` is seen."""
+
+    def __init__(self, pk: int, state: str) -> None:
+        super().__init__(daemon=True)
+        self.pk, self.state = pk, state
+        self.seen_at: float | None = None
+        self.go = threading.Event()
+        self.stop_flag = False
+
+    def run(self) -> None:
+        monitor = Monitor()
+        sql = "SELECT state FROM processes WHERE node_id = ?"
+        self.go.set()
+        while not self.stop_flag:
+            if monitor.query(sql, (self.pk,))[0][0] == self.state:
+                self.seen_at = time.perf_counter()
+                break
+            time.sleep(0.001)
+        monitor.close()
+
+
+SCRIPT_HELD = """
+import sys
+import plait
+from plait.orm import Str
+from bench_workflows import GateChild
+try:
+    node = plait.run_get_node(GateChild, path=Str(sys.argv[1]))[1]
+    print("SCRIPT-END", node.pk, node.process_state, flush=True)
+except Exception as exc:  # run_get_node raises ProcessKilledError for a killed process
+    print("SCRIPT-END", type(exc).__name__, exc, flush=True)
+"""
+
+
+def row_kill() -> None:
+    import socket
+
+    from bench_workflows import GateChild
+
+    from plait.engine import control
+
+    gate = home / "gate"  # never opened
+    path = Str(str(gate)).store()
+    monitor = Monitor()
+    host = socket.gethostname()
+
+    def row(pk: int) -> tuple:
+        return monitor.query("SELECT state, lease_owner FROM processes WHERE node_id = ?", (pk,))[0]
+
+    def wait_for(condition, what: str, timeout: float = 60.0, every: float = 0.002):
+        deadline = time.perf_counter() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"timed out waiting for {what}")
+            time.sleep(every)
+
+    def timed_kill(pk: int, how: str) -> dict:
+        watcher = StateWatcher(pk, "killed")
+        watcher.start()
+        watcher.go.wait()
+        t0 = time.perf_counter()
+        if how == "api":
+            message = control.kill([pk])[pk]
+        else:
+            proc = subprocess.run(
+                [*plait_cli(), "process", "kill", str(pk)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=120,
+            )
+            message = " ".join(proc.stdout.split())[:300]
+            if proc.returncode:
+                message = f"exit {proc.returncode}: {message}"
+        t_call = time.perf_counter() - t0
+        watcher.join(60)
+        watcher.stop_flag = True
+        if watcher.seen_at is None:
+            print(f"{pk} never showed killed: {row(pk)} ({message})", file=sys.stderr, flush=True)
+        seen = None if watcher.seen_at is None else watcher.seen_at - t0
+        return {"call_s": t_call, "to_db_killed_s": seen, "message": message}
+
+    samples: dict[str, list[dict]] = {}
+
+    def record(kind: str, how: str, result: dict) -> None:
+        samples.setdefault(f"{kind}_{how}", []).append(result)
+        print(f"{kind:7s} {how}: {result}", file=sys.stderr, flush=True)
+
+    # unheld: submitted, no daemon running (created, nobody holds it)
+    for how in ("api", "cli"):
+        for _ in range(args.samples):
+            pk = submit(GateChild, path=path).pk
+            assert row(pk) == ("created", None), row(pk)
+            record("unheld", how, timed_kill(pk, how))
+
+    with running_daemon(args.workers):
+        workers = {r["id"] for r in get_backend().list_workers()}
+        for how in ("api", "cli"):
+            for _ in range(args.samples):
+                pk = submit(GateChild, path=path).pk
+                wait_for(
+                    lambda pk=pk: row(pk)[0] == "running" and row(pk)[1] in workers, "held by the worker"
+                )
+                time.sleep(0.3)  # well inside its await
+                record("daemon", how, timed_kill(pk, how))
+
+        # script-held: a script running plait.run, while the daemon runs beside it
+        for how in ("api", "cli"):
+            for _ in range(args.samples):
+                script = subprocess.Popen(
+                    [sys.executable, "-c", SCRIPT_HELD, str(gate)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+                prefix = f"{host}:{script.pid}:%"
+                found = wait_for(
+                    lambda prefix=prefix: monitor.query(
+                        "SELECT node_id FROM processes WHERE lease_owner LIKE ? AND state = 'running'",
+                        (prefix,),
+                    ),
+                    "the script to hold its process",
+                )
+                pk = found[0][0]
+                time.sleep(0.3)
+                result = timed_kill(pk, how)
+                t0 = time.perf_counter()
+                try:
+                    out, _ = script.communicate(timeout=60)
+                except subprocess.TimeoutExpired:
+                    script.kill()
+                    out, _ = script.communicate()
+                result["script_exit_after_call_s"] = time.perf_counter() - t0
+                result["script_said"] = " ".join(out.split()[-12:])
+                record("script", how, result)
+
+    # the CLI's interpreter start, timed apart
+    def wall(argv: list[str]) -> float:
+        t0 = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=120)
+        return time.perf_counter() - t0
+
+    help_s = [wall([*plait_cli(), "--help"]) for _ in range(args.help_reps)]
+    pass_s = [wall([sys.executable, "-c", "pass"]) for _ in range(args.help_reps)]
+    monitor.close()
+    for key, values in samples.items():
+        for figure in ("call_s", "to_db_killed_s"):
+            series = [v[figure] for v in values if v[figure] is not None]
+            RECORD[f"{key}_{figure}"] = [None if v[figure] is None else round(v[figure], 4) for v in values]
+            RECORD[f"{key}_{figure}_median"] = median_max(series)["median"]
+            RECORD[f"{key}_{figure}_max"] = median_max(series)["max"]
+        RECORD[f"{key}_messages"] = sorted({v["message"] for v in values})
+    RECORD.update(
+        samples=args.samples,
+        plait_help_s=[round(v, 4) for v in help_s],
+        plait_help_s_median=median_max(help_s)["median"],
+        python_pass_s_median=median_max(pass_s)["median"],
+        all_killed=all(v["to_db_killed_s"] is not None for values in samples.values() for v in values),
+        failed_calls=sum(1 for values in samples.values() for v in values if v["message"].startswith("exit")),
+    )
+
+
+{
+    "calcjob": row_calcjob,
+    "submit": row_submit,
+    "parked": row_parked,
+    "pause": row_pause,
+    "takeover": row_takeover,
+    "kill": row_kill,
+}[args.row]()
 left = daemon_pids_of_this_home()
 RECORD["daemon_processes_of_this_home_at_exit"] = left
 assert not left, f"daemon processes left behind: {left}"

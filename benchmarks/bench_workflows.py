@@ -61,3 +61,20 @@ class GateParent(WorkChain):
 
     def done(self):
         assert self.ctx.child.is_finished_ok, self.ctx.child.pk
+
+
+class SpinChild(WorkChain):
+    """Like GateChild, but its step is blocking code (``time.sleep`` in a loop), so it holds a worker slot."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("path", valid_type=Str)
+        spec.outline(cls.wait)
+
+    def wait(self):
+        import time
+
+        path = self.inputs.path.value
+        while not os.path.exists(path):
+            time.sleep(GATE_POLL_S)
