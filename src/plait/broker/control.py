@@ -20,7 +20,15 @@ from typing import Any
 
 from plait.broker.contract import Broker
 
-__all__ = ["ACTIONS", "ControlRequest", "ControlServer", "ControlTimeout", "post_request", "wait_for_reply"]
+__all__ = [
+    "ACTIONS",
+    "ControlRequest",
+    "ControlServer",
+    "ControlTimeout",
+    "await_reply",
+    "post_request",
+    "wait_for_reply",
+]
 
 LOGGER = logging.getLogger("plait.control")
 ACTIONS = ("pause", "play", "kill", "status")
@@ -82,16 +90,27 @@ def take_reply(reply_to: str, request_id: str) -> dict[str, Any] | None:
     return found
 
 
-def wait_for_reply(reply_to: str, request_id: str, timeout: float, poll: float = 0.05) -> dict[str, Any]:
-    """Block until the reply to ``request_id`` arrives.  Raises ControlTimeout."""
+async def await_reply(reply_to: str, request_id: str, timeout: float) -> dict[str, Any]:
+    """Wait (polling off the loop, more slowly as time goes) for the reply to ``request_id``.
+
+    Raises:
+        ControlTimeout: no reply within ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
+    poll = 0.02
     while True:
-        reply = take_reply(reply_to, request_id)
+        reply = await asyncio.to_thread(take_reply, reply_to, request_id)
         if reply is not None:
             return reply
         if time.monotonic() >= deadline:
             raise ControlTimeout(f"no reply within {timeout:g} s")
-        time.sleep(poll)
+        await asyncio.sleep(poll)
+        poll = min(poll * 1.5, 0.1)
+
+
+def wait_for_reply(reply_to: str, request_id: str, timeout: float) -> dict[str, Any]:
+    """Blocking :func:`await_reply` (from a thread that runs no loop).  Raises ControlTimeout."""
+    return asyncio.run(await_reply(reply_to, request_id, timeout))
 
 
 class ControlServer:

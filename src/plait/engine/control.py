@@ -19,13 +19,12 @@ Each returns one line per process saying what happened.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from plait.broker.control import ControlRequest, post_request, take_reply
+from plait.broker.control import ControlRequest, await_reply, post_request
 from plait.engine import lifecycle
-from plait.engine.leases import new_owner_id, owner_is_dead
+from plait.engine.leases import live_holder, new_owner_id
 from plait.engine.lifecycle import TERMINAL_STATES
 from plait.orm import ProcessState
 
@@ -60,10 +59,7 @@ def _backend() -> StorageBackend:
 
 
 def _live_holder(row: dict[str, Any]) -> str | None:
-    owner = row["lease_owner"]
-    if not owner or (row["lease_expires"] is not None and row["lease_expires"] < time.time()):
-        return None
-    return None if owner_is_dead(owner) else owner
+    return live_holder(row["lease_owner"], row["lease_expires"])
 
 
 async def _ask(holder: str, pk: int, action: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -78,16 +74,7 @@ async def _ask(holder: str, pk: int, action: str, payload: dict[str, Any], timeo
     request = ControlRequest(pk=pk, action=action, payload=payload, reply_to=reply_to)
     await asyncio.to_thread(post_request, holder, request)
     ring_control(holder)
-    deadline = time.monotonic() + timeout + REPLY_GRACE
-    poll = 0.02
-    while True:
-        reply = await asyncio.to_thread(take_reply, reply_to, request.request_id)
-        if reply is not None:
-            return reply
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"no reply from {holder} within {timeout:g} s")
-        await asyncio.sleep(poll)
-        poll = min(poll * 1.5, 0.1)
+    return await await_reply(reply_to, request.request_id, timeout + REPLY_GRACE)
 
 
 def _already(state: str) -> str:

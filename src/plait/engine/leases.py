@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 
-__all__ = ["new_owner_id", "owner_is_dead", "owner_pid"]
+__all__ = ["live_holder", "new_owner_id", "owner_is_dead", "owner_pid"]
 
 
 def new_owner_id(kind: str = "run") -> str:
@@ -57,3 +58,10 @@ def owner_pid(owner: str) -> tuple[str, int] | None:
         return parts[0], int(parts[1])
     except (IndexError, ValueError):
         return None
+
+
+def live_holder(owner: str | None, expires: float | None) -> str | None:
+    """``owner`` if it holds a lease that has not expired and its interpreter lives, else None."""
+    if not owner or (expires is not None and expires < time.time()):
+        return None
+    return None if owner_is_dead(owner) else owner

@@ -169,9 +169,15 @@ def _committed(node: ProcessNode | None, values: Mapping[str, Any]) -> None:
         row.update({k: values[k] for k in ("checkpoint", "checkpoint_seq") if k in values})
 
 
-def _refusal(pk: int, owner: str | None, target: str | None) -> EngineError:
-    """Why a conditional write changed nothing: the row was gone, terminal, or held by someone else."""
-    row = _backend().get_process(pk)
+def _refusal(
+    pk: int, owner: str | None, target: str | None, row: Mapping[str, Any] | None = None
+) -> EngineError:
+    """Why a conditional write changed nothing: the row was gone, terminal, or held by someone else.
+
+    ``row``: the row as read after the refusal, if the caller has it already.
+    """
+    if row is None:
+        row = _backend().get_process(pk)
     if row is None:
         return EngineError(f"process {pk} does not exist")
     if owner is not None and row["lease_owner"] != owner:
@@ -206,16 +212,17 @@ def insert(row: Mapping[str, Any], *, caller: int | None = None, caller_owner: s
     backend = _backend()
     if caller is not None and caller_owner is not None:
         if not backend.update_process(caller, expect_owner=caller_owner, expect_states=ACTIVE_STATES):
-            refusal = _refusal(caller, caller_owner, "running")
-            if isinstance(refusal, IllegalTransitionError) and _state_of(caller) == S.KILLED.value:
+            now = backend.get_process(caller)
+            if now is not None and now["lease_owner"] == caller_owner and now["state"] == S.KILLED.value:
                 raise KillSignal(f"process {caller} was killed: it launches nothing more")
-            raise refusal
+            raise _refusal(caller, caller_owner, "running", now)
     backend.insert_process(row)
 
 
-def _state_of(pk: int) -> str | None:
-    row = _backend().get_process(pk)
-    return row["state"] if row else None
+def waiting_status(pks: Sequence[int | str]) -> str:
+    """The status line of a process that waits for ``pks``."""
+    count = len(pks)
+    return f"waiting for {count} process{'es' if count > 1 else ''}: {', '.join(map(str, pks))}"
 
 
 # -- transitions of a held process ------------------------------------------------------------------------

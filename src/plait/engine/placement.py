@@ -121,8 +121,7 @@ class Daemon(Placement):
         return child.node
 
     async def wait_for_children(self, runner: Runner, parent: Process, pks: list[int]) -> None:
-        count = len(pks)
-        status = f"waiting for {count} process{'es' if count > 1 else ''}: {', '.join(map(str, pks))}"
+        status = lifecycle.waiting_status(pks)
         parked = await runner.call_db(parent, lifecycle.park, parent.node, runner.owner, pks, status)
         if parked:
             raise ProcessParked()

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from plait.engine import lifecycle
 from plait.engine.context import reset_current_process, set_current_process, set_runner_for_thread
-from plait.engine.leases import new_owner_id, owner_is_dead
+from plait.engine.leases import live_holder, new_owner_id, owner_is_dead
 from plait.engine.lifecycle import (
     TERMINAL_STATES,
     KillSignal,
@@ -539,9 +539,8 @@ class Runner:
         row = await self.call_db(None, self.backend.get_process, pk)
         if row is None or row["submitted"]:
             return False
-        owner = row["lease_owner"]
-        expired = row["lease_expires"] is not None and row["lease_expires"] < time.time()
-        if owner not in (None, self.owner) and not expired and not owner_is_dead(owner):
+        holder = live_holder(row["lease_owner"], row["lease_expires"])
+        if holder not in (None, self.owner):
             return False
         try:
             node = await self.call_db(None, load_node, pk)
@@ -760,11 +759,10 @@ class Runner:
         if not isinstance(node, ProcessNode):
             raise TypeError(f"node {pk} is a {type(node).__name__}, not a process")
         row = self.backend.get_process(pk)
-        owner = row["lease_owner"] if row else None
-        alive = row is not None and row["lease_expires"] is not None and row["lease_expires"] > time.time()
-        if row and owner and owner != self.owner and alive and not force and not owner_is_dead(owner):
+        holder = live_holder(row["lease_owner"], row["lease_expires"]) if row else None
+        if row and holder and holder != self.owner and not force:
             raise ProcessHeldError(
-                f"process {pk} is held by {owner} until {time.ctime(row['lease_expires'])}: it is "
+                f"process {pk} is held by {holder} until {time.ctime(row['lease_expires'])}: it is "
                 "still running "
                 "there (or wait for the lease to expire, or resume with force=True)"
             )

@@ -334,8 +334,7 @@ class WorkChain(Process):
             self._finish(None)  # the last step: finish in the same commit round trip
             return None
         if self._awaiting:
-            pks = [str(item["pk"]) for item in self._awaiting]
-            status = f"waiting for {len(pks)} process{'es' if len(pks) > 1 else ''}: {', '.join(pks)}"
+            status = lifecycle.waiting_status([item["pk"] for item in self._awaiting])
             self._commit(ProcessState.WAITING, checkpoint=checkpoint, status=status)
         else:
             self._commit(ProcessState.RUNNING, checkpoint=checkpoint, status=None)
