@@ -149,6 +149,34 @@ def fresh_home(name: str, args: argparse.Namespace) -> Path:
     return home
 
 
+def alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def daemon_pids_of(home: Path) -> list[int]:
+    """``plait.daemon`` processes whose PLAIT_HOME is ``home`` (never anybody else's)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if b"plait.daemon" not in handle.read():
+                    continue
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                env = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if f"PLAIT_HOME={home}".encode() in env and alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
 def peak_rss_kib() -> int:
     """Peak resident set size of this process in KiB (Linux ``ru_maxrss`` is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -160,30 +160,12 @@ def log(message: str) -> None:
 
 
 def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    return _common.alive(pid)
 
 
 def daemon_pids_of_this_home() -> list[int]:
     """``plait.daemon`` processes whose PLAIT_HOME is ours (never anybody else's)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                if b"plait.daemon" not in handle.read():
-                    continue
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                env = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if f"PLAIT_HOME={home}".encode() in env and alive(int(entry)):
-            found.append(int(entry))
-    return found
+    return _common.daemon_pids_of(home)
 
 
 def wait_until(condition, timeout: float, what: str, every: float = 0.05) -> float:
