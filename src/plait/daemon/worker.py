@@ -102,8 +102,7 @@ class Worker:
             loop, owner=self.worker_id, lease_seconds=self.lease_seconds, placement=Daemon()
         )
         runner.control_broker = self.broker
-        with Runner._by_loop_lock:
-            Runner._by_loop[loop] = runner
+        runner.install()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
         await asyncio.to_thread(

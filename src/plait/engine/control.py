@@ -241,9 +241,8 @@ def _pool_for_this_loop() -> tuple[Any, bool]:
     from plait.engine.runner import Runner
     from plait.transports import TransportPool
 
-    with Runner._by_loop_lock:
-        runner = Runner._by_loop.get(asyncio.get_running_loop())
-    if runner is not None and not runner._closed:
+    runner = Runner.existing_for_loop(asyncio.get_running_loop())
+    if runner is not None:
         return runner.transport_pool, False
     return TransportPool(idle_timeout=5.0), True
 

@@ -142,6 +142,18 @@ class Runner:
                 cls._by_loop[loop] = runner
             return runner
 
+    @classmethod
+    def existing_for_loop(cls, loop: asyncio.AbstractEventLoop) -> Runner | None:
+        """The open runner of ``loop`` if there is one (never creates one)."""
+        with cls._by_loop_lock:
+            runner = cls._by_loop.get(loop)
+        return runner if runner is not None and not runner._closed else None
+
+    def install(self) -> None:
+        """Make this runner the one :meth:`for_loop` returns for its loop (a daemon worker's)."""
+        with Runner._by_loop_lock:
+            Runner._by_loop[self.loop] = self
+
     @property
     def transport_pool(self) -> TransportPool:
         """The :class:`~plait.transports.TransportPool` of this runner (one connection per computer
