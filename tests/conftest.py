@@ -33,6 +33,9 @@ import pytest
 POSTGRES_SERVER_URL = os.environ.get("PLAIT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 RABBITMQ_URL = os.environ.get("PLAIT_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
 PLAIT_TABLES = (
+    "comments",
+    "group_nodes",
+    "groups",
     "process_waits",
     "process_checkpoints",
     "links",

@@ -32,6 +32,13 @@ Tables:
     waits for.  A child's termination deletes its rows in the same
     transaction, so the parent becomes runnable exactly when its last
     awaited child has ended — the database says what must run.
+``groups`` and ``group_nodes``
+    Named sets of nodes (any node: data, processes), as AiiDA's groups:
+    a unique ``label``, a ``type_string`` (``core`` for user groups), a
+    description and writable extras; ``group_nodes`` holds membership.
+``comments``
+    Free-text notes that users attach to a node after the fact (who wrote
+    them and when); they are not provenance and stay editable.
 ``broker_messages`` and ``workers``
     The database broker's control requests and replies (addressed to the
     runner that holds the process), and the daemon workers' heartbeats.
@@ -200,4 +207,36 @@ workers = Table(
     Column("started", Float, nullable=False),
     Column("heartbeat", Float, nullable=False),
     Column("info", JsonType, nullable=False),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", PkType, primary_key=True, autoincrement=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("label", String(255), nullable=False, unique=True),
+    Column("type_string", String(255), nullable=False, default="core", index=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("ctime", DateTime(timezone=True), nullable=False),
+    Column("user_email", String(255), nullable=False, default=""),
+    Column("extras", JsonType, nullable=False),
+)
+
+group_nodes = Table(
+    "group_nodes",
+    metadata,
+    Column("group_id", PkType, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("node_id", PkType, ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+comments = Table(
+    "comments",
+    metadata,
+    Column("id", PkType, primary_key=True, autoincrement=True),
+    Column("uuid", String(36), nullable=False, unique=True),
+    Column("node_id", PkType, ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("ctime", DateTime(timezone=True), nullable=False),
+    Column("mtime", DateTime(timezone=True), nullable=False),
+    Column("user_email", String(255), nullable=False),
+    Column("content", Text, nullable=False),
 )
