@@ -71,18 +71,32 @@ class ProcessNode(Node):
         self._process_type: str | None = None
 
     def _init_loaded(self, row: Mapping[str, Any]) -> None:
+        """Take the process state from ``row["process"]`` when the caller read it in the same query.
+
+        A query that loads many process nodes (``QueryBuilder`` projecting ``*``) joins the
+        ``processes`` table and hands each node its process row there (None when the node has
+        none), so loading a thousand process nodes is one query, not a thousand and one.
+        Without that key the row is read now, as :meth:`refresh` does.
+        """
         self._process_type = row.get("process_type")
         self._process = {}
-        self.refresh()
+        if "process" in row:
+            if row["process"] is not None:
+                self._set_process_row(dict(row["process"]))
+        else:
+            self.refresh()
 
     def refresh(self) -> ProcessNode:
         """Re-read the process state from the database (it changes while the process runs)."""
         if self._pk is not None:
             row = _backend().get_process(self._pk)
             if row is not None:
-                self._process = {key: row[key] for key in _PROCESS_FIELDS}
-                self._process_row = row  # the whole row (checkpoint included), for the engine
+                self._set_process_row(row)
         return self
+
+    def _set_process_row(self, row: dict[str, Any]) -> None:
+        self._process = {key: row[key] for key in _PROCESS_FIELDS}
+        self._process_row = row  # the whole row (checkpoint included), for the engine
 
     @property
     def _process_row(self) -> dict[str, Any]:
