@@ -90,6 +90,7 @@ def cli(ctx: click.Context, profile_name: str | None) -> None:
 
 
 def _register() -> None:
+    from plait.cli.calcjob import calcjob
     from plait.cli.code import code
     from plait.cli.computer import computer
     from plait.cli.daemon import daemon
@@ -105,6 +106,7 @@ def _register() -> None:
         cli.add_command(command)
     for command in (computer, code, storage):
         cli.add_command(command)
+    cli.add_command(calcjob)
     cli.add_command(daemon)
 
 

@@ -708,3 +708,12 @@ def watch(state: CliState, identifier: str, interval: float) -> None:
     except KeyboardInterrupt:
         click.echo(f"Stopped watching process {node.pk} ({watcher.root_state or 'unknown state'}).", err=True)
         click.get_current_context().exit(130)
+
+
+def _register_dump() -> None:
+    from plait.cli.process_dump import dump
+
+    process.add_command(dump)
+
+
+_register_dump()

@@ -17,6 +17,8 @@ class RemoteData(Data):
     """A path on a computer.  Its content is not copied into plait; it may be cleaned later."""
 
     node_type = "data.core.remote"
+    #: the extra set to True once the folder was removed from its computer (as aiida-core's ``cleaned``)
+    KEY_EXTRA_CLEANED = "cleaned"
 
     def __init__(
         self, *, remote_path: str | None = None, computer: Computer | None = None, **kwargs: Any
@@ -33,6 +35,15 @@ class RemoteData(Data):
 
     def get_remote_path(self) -> str:
         return self.remote_path
+
+    @property
+    def is_cleaned(self) -> bool:
+        """True once the folder was removed from its computer (``plait calcjob cleanworkdir``).
+
+        The node itself stays (it is provenance, and stored nodes are immutable);
+        the fact is recorded in the extra :attr:`KEY_EXTRA_CLEANED`.
+        """
+        return bool(self.get_extra(self.KEY_EXTRA_CLEANED, False))
 
     @property
     def computer(self) -> Computer | None:
