@@ -204,6 +204,7 @@ class CalcJob(Process):
         self._computer_cache: Computer | None = None
         self._calc_info: CalcInfo | None = None
         self._sandbox: Path | None = None
+        self._pool_key: tuple[str, str, str] | None = None
         self._status_updates: set[asyncio.Task[Any]] = set()
 
     @property
@@ -284,7 +285,7 @@ class CalcJob(Process):
                     return await runner.call_in_thread(self, self._parse)
                 finally:
                     if self._temporary_folder is not None:
-                        shutil.rmtree(self._temporary_folder, ignore_errors=True)
+                        await asyncio.to_thread(shutil.rmtree, self._temporary_folder, True)
 
     async def _advance(self, stage: str, state: str, status: str, job_stage: str) -> None:
         self._stage = stage
@@ -334,8 +335,11 @@ class CalcJob(Process):
     @contextlib.asynccontextmanager
     async def _transport(self) -> AsyncIterator[Any]:
         computer = self.computer
+        if self._pool_key is None:
+            # the key holds the user's login name on the computer: read from the database once, off the loop
+            self._pool_key = await self.runner.call_db(self, lambda: computer.pool_key)  # type: ignore[union-attr]
         async with self.runner.transport_pool.request(  # type: ignore[union-attr]
-            computer.pool_key,
+            self._pool_key,
             computer.get_transport,
             safe_interval=computer.safe_interval(),
             max_concurrent_operations=int(computer.options.get("max_concurrent_operations") or 8),
@@ -502,7 +506,7 @@ class CalcJob(Process):
                 if await transport.exists(link):
                     await transport.remove(link)
                 await transport.symlink(remote_source, link)
-        shutil.rmtree(sandbox, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, sandbox, True)
         self._sandbox = None
         remote = RemoteData(remote_path=workdir, computer=self.computer)
         if "remote_folder" not in self._outputs:

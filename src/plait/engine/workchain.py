@@ -314,12 +314,17 @@ class WorkChain(Process):
                 self.runner.check_safe_point(self)  # type: ignore[union-attr]
                 if inspect.iscoroutinefunction(fn):
                     result = await fn(self)
+                    exit_code = await self.runner.call_db(self, self._conclude_step, fn, result)  # type: ignore[union-attr]
                 else:
-                    result = await self.runner.call_in_thread(self, fn, self)  # type: ignore[union-attr]
-                exit_code = await self.runner.call_db(self, self._conclude_step, fn, result)  # type: ignore[union-attr]
+                    # one thread hop per step: the step's thread commits its checkpoint right after it
+                    exit_code = await self.runner.call_in_thread(self, self._run_step, fn)  # type: ignore[union-attr]
                 if exit_code is not None or self._terminated:
                     return exit_code
                 await self.runner.after_checkpoint(self)  # type: ignore[union-attr]
+
+    def _run_step(self, fn: Callable[..., Any]) -> ExitCode | None:
+        """Run a synchronous step, then conclude it (in the step's thread)."""
+        return self._conclude_step(fn, fn(self))
 
     def _conclude_step(self, fn: Callable[..., Any], result: Any) -> ExitCode | None:
         """Interpret what the step returned and commit its checkpoint (waiting or running)."""

@@ -60,6 +60,7 @@ class Database:
         self.engine: Engine = self._create_engine(url, echo)
         self._checked = False
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
 
     def _create_engine(self, url: str, echo: bool) -> Engine:
         if self.is_sqlite:
@@ -165,11 +166,25 @@ class Database:
     # -- transactions ----------------------------------------------------------
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction, committed on success and rolled back on error."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(plait_write=True)
-            with conn.begin():
-                yield conn
+        """A write transaction, committed on success and rolled back on error.
+
+        On SQLite the threads of one interpreter queue for the write lock on a
+        Python lock first: SQLite's own busy handler makes a waiting writer
+        sleep in growing steps (up to 100 ms each), so with a dozen threads
+        writing, most of the time went to sleeping while the lock was free.
+        Other interpreters on the same file still meet SQLite's handler.  A
+        thread that waits longer than the busy timeout goes on to SQLite,
+        which then answers as before (``database is locked``).
+        """
+        queued = self.is_sqlite and self._write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT)
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(plait_write=True)
+                with conn.begin():
+                    yield conn
+        finally:
+            if queued:
+                self._write_lock.release()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

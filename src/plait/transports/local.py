@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import os
 import pwd
 import shutil
 import signal
+import subprocess
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ._local_files import copy_file_atomically, copy_local_tree, replace_with_symlink, temporary_sibling
@@ -266,30 +270,41 @@ class LocalTransport(Transport):
         data = stdin.encode() if isinstance(stdin, str) else stdin
         if workdir is not None:
             await self._run(operation, workdir, _require_folder, workdir)
-        with map_exceptions(host=self.hostname, operation=operation, path=workdir):
-            process = await asyncio.create_subprocess_exec(
-                "bash",
-                "-c",
-                command,
-                stdin=asyncio.subprocess.PIPE if data is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+        loop = asyncio.get_running_loop()
+        executor = _command_threads()
+        spawn = loop.run_in_executor(
+            executor,
+            functools.partial(
+                subprocess.Popen,
+                ["bash", "-c", command],
+                stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 cwd=workdir,
                 start_new_session=True,
-            )
+            ),
+        )
+        with map_exceptions(host=self.hostname, operation=operation, path=workdir):
+            try:
+                process = await asyncio.shield(spawn)
+            except asyncio.CancelledError:
+                # cancelled while the thread starts the command: stop it as soon as it exists
+                spawn.add_done_callback(lambda done: _kill_spawned(done, executor))
+                raise
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(data), timeout)
-        except TimeoutError:
-            await _kill_group(process)
+            talk = loop.run_in_executor(executor, _communicate, process, data, timeout)
+            outcome = await asyncio.shield(talk)
+        except BaseException:  # cancelled: do not leave the command running (its thread then reaps it)
+            _kill_group(process)
+            raise
+        if outcome is None:
             raise TransportTimeoutError(
                 f"command still running after {timeout} s, killed: {command[:200]}",
                 host=self.hostname,
                 operation=operation,
                 path=workdir,
-            ) from None
-        except BaseException:  # cancelled: do not leave the command running
-            await _kill_group(process)
-            raise
+            )
+        stdout, stderr = outcome
         assert process.returncode is not None
         return CommandResult(
             process.returncode,
@@ -308,9 +323,45 @@ def _require_local_folder(path: str) -> None:
         raise NotADirectoryError(20, "Not a directory", path)
 
 
-async def _kill_group(process: asyncio.subprocess.Process) -> None:
+#: threads that start the local transport's commands and wait for their output: a fork/exec and
+#: the reading of pipes never happen on the event loop (with a thousand jobs starting at once,
+#: spawning on the loop stalled it for hundreds of milliseconds)
+COMMAND_THREADS = 16
+_command_executor: ThreadPoolExecutor | None = None
+_command_executor_lock = threading.Lock()
+
+
+def _command_threads() -> ThreadPoolExecutor:
+    global _command_executor
+    with _command_executor_lock:
+        if _command_executor is None:
+            _command_executor = ThreadPoolExecutor(COMMAND_THREADS, thread_name_prefix="plait-local-command")
+        return _command_executor
+
+
+def _communicate(
+    process: subprocess.Popen[bytes], data: bytes | None, timeout: float | None
+) -> tuple[bytes, bytes] | None:
+    """(thread) The command's output, or None when it ran out of time (then it is killed and reaped)."""
+    try:
+        return process.communicate(data, timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        process.communicate()
+        return None
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the command's whole process group (it was started in a session of its own)."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    await process.wait()
+
+
+def _kill_spawned(spawn: asyncio.Future[subprocess.Popen[bytes]], executor: ThreadPoolExecutor) -> None:
+    if spawn.cancelled() or spawn.exception() is not None:
+        return
+    process = spawn.result()
+    _kill_group(process)
+    executor.submit(process.communicate)
