@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import functools
 import os
 import pwd
 import shutil
@@ -272,18 +271,7 @@ class LocalTransport(Transport):
             await self._run(operation, workdir, _require_folder, workdir)
         loop = asyncio.get_running_loop()
         executor = _command_threads()
-        spawn = loop.run_in_executor(
-            executor,
-            functools.partial(
-                subprocess.Popen,
-                ["bash", "-c", command],
-                stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=workdir,
-                start_new_session=True,
-            ),
-        )
+        spawn = loop.run_in_executor(executor, _spawn, command, data is not None, workdir)
         with map_exceptions(host=self.hostname, operation=operation, path=workdir):
             try:
                 process = await asyncio.shield(spawn)
@@ -337,6 +325,18 @@ def _command_threads() -> ThreadPoolExecutor:
         if _command_executor is None:
             _command_executor = ThreadPoolExecutor(COMMAND_THREADS, thread_name_prefix="plait-local-command")
         return _command_executor
+
+
+def _spawn(command: str, with_stdin: bool, workdir: str | None) -> subprocess.Popen[bytes]:
+    """(thread) Start ``bash -c command`` in a session of its own (so that its whole group can be killed)."""
+    return subprocess.Popen(
+        ["bash", "-c", command],
+        stdin=subprocess.PIPE if with_stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=workdir,
+        start_new_session=True,
+    )
 
 
 def _communicate(
