@@ -47,6 +47,7 @@ _LAZY = {name: "plait.engine" for name in _ENGINE}
 _LAZY.update(
     {
         "load_node": "plait.orm",
+        "load_group": "plait.orm",
         "load_profile": "plait.storage",
         "get_profile": "plait.storage",
         "CalcJob": "plait.engine.calcjob",
@@ -60,7 +61,7 @@ __all__ = ["__version__", *sorted(_LAZY)]
 
 if TYPE_CHECKING:
     from plait.engine import *  # noqa: F403
-    from plait.orm import load_node  # noqa: F401
+    from plait.orm import load_group, load_node  # noqa: F401
     from plait.storage import get_profile, load_profile  # noqa: F401
 
 

@@ -5,6 +5,7 @@ storage is reached on the first store or load.
 """
 
 from plait.orm.code import Code, InstalledCode, PortableCode, load_code
+from plait.orm.comments import Comment
 from plait.orm.computer import Computer
 from plait.orm.data import (
     BaseType,
@@ -21,6 +22,7 @@ from plait.orm.data import (
     to_node,
 )
 from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNotAllowed
+from plait.orm.groups import Group, load_group
 from plait.orm.node import Data, LinkType, Node, load_node
 from plait.orm.process_nodes import (
     CalcFunctionNode,
@@ -40,11 +42,13 @@ __all__ = [
     "CalcJobNode",
     "CalculationNode",
     "Code",
+    "Comment",
     "Computer",
     "Data",
     "Dict",
     "Float",
     "FolderData",
+    "Group",
     "InstalledCode",
     "Int",
     "LinkType",
@@ -64,6 +68,7 @@ __all__ = [
     "WorkFunctionNode",
     "WorkflowNode",
     "load_code",
+    "load_group",
     "load_node",
     "to_node",
 ]

@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, Self, overload
 from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNotAllowed
 
 if TYPE_CHECKING:
+    from plait.orm.comments import Comment
     from plait.storage.backend import StorageBackend
     from plait.storage.repository import FileRepository
 
@@ -180,6 +181,45 @@ class Node:
         self._extras.pop(key, None)
         if self._pk is not None:
             _backend().update_node(self._pk, extras=self._extras)
+
+    # -- comments (always writable; see plait.orm.comments) -------------------------------
+    def add_comment(self, content: str, user_email: str | None = None) -> Comment:
+        """Attach a note to this stored node (by the profile's user unless ``user_email`` is given).
+
+        Raises:
+            StoringNotAllowed: the node is not stored.
+            TypeError, ValueError: ``content`` is not text, or is empty.
+        """
+        from plait.orm.comments import Comment
+
+        return Comment(self, content, user_email=user_email).store()
+
+    def get_comment(self, identifier: int) -> Comment:
+        """The comment with pk ``identifier`` on this node.
+
+        Raises:
+            NotExistentError: no such comment, or it is on another node.
+        """
+        from plait.orm.comments import Comment
+
+        comment = Comment.get(identifier)
+        if comment.node_pk != self._pk:
+            raise NotExistentError(f"{self!r} has no comment {identifier} (it is on node {comment.node_pk})")
+        return comment
+
+    def get_comments(self) -> list[Comment]:
+        """The comments on this node, oldest first ([] for an unstored node)."""
+        from plait.orm.comments import Comment
+
+        return [] if self._pk is None else Comment.list_for(self._pk)
+
+    def update_comment(self, identifier: int, content: str) -> None:
+        """Replace the text of comment ``identifier`` of this node.  Raises as :meth:`get_comment`."""
+        self.get_comment(identifier).set_content(content)
+
+    def remove_comment(self, identifier: int) -> None:
+        """Delete comment ``identifier`` of this node.  Raises as :meth:`get_comment`."""
+        self.get_comment(identifier).delete()
 
     # -- attributes (fixed once stored) ----------------------------------------------
     @property

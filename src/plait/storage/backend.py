@@ -34,8 +34,11 @@ from plait.storage.profile import Profile
 from plait.storage.repository import FileRepository
 from plait.storage.schema import (
     broker_messages,
+    comments,
     computer_configs,
     computers,
+    group_nodes,
+    groups,
     links,
     logs,
     nodes,
@@ -836,3 +839,256 @@ class StorageBackend:
     def list_workers(self) -> list[dict[str, Any]]:
         with self._reading() as conn:
             return [dict(r._mapping) for r in conn.execute(select(workers).order_by(workers.c.started)).all()]
+
+    # -- groups and comments -------------------------------------------------------
+    #: ids per ``IN (...)`` list: far below the bound-parameter limits of SQLite (32766)
+    #: and PostgreSQL (65535)
+    ID_BATCH = 5000
+
+    @classmethod
+    def _id_batches(cls, ids: Iterable[int]) -> Iterator[list[int]]:
+        """The distinct ``ids`` in ascending order, in lists of at most :attr:`ID_BATCH`."""
+        unique = sorted({int(i) for i in ids})
+        for start in range(0, len(unique), cls.ID_BATCH):
+            yield unique[start : start + cls.ID_BATCH]
+
+    def insert_group(self, row: Mapping[str, Any]) -> int | None:
+        """Insert a group row (all columns but ``id``): its new pk, or None if the label is taken.
+
+        One atomic ``INSERT ... ON CONFLICT (label) DO NOTHING``: two processes
+        storing the same label at the same moment give one row, and the other
+        one gets None, never a unique-constraint error (on PostgreSQL the
+        second insert waits for the first to commit).
+        """
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = sqlite if self.database.is_sqlite else postgresql
+        statement = (
+            dialect.insert(groups)
+            .on_conflict_do_nothing(index_elements=[groups.c.label])
+            .returning(groups.c.id)
+        )
+        with self.transaction() as conn:
+            pk = conn.execute(statement, dict(row)).scalar()
+        return None if pk is None else int(pk)
+
+    def get_group(
+        self, *, pk: int | None = None, uuid: str | None = None, label: str | None = None
+    ) -> dict[str, Any] | None:
+        """The group row by pk, exact label, full uuid or unique uuid prefix; None if there is none.
+
+        Raises:
+            LookupError: a uuid prefix matches more than one group.
+        """
+        if pk is not None:
+            condition = groups.c.id == pk
+        elif label is not None:
+            condition = groups.c.label == label
+        elif uuid is not None and len(uuid) == 36:
+            condition = groups.c.uuid == uuid
+        elif uuid is not None:
+            with self._reading() as conn:
+                found = conn.execute(select(groups).where(groups.c.uuid.like(uuid + "%")).limit(2)).all()
+            if len(found) > 1:
+                raise LookupError(f"uuid prefix '{uuid}' matches more than one group; give more characters")
+            return _row(found[0]) if found else None
+        else:
+            raise ValueError("get_group needs a pk, a uuid or a label")
+        with self._reading() as conn:
+            return _row(conn.execute(select(groups).where(condition)).first())
+
+    def list_groups(
+        self, *, type_string: str | None = None, node_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Group rows ordered by label, each with ``count``, its number of nodes (one query).
+
+        ``type_string``: only groups of that type; ``node_id``: only the groups holding that node.
+        """
+        counts = (
+            select(group_nodes.c.group_id, func.count().label("count"))
+            .group_by(group_nodes.c.group_id)
+            .subquery()
+        )
+        query = (
+            select(groups, func.coalesce(counts.c.count, 0).label("count"))
+            .outerjoin(counts, counts.c.group_id == groups.c.id)
+            .order_by(groups.c.label)
+        )
+        if type_string is not None:
+            query = query.where(groups.c.type_string == type_string)
+        if node_id is not None:
+            members = select(group_nodes.c.group_id).where(group_nodes.c.node_id == node_id)
+            query = query.where(groups.c.id.in_(members))
+        with self._reading() as conn:
+            return [_row(r) for r in conn.execute(query).all()]  # type: ignore[misc]
+
+    def update_group(self, pk: int, **fields: Any) -> bool:
+        """Change ``label``, ``description`` or ``extras`` of a group; False if the new label is taken.
+
+        A label taken by another group, even by one committed at the same
+        moment by another process, gives False and changes nothing (the
+        UPDATE runs in a savepoint, so an enclosing transaction goes on).
+        """
+        from sqlalchemy.exc import IntegrityError
+
+        statement = update(groups).where(groups.c.id == pk).values(**fields)
+        with self.transaction() as conn:
+            if "label" in fields:
+                taken = conn.execute(
+                    select(groups.c.id).where(and_(groups.c.label == fields["label"], groups.c.id != pk))
+                ).first()
+                if taken is not None:
+                    return False
+                try:
+                    with conn.begin_nested():
+                        conn.execute(statement)
+                except IntegrityError:
+                    return False
+            else:
+                conn.execute(statement)
+        return True
+
+    def delete_group(self, pk: int) -> bool:
+        """Delete a group and its membership rows (never its nodes); False if there was no such group."""
+        with self.transaction() as conn:
+            conn.execute(delete(group_nodes).where(group_nodes.c.group_id == pk))
+            return conn.execute(delete(groups).where(groups.c.id == pk)).rowcount > 0
+
+    def existing_node_ids(self, ids: Iterable[int]) -> set[int]:
+        """Those of ``ids`` that are pks of stored nodes (one query per :attr:`ID_BATCH` ids)."""
+        found: set[int] = set()
+        with self._reading() as conn:
+            for batch in self._id_batches(ids):
+                found.update(conn.execute(select(nodes.c.id).where(nodes.c.id.in_(batch))).scalars())
+        return found
+
+    def add_group_nodes(self, group_id: int, node_ids: Iterable[int]) -> int:
+        """Add nodes to a group; the number of nodes that were not members yet.
+
+        One ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` per
+        :attr:`ID_BATCH` ids: members already in the group and pks of no node
+        are skipped (no error), duplicates in ``node_ids`` count once.
+        """
+        from sqlalchemy import literal
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = sqlite if self.database.is_sqlite else postgresql
+        added = 0
+        with self.transaction() as conn:
+            for batch in self._id_batches(node_ids):
+                source = select(literal(group_id, groups.c.id.type), nodes.c.id).where(nodes.c.id.in_(batch))
+                statement = (
+                    dialect.insert(group_nodes)
+                    .from_select([group_nodes.c.group_id, group_nodes.c.node_id], source)
+                    .on_conflict_do_nothing()
+                    .execution_options(preserve_rowcount=True)  # else psycopg's INSERT rowcount is lost
+                )
+                added += max(conn.execute(statement).rowcount, 0)
+        return added
+
+    def remove_group_nodes(self, group_id: int, node_ids: Iterable[int]) -> int:
+        """Remove nodes from a group (the nodes stay); the number that were members."""
+        removed = 0
+        with self.transaction() as conn:
+            for batch in self._id_batches(node_ids):
+                removed += conn.execute(
+                    delete(group_nodes).where(
+                        and_(group_nodes.c.group_id == group_id, group_nodes.c.node_id.in_(batch))
+                    )
+                ).rowcount
+        return removed
+
+    def clear_group(self, group_id: int) -> int:
+        """Remove every node from a group (the nodes stay); the number removed."""
+        with self.transaction() as conn:
+            return conn.execute(delete(group_nodes).where(group_nodes.c.group_id == group_id)).rowcount
+
+    def copy_group_nodes(self, source_id: int, destination_id: int) -> int:
+        """Add every node of group ``source_id`` to ``destination_id`` (one statement); the number added."""
+        from sqlalchemy import literal
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = sqlite if self.database.is_sqlite else postgresql
+        source = select(literal(destination_id, groups.c.id.type), group_nodes.c.node_id).where(
+            group_nodes.c.group_id == source_id
+        )
+        statement = (
+            dialect.insert(group_nodes)
+            .from_select([group_nodes.c.group_id, group_nodes.c.node_id], source)
+            .on_conflict_do_nothing()
+            .execution_options(preserve_rowcount=True)
+        )
+        with self.transaction() as conn:
+            return max(conn.execute(statement).rowcount, 0)
+
+    def count_group_nodes(self, group_id: int) -> int:
+        with self._reading() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(group_nodes).where(group_nodes.c.group_id == group_id)
+                ).scalar_one()
+            )
+
+    def group_node_rows(
+        self, group_id: int, *, after_id: int | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Node rows of a group's members, by ascending pk: those with pk > ``after_id``, at most ``limit``.
+
+        Each row carries ``process``: the node's process row, or None for a
+        data node, all read in one more query, so that loading the process
+        nodes among them reads nothing more (see ``ProcessNode._init_loaded``).
+        Reading a large group page by page with ``after_id`` set to the last pk
+        seen (keyset paging) costs the same for every page.
+        """
+        query = (
+            select(nodes)
+            .join(group_nodes, group_nodes.c.node_id == nodes.c.id)
+            .where(group_nodes.c.group_id == group_id)
+            .order_by(nodes.c.id)
+        )
+        if after_id is not None:
+            query = query.where(nodes.c.id > after_id)
+        if limit is not None:
+            query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
+        with self._reading() as conn:
+            rows: list[dict[str, Any]] = [_row(r) for r in conn.execute(query).all()]  # type: ignore[misc]
+            found: dict[int, dict[str, Any]] = {}
+            for batch in self._id_batches(r["id"] for r in rows):  # any type: plugins' process nodes too
+                for process in conn.execute(select(processes).where(processes.c.node_id.in_(batch))).all():
+                    found[process.node_id] = _row(process)  # type: ignore[assignment]
+        for row in rows:
+            row["process"] = found.get(row["id"])
+        return rows
+
+    def insert_comment(self, row: Mapping[str, Any]) -> int:
+        """Insert a comment row (uuid, node_id, ctime, mtime, user_email, content); its new pk."""
+        with self.transaction() as conn:
+            return int(conn.execute(insert(comments).returning(comments.c.id), dict(row)).scalar_one())
+
+    def get_comment(self, pk: int) -> dict[str, Any] | None:
+        with self._reading() as conn:
+            return _row(conn.execute(select(comments).where(comments.c.id == pk)).first())
+
+    def list_comments(self, node_id: int) -> list[dict[str, Any]]:
+        """The comments on a node, oldest first."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(comments).where(comments.c.node_id == node_id).order_by(comments.c.id)
+            ).all()
+        return [_row(r) for r in rows]  # type: ignore[misc]
+
+    def update_comment(self, pk: int, content: str) -> _dt.datetime | None:
+        """Replace a comment's content: the new modification time, or None if there is no such comment."""
+        now = utcnow()
+        with self.transaction() as conn:
+            done = conn.execute(
+                update(comments).where(comments.c.id == pk).values(content=content, mtime=now)
+            ).rowcount
+        return now if done else None
+
+    def delete_comment(self, pk: int) -> bool:
+        """Delete a comment; False if there was no such comment."""
+        with self.transaction() as conn:
+            return conn.execute(delete(comments).where(comments.c.id == pk)).rowcount > 0
