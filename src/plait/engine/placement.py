@@ -11,6 +11,8 @@ a child launched    runs here, as a task of this        is stored *submitted*; a
                     runner                              the daemon claims it
 a parent waits      on futures resolved by its          is *parked*: committed, lease
 for children        children (orphaned ones adopted)    released, woken by the last child
+                                                        (in the transaction of the checkpoint
+                                                        that started the wait)
 a pause             waits in memory until played        parks the process (no slot, no lease)
 a pause at an       takes effect at the next safe       interrupts the await at once (it
 ``await``           point                               continues from its checkpoint)
@@ -60,6 +62,15 @@ class Placement:
     async def wait_for_children(self, runner: Runner, parent: Process, pks: list[int]) -> None:
         """Return when every process of ``pks`` has terminated (or raise :class:`ProcessParked`)."""
         raise NotImplementedError
+
+    def park_with_checkpoint(self, runner: Runner, process: Process, pks: list[int], status: str) -> bool:
+        """(thread, inside the transaction that commits the waiting checkpoint) Park ``process`` now?
+
+        True: it is parked (the caller stops running it, raising :class:`ProcessParked`);
+        False: it waits through :meth:`wait_for_children` as usual.  Parking in the same
+        transaction saves a round trip per waiting parent.
+        """
+        return False
 
     async def pause(self, runner: Runner, process: Process, reason: str | None) -> None:
         """``process`` reached a pause at a safe point: record it and wait to be played (or park)."""
@@ -125,6 +136,9 @@ class Daemon(Placement):
         parked = await runner.call_db(parent, lifecycle.park, parent.node, runner.owner, pks, status)
         if parked:
             raise ProcessParked()
+
+    def park_with_checkpoint(self, runner: Runner, process: Process, pks: list[int], status: str) -> bool:
+        return lifecycle.park(process.node, runner.owner, pks, status)
 
     async def pause(self, runner: Runner, process: Process, reason: str | None) -> None:
         await runner.call_db(process, _pause_and_release, process.node, runner.owner, reason)

@@ -223,6 +223,7 @@ class WorkChain(Process):
         self.ctx = AttributeDict()
         self._pc = 0
         self._awaiting: list[dict[str, Any]] = []
+        self._parked = False  # parked in the commit of the last step (daemon placement)
 
     # -- user API ----------------------------------------------------------------------------
     def to_context(self, **targets: ProcessNode | append_) -> None:
@@ -320,6 +321,8 @@ class WorkChain(Process):
                     exit_code = await self.runner.call_in_thread(self, self._run_step, fn)  # type: ignore[union-attr]
                 if exit_code is not None or self._terminated:
                     return exit_code
+                if self._parked:
+                    raise lifecycle.ProcessParked()
                 await self.runner.after_checkpoint(self)  # type: ignore[union-attr]
 
     def _run_step(self, fn: Callable[..., Any]) -> ExitCode | None:
@@ -339,8 +342,13 @@ class WorkChain(Process):
             self._finish(None)  # the last step: finish in the same commit round trip
             return None
         if self._awaiting:
-            status = lifecycle.waiting_status([item["pk"] for item in self._awaiting])
-            self._commit(ProcessState.WAITING, checkpoint=checkpoint, status=status)
+            pks = [item["pk"] for item in self._awaiting]
+            status = lifecycle.waiting_status(pks)
+            runner = self.runner
+            assert runner is not None
+            with _backend().transaction():
+                self._commit(ProcessState.WAITING, checkpoint=checkpoint, status=status)
+                self._parked = runner.placement.park_with_checkpoint(runner, self, pks, status)
         else:
             self._commit(ProcessState.RUNNING, checkpoint=checkpoint, status=None)
         return None

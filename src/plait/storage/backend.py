@@ -23,16 +23,32 @@ import contextvars
 import datetime as _dt
 import functools
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Column,
+    MetaData,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from plait.storage.database import Database
 from plait.storage.profile import Profile
 from plait.storage.repository import FileRepository
 from plait.storage.schema import (
+    PkType,
     broker_messages,
     comments,
     computer_configs,
@@ -111,6 +127,23 @@ _INSERT_CHECKPOINT = insert(process_checkpoints)
 _INSERT_LOG = insert(logs)
 _SELECT_PROCESS = select(processes).where(processes.c.node_id == bindparam("_pk"))
 _SELECT_NODE = select(nodes).where(nodes.c.id == bindparam("_pk"))
+
+
+# the statements of a park (built once: a daemon parks thousands of parents a minute)
+_ACTIVE_AMONG = select(processes.c.node_id).where(
+    processes.c.node_id.in_(bindparam("_pks", expanding=True)), processes.c.state.in_(ACTIVE_STATES)
+)
+_ACTIVE_AMONG_LOCKED = _ACTIVE_AMONG.with_for_update(of=processes)
+_RELEASE_TO_PARK = (
+    update(processes)
+    .where(
+        processes.c.node_id == bindparam("_pk"),
+        processes.c.lease_owner == bindparam("_owner"),
+        processes.c.state.in_(ACTIVE_STATES),
+    )
+    .values(lease_owner=None, lease_expires=None)
+)
+_WAITS_OF = select(process_waits.c.child_id).where(process_waits.c.parent_id == bindparam("_pk"))
 
 
 class StorageBackend:
@@ -566,31 +599,16 @@ class StorageBackend:
         when it commits.
         """
         with self.transaction() as conn:
-            query = select(processes.c.node_id).where(
-                processes.c.node_id.in_(list(children)), processes.c.state.in_(ACTIVE_STATES)
-            )
-            if not self.database.is_sqlite:
-                query = query.with_for_update(of=processes)
-            active = [row[0] for row in conn.execute(query).all()]
+            query = _ACTIVE_AMONG if self.database.is_sqlite else _ACTIVE_AMONG_LOCKED
+            active = [row[0] for row in conn.execute(query, {"_pks": list(children)}).all()]
             if not active:
                 return False  # nothing to wait for: keep running, nothing written
             released = conn.execute(
-                update(processes)
-                .where(
-                    processes.c.node_id == pk,
-                    processes.c.lease_owner == owner,
-                    processes.c.state.in_(ACTIVE_STATES),
-                )
-                .values(lease_owner=None, lease_expires=None, status=status, mtime=utcnow())
+                _RELEASE_TO_PARK, {"_pk": pk, "_owner": owner, "status": status, "mtime": utcnow()}
             ).rowcount
             if not released:
                 return None
-            known = {
-                row[0]
-                for row in conn.execute(
-                    select(process_waits.c.child_id).where(process_waits.c.parent_id == pk)
-                ).all()
-            }
+            known = {row[0] for row in conn.execute(_WAITS_OF, {"_pk": pk}).all()}
             new = [child for child in dict.fromkeys(active) if child not in known]
             if new:
                 conn.execute(insert(process_waits), [{"parent_id": pk, "child_id": c} for c in new])
@@ -1092,3 +1110,258 @@ class StorageBackend:
         """Delete a comment; False if there was no such comment."""
         with self.transaction() as conn:
             return conn.execute(delete(comments).where(comments.c.id == pk)).rowcount > 0
+
+    # -- deleting nodes; storage maintenance -----------------------------------------------
+    @staticmethod
+    @functools.cache
+    def _deletion_tables() -> tuple[Table, Table]:
+        """The two temporary tables of a deletion: the nodes asked for, and every node that goes."""
+        scratch = MetaData()
+        seeds = Table(
+            "plait_delete_seeds", scratch, Column("id", PkType, primary_key=True), prefixes=["TEMPORARY"]
+        )
+        doomed = Table(
+            "plait_delete_set", scratch, Column("id", PkType, primary_key=True), prefixes=["TEMPORARY"]
+        )
+        return seeds, doomed
+
+    def _start_deletion(self, conn: Connection, seeds: Iterable[int]) -> None:
+        """Create the deletion's temporary tables on ``conn`` and fill the seeds (a rollback drops them)."""
+        for table in self._deletion_tables():
+            conn.execute(text(f"DROP TABLE IF EXISTS {table.name}"))
+            table.create(conn)
+        rows = [{"id": int(pk)} for pk in dict.fromkeys(seeds)]
+        if rows:
+            conn.execute(insert(self._deletion_tables()[0]), rows)
+
+    def _end_deletion(self, conn: Connection) -> None:
+        for table in self._deletion_tables():
+            conn.execute(text(f"DROP TABLE IF EXISTS {table.name}"))
+
+    def _fill_deletion_set(
+        self, conn: Connection, forward: Sequence[str], backward: Sequence[str]
+    ) -> tuple[set[int], set[int], dict[int, str]]:
+        """Put into ``plait_delete_set`` every node reached from the seeds; ``(nodes, missing, active)``.
+
+        One recursive query: from each node in the set, follow the links of a ``forward`` type
+        from their input to their output and those of a ``backward`` type from output to input.
+        ``UNION`` (not ``UNION ALL``) keeps each node once, so cycles end.  ``missing`` are seeds
+        that are no node; ``active`` maps each process of the set that is not terminated to its
+        state.
+        """
+        seeds, doomed = self._deletion_tables()
+        conn.execute(delete(doomed))
+        start = select(nodes.c.id).where(nodes.c.id.in_(select(seeds.c.id)))
+        closure = start.cte("closure", recursive=True)
+        ahead = and_(links.c.input_id == closure.c.id, links.c.link_type.in_(list(forward)))
+        behind = and_(links.c.output_id == closure.c.id, links.c.link_type.in_(list(backward)))
+        step = select(case((ahead, links.c.output_id), else_=links.c.input_id)).select_from(
+            closure.join(links, or_(ahead, behind))
+        )
+        closure = closure.union(step)
+        conn.execute(insert(doomed).from_select(["id"], select(closure.c.id)))
+        found = set(conn.execute(select(doomed.c.id)).scalars())
+        missing = set(
+            conn.execute(
+                select(seeds.c.id).where(~select(nodes.c.id).where(nodes.c.id == seeds.c.id).exists())
+            ).scalars()
+        )
+        active = {
+            int(pk): str(state)
+            for pk, state in conn.execute(
+                select(processes.c.node_id, processes.c.state)
+                .where(
+                    processes.c.node_id.in_(select(doomed.c.id)),
+                    processes.c.state.not_in(TERMINAL_STATES),
+                )
+                .order_by(processes.c.node_id)
+            ).all()
+        }
+        return found, missing, active
+
+    def plan_node_deletion(
+        self, seeds: Iterable[int], forward: Sequence[str], backward: Sequence[str]
+    ) -> tuple[set[int], set[int], dict[int, str]]:
+        """What deleting ``seeds`` would take, without deleting anything: ``(nodes, missing, active)``.
+
+        ``nodes``: every node reached from the seeds by following links of the ``forward`` link
+        types along their direction and those of the ``backward`` types against it, the seeds
+        included (the orm's :func:`plait.orm.delete_nodes` turns the provenance rules into these
+        two lists); ``missing``: seeds that are no node; ``active``: ``{pk: state}`` of the
+        processes in ``nodes`` that are not terminated.  The walk is one recursive query in the
+        database, however many nodes it reaches.
+        """
+        with self._reading() as conn:
+            self._start_deletion(conn, seeds)
+            plan = self._fill_deletion_set(conn, forward, backward)
+            self._end_deletion(conn)
+        return plan
+
+    def delete_node_closure(
+        self,
+        seeds: Iterable[int],
+        forward: Sequence[str],
+        backward: Sequence[str],
+        accept: Callable[[set[int], set[int], dict[int, str]], None],
+    ) -> set[int]:
+        """Delete what :meth:`plan_node_deletion` finds, in one transaction; the pks deleted.
+
+        The set is found again inside the write transaction and handed to ``accept(nodes,
+        missing, active)``, which raises to refuse (a process still running, the set not the one
+        the user confirmed); only then are the rows deleted.  On PostgreSQL the set's node rows
+        are locked (``FOR UPDATE``) and the set found again until it no longer grows, so that no
+        link to one of them commits in between (a concurrent insert of such a link waits, then
+        fails on its foreign key); on SQLite the write lock of the transaction does that.
+
+        Deleting a node row deletes with it, through the foreign keys, its links (both ways), its
+        process row, checkpoints, logs, waits, group memberships and comments; a process outside
+        the set that the set called keeps its row with ``caller_id`` cleared.  The database
+        broker's messages about the deleted processes go too.  Files stay in the repository
+        (other nodes may share them) until :meth:`maintain_storage`.  Anything failing midway
+        rolls the whole transaction back: nothing is half deleted.
+
+        Raises:
+            RuntimeError: SQLite foreign keys are off on this connection (deleting would leave
+                links behind), or the set keeps changing under concurrent writers.
+            Whatever ``accept`` raises.
+        """
+        doomed = self._deletion_tables()[1]
+        with self.transaction() as conn:
+            if self.database.is_sqlite and not conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
+                raise RuntimeError("SQLite foreign keys are off on this connection: refusing to delete nodes")
+            self._start_deletion(conn, seeds)
+            locked: set[int] = set()
+            for _ in range(20):
+                found, missing, active = self._fill_deletion_set(conn, forward, backward)
+                if self.database.is_sqlite or found <= locked:
+                    break
+                conn.execute(
+                    select(nodes.c.id).where(nodes.c.id.in_(select(doomed.c.id))).with_for_update(of=nodes)
+                ).all()
+                locked |= found
+            else:  # pragma: no cover - needs writers linking new nodes to the set twenty times over
+                raise RuntimeError("the nodes to delete keep gaining links from other writers: try again")
+            accept(found, missing, active)
+            if found:
+                conn.execute(
+                    delete(broker_messages).where(broker_messages.c.process_id.in_(select(doomed.c.id)))
+                )
+                conn.execute(delete(nodes).where(nodes.c.id.in_(select(doomed.c.id))))
+            self._end_deletion(conn)
+        return found
+
+    def referenced_file_keys(self) -> set[str]:
+        """The hash of every repository object that some node's ``files`` refers to (one query)."""
+        if self.database.is_sqlite:
+            query = "SELECT DISTINCT json_extract(f.value, '$[0]') FROM nodes, json_each(nodes.files) AS f"
+        else:
+            query = "SELECT DISTINCT f.value ->> 0 FROM nodes, jsonb_each(nodes.files) AS f"
+        with self._reading() as conn:
+            return {str(key) for key in conn.execute(text(query)).scalars() if key}
+
+    def database_size(self) -> int | None:
+        """Bytes the database takes: the SQLite file with its WAL, or PostgreSQL's ``pg_database_size``.
+
+        None for an in-memory SQLite database.
+        """
+        if self.database.is_sqlite:
+            name = self.database.engine.url.database
+            if not name or name == ":memory:":
+                return None
+            return sum(p.stat().st_size for p in (Path(name), Path(f"{name}-wal")) if p.is_file())
+        with self._reading() as conn:
+            return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+
+    def database_free_bytes(self) -> int | None:
+        """SQLite: bytes of free pages inside the file, which VACUUM gives back; None on PostgreSQL."""
+        if not self.database.is_sqlite:
+            return None
+        with self._reading() as conn:
+            pages = conn.exec_driver_sql("PRAGMA freelist_count").scalar_one()
+            size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+        return int(pages) * int(size)
+
+    def vacuum(self) -> None:
+        """Give back the space of deleted rows: SQLite ``VACUUM``, PostgreSQL ``VACUUM ANALYZE``.
+
+        Both must run outside a transaction, so this takes a connection of its own in autocommit
+        mode.  SQLite's VACUUM rewrites the whole file, holding the write lock while it does
+        (other writers wait, up to the busy timeout), and is followed by a WAL checkpoint that
+        truncates the ``-wal`` file; PostgreSQL's plain VACUUM blocks neither readers nor writers
+        and leaves the files their size (the space is reused by new rows).
+
+        Raises:
+            RuntimeError: called inside a transaction of this backend.
+        """
+        if self.in_transaction:
+            raise RuntimeError("VACUUM cannot run inside a transaction")
+        if self.database.is_sqlite:
+            raw = self.database.engine.raw_connection()
+            try:
+                driver = raw.driver_connection
+                assert driver is not None
+                driver.execute("VACUUM")  # the driver is in autocommit mode: plait issues BEGIN itself
+                driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
+            return
+        with self.database.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+
+    def oldest_active_process(self) -> tuple[int, _dt.datetime] | None:
+        """``(pk, ctime)`` of the oldest process that is not terminated, or None."""
+        query = (
+            select(nodes.c.id, nodes.c.ctime)
+            .join(processes, processes.c.node_id == nodes.c.id)
+            .where(processes.c.state.in_(ACTIVE_STATES))
+            .order_by(nodes.c.ctime, nodes.c.id)
+            .limit(1)
+        )
+        with self._reading() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        ctime = _as_utc(row[1])
+        assert ctime is not None
+        return int(row[0]), ctime
+
+    def maintain_storage(self, *, dry_run: bool = False, grace_seconds: float = 3600.0) -> dict[str, Any]:
+        """Remove repository objects no node refers to any more, then vacuum the database.
+
+        Objects are removed only if they were last put before the *cut-off*: ``grace_seconds``
+        before now, or before the creation of the oldest process that is still running if that
+        is earlier.  A node being stored writes its files before its row commits, and a running
+        calculation job records files on its node that are written to the node row only with a
+        later state change; every put refreshes an object's time, so neither loses a file (see
+        :meth:`FileRepository.remove_unreferenced`).  The grace period also covers clocks of
+        several hosts that disagree by less than it.
+
+        With ``dry_run`` nothing is removed or vacuumed; the report says what would be.  Returns
+        ``{"repository": RepositoryCleanup, "cutoff": unix time, "oldest_active": (pk, ctime) or
+        None, "database_before": bytes or None, "database_after": bytes or None (None in a dry
+        run), "database_free": bytes of free SQLite pages before (None on PostgreSQL)}``.
+        """
+        if grace_seconds < 0:
+            raise ValueError(f"grace_seconds must be 0 or more, not {grace_seconds}")
+        oldest = self.oldest_active_process()
+        cutoff = time.time()
+        if oldest is not None:
+            cutoff = min(cutoff, oldest[1].timestamp())
+        cutoff -= grace_seconds
+        cleanup = self.repository.remove_unreferenced(
+            self.referenced_file_keys, older_than=cutoff, dry_run=dry_run
+        )
+        before = self.database_size()
+        free = self.database_free_bytes()
+        after = None
+        if not dry_run:
+            self.vacuum()
+            after = self.database_size()
+        return {
+            "repository": cleanup,
+            "cutoff": cutoff,
+            "oldest_active": oldest,
+            "database_before": before,
+            "database_after": after,
+            "database_free": free,
+        }
