@@ -604,3 +604,29 @@ class LaunchSlowToLoad(WorkChain):
 
     def done(self):
         self.report("done: the child ended %s", self.ctx.job.process_state.value)
+
+
+# -- used by tests/engine/test_control_faults.py ----------------------------------------------------------
+
+
+class SleepJobParent(WorkChain):
+    """Submits one ``ShellJob`` (``sleep 300``) on the computer ``computer`` and waits for it."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("computer", valid_type=Str)
+        spec.outline(cls.launch, cls.done)
+
+    def launch(self):
+        from plait.calculations.shell import ShellJob
+
+        inputs = {
+            "command": Str("sleep"),
+            "arguments": List(["300"]),
+            "metadata": {"computer": self.inputs.computer.value},
+        }
+        return ToContext(job=self.submit(ShellJob, **inputs))
+
+    def done(self):
+        self.report("the job ended %s", self.ctx.job.process_state.value)

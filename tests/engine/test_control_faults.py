@@ -5,8 +5,8 @@
   and kill its children; a step still running in a thread can commit nothing more;
 * a kill of a looping work chain under the daemon stops the loop: no child, no report after it;
 * a transport error that cannot succeed on retry pauses a calculation job at once;
-* killing a calculation job that nobody holds cancels its scheduler job, on a blocking
-  transport plugin too.
+* killing a calculation job that nobody holds cancels its scheduler job, on ``local``, ``ssh``,
+  ``ssh-blocking`` and a blocking transport plugin.
 
 The tests wait for outcomes in the database, with deadlines; none asserts how long anything took.
 """
@@ -37,7 +37,8 @@ from plait.storage import get_backend
 from plait.transports import BlockingAdapter, CommandResult, PermissionDeniedError, TransportTimeoutError
 from plait.transports import plugins as transport_plugins
 from plait.transports.local import LocalTransport
-from wf_library import EVENTS, Forever, LaunchSlowToLoad, LoopLauncher, Slow, ThreadNap
+from plait.transports.testing import LoopbackSshd, require_sshd
+from wf_library import EVENTS, Forever, LaunchSlowToLoad, LoopLauncher, SleepJobParent, Slow, ThreadNap
 
 TESTS = Path(__file__).resolve().parents[1]
 TERMINAL = ("finished", "excepted", "killed")
@@ -602,33 +603,61 @@ def sleep_processes_of(job_pid: int) -> list[int]:
     return found
 
 
-def test_kill_of_an_unheld_job_on_a_blocking_transport_cancels_its_scheduler_job(
-    daemon,  # noqa: F811
-    blocking_plugin,
-    tmp_path,
-):
-    """A ShellJob running ``sleep 300`` (direct scheduler) on a computer with a blocking transport is
-    queued by a daemon worker; the daemon stops (the worker lets go of it: nobody holds it, the
-    job runs on); then ``control.kill``.
+@pytest.fixture
+def job_sshd(tmp_path: Path) -> Iterator[LoopbackSshd]:
+    require_sshd()
+    server = LoopbackSshd(tmp_path / "sshd")
+    server.start()
+    yield server
+    server.stop()
 
-    Defect guarded: the unheld kill opened the transport with ``async with
-    computer.get_transport()``, which a blocking plugin does not support (no async adapter):
-    the cancel failed ("could not cancel scheduler job ...") and ``sleep 300`` ran on.  Now
-    the job's whole process group is signalled and the process logs ``cancelled scheduler
-    job <id>``.
-    """
+
+@pytest.fixture(params=["local", "ssh", "ssh-blocking", "blocking-plugin"])
+def job_computer(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A computer (direct scheduler) reached by each kind of transport; returns its label."""
+    kind = request.param
+    options: dict = {}
+    hostname = "localhost"
+    if kind.startswith("ssh"):
+        server = request.getfixturevalue("job_sshd")
+        hostname, options = server.host, server.transport_options()
+        transport_type = kind
+    elif kind == "blocking-plugin":
+        transport_type = request.getfixturevalue("blocking_plugin")
+    else:
+        transport_type = "local"
     computer = Computer(
-        "blocking",
-        transport_type=blocking_plugin,
+        f"kill-{kind}",
+        hostname=hostname,
+        transport_type=transport_type,
         scheduler_type="direct",
         work_dir=str(tmp_path / "work"),
         minimum_poll_interval=0.05,
         safe_interval=0.0,
         retry_initial_interval=0.1,
     ).store()
-    computer.configure()
+    computer.configure(**options)
+    return computer.label
+
+
+def test_kill_of_an_unheld_job_cancels_its_scheduler_job_on_every_transport_kind(
+    daemon,  # noqa: F811
+    job_computer,
+    tmp_path,
+):
+    """A ShellJob running ``sleep 300`` (direct scheduler) on a computer reached by ``local``,
+    ``ssh``, ``ssh-blocking`` or a blocking transport plugin is queued by a daemon worker; the
+    daemon stops (the worker lets go of it: nobody holds it, the job runs on); then
+    ``control.kill``.
+
+    Defect guarded: the unheld kill opened the transport with ``async with
+    computer.get_transport()``, which a blocking plugin does not support (no async adapter):
+    the cancel failed ("could not cancel scheduler job ...") and ``sleep 300`` ran on.  Now
+    the cancel goes through a pooled connection with the adapter for every kind, the job's
+    whole process group is signalled and the process logs ``cancelled scheduler job <id>``.
+    """
     handle = daemon(workers=1)
-    _, node = run_shell_job("sleep", arguments=["300"], computer="blocking", submit=True)
+    _, node = run_shell_job("sleep", arguments=["300"], computer=job_computer, submit=True)
     pk = node.pk
 
     def queued():
@@ -656,6 +685,44 @@ def test_kill_of_an_unheld_job_on_a_blocking_transport_cancels_its_scheduler_job
     row = row_of(pk)
     assert row["state"] == "killed" and row["exit_message"] == "not needed", row
     assert ProcessState(row["state"]) is ProcessState.KILLED
+
+
+def test_kill_of_a_held_chain_cancels_the_scheduler_job_of_its_child_on_every_transport_kind(
+    daemon,  # noqa: F811
+    job_computer,
+):
+    """A work chain held by a daemon worker waits for its ``ShellJob`` child (``sleep 300``, queued
+    on a computer of each transport kind); ``control.kill`` of the chain returns only when the
+    chain and the child are recorded killed, and the child's scheduler job is gone: its process
+    group is signalled and the child logs ``cancelled scheduler job <id>``.
+    """
+    handle = daemon(workers=1)
+    parent = submit(SleepJobParent, computer=Str(job_computer)).pk
+
+    def queued_child():
+        children = [c for c in get_backend().get_children(parent) if c["process_label"] == "ShellJob"]
+        if not children:
+            return None
+        row = children[0]
+        assert row["state"] in ACTIVE, (row, get_backend().get_logs(row["node_id"]))
+        child = load_node(row["node_id"])
+        return child if row["job_stage"] == "queued" and child.job_id else None
+
+    child = wait_for(queued_child, 90, "the child's job to be queued")
+    job_id = child.job_id
+    sleepers = wait_for(lambda: sleep_processes_of(int(job_id)), 30, "`sleep 300` to run")
+    try:
+        assert control.kill([parent], message="stop it") == {parent: "killed"}
+        assert row_of(parent)["state"] == "killed"
+        assert row_of(child.pk)["state"] == "killed"
+        wait_for(lambda: not any(process_alive(pid) for pid in sleepers), 30, "`sleep 300` to be gone")
+    finally:
+        for pid in sleepers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        handle.client.stop(timeout=60)
+    messages = [log["message"] for log in get_backend().get_logs(child.pk)]
+    assert f"cancelled scheduler job {job_id}" in messages, messages
 
 
 # -- 7. kill of a process whose holder died ---------------------------------------------------------------
