@@ -318,3 +318,19 @@ def test_remote_commands_over_ssh(invoke, sshd, tmp_path, plait_home, transport)
     assert f"Removed {node.remote_workdir} on loop" in out
     assert not os.path.exists(node.remote_workdir)
     assert load_node(node.outputs.remote_folder.pk).is_cleaned
+
+
+def test_a_computer_whose_transport_cannot_be_made(invoke, tmp_path):
+    from plait.storage import get_profile
+
+    computer = Computer("elsewhere", work_dir=str(tmp_path / "work")).store()
+    _, node = run_get_node(TreeJob, metadata={"computer": "elsewhere"})
+    assert node.is_finished_ok, node.exit_message
+    get_backend().set_computer_config(computer.pk, get_profile().user_email, {"bogus": 1})  # a broken set-up
+    for args in (("remotels", str(node.pk)), ("cleanworkdir", str(node.pk), "-f")):
+        result = invoke("calcjob", *args, code=None)
+        assert "cannot make the local transport of computer 'elsewhere'" in result.stderr
+        assert "Traceback" not in result.output and "Error: unexpected" not in result.output
+    assert os.path.isdir(node.remote_workdir)
+    assert not load_node(node.outputs.remote_folder.pk).is_cleaned
+    assert_one_line_error(invoke("calcjob", "remotels", "424242", code=None), "no node with pk 424242")

@@ -396,7 +396,7 @@ def _clean_on_one_computer(workdirs: list[RemoteWorkdir]) -> list[tuple[RemoteWo
 
     try:
         asyncio.run(run())
-    except TransportError as exc:  # the connection itself failed: every folder not done yet failed
+    except (CalcJobFileError, TransportError) as exc:  # no connection: every folder not done yet failed
         done = {id(workdir) for workdir, _ in outcomes}
         outcomes += [(w, _remote_error(w, exc)) for w in workdirs if id(w) not in done]
     return outcomes

@@ -273,10 +273,21 @@ class RemoteWorkdir:
 
     # -- connection ------------------------------------------------------------------------------
     def open_transport(self) -> Transport:
-        """A new, unopened async transport to the computer (a blocking plugin is wrapped)."""
+        """A new, unopened async transport to the computer (a blocking plugin is wrapped).
+
+        Raises:
+            CalcJobFileError: the transport plugin is missing or refuses the computer's configuration.
+        """
         from plait.transports import as_async
 
-        return as_async(self.computer.get_transport())  # the configuration was read by __init__
+        try:
+            return as_async(self.computer.get_transport())  # the configuration was read by __init__
+        except (LookupError, ValueError, TypeError) as exc:
+            label = self.computer.label
+            raise CalcJobFileError(
+                f"cannot make the {self.computer.transport_type} transport of computer '{label}': {exc} "
+                f"(see `plait computer configure {label} --show`)"
+            ) from None
 
     @contextlib.asynccontextmanager
     async def connection(self, transport: Transport | None = None) -> AsyncIterator[RemoteWorkdir]:
