@@ -237,3 +237,11 @@ def test_dump_process_from_python_on_both_databases(any_profile, tmp_path):
     assert _metadata(written / "01-double")["caller"] == node.pk
     with pytest.raises(FileExistsError, match="exists already"):
         dump_process(node, written)
+
+
+def test_default_folder_is_named_after_the_label(invoke, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _, node = run_get_node(Inner, x=Int(1), metadata={"label": "relax Si/2 #3"})
+    invoke("process", "dump", str(node.pk))
+    assert (tmp_path / f"dump-relax_Si_2_3-{node.pk}" / METADATA_FILENAME).is_file()
+    assert _metadata(tmp_path / f"dump-relax_Si_2_3-{node.pk}")["label"] == "relax Si/2 #3"
