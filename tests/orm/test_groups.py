@@ -1,4 +1,4 @@
-"""Groups: storing, unique labels (also under races), membership in bulk, loading — on SQLite and PostgreSQL."""
+"""Groups: storing, unique labels (also under races), membership in bulk, loading; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -127,7 +127,9 @@ def test_extras_must_be_json():
 
 def test_a_taken_label_is_a_clear_error_and_stores_nothing(any_profile):
     first = Group("taken").store()
-    with pytest.raises(StoringNotAllowed, match=rf"a group labelled 'taken' exists already \(pk {first.pk}\)"):
+    with pytest.raises(
+        StoringNotAllowed, match=rf"a group labelled 'taken' exists already \(pk {first.pk}\)"
+    ):
         Group("taken", description="another").store()
     assert [row["description"] for row in get_backend().list_groups()] == [""]
 
@@ -162,7 +164,9 @@ def test_relabel_describe_and_extras_are_written_at_once(any_profile):
 def test_relabel_to_a_taken_label_changes_nothing(any_profile):
     Group("a").store()
     second = Group("b").store()
-    with pytest.raises(StoringNotAllowed, match="cannot relabel group 'b' to 'a': a group labelled 'a' exists"):
+    with pytest.raises(
+        StoringNotAllowed, match="cannot relabel group 'b' to 'a': a group labelled 'a' exists"
+    ):
         second.label = "a"
     assert second.label == "b" and load_group(second.pk).label == "b"
     with pytest.raises(ValueError, match="cannot be empty"):
@@ -416,7 +420,8 @@ def _wait_until_a_session_waits_for_a_lock(backend: StorageBackend) -> None:
     """Return once another PostgreSQL session of this database is blocked on a lock (at most 30 s)."""
     deadline = time.monotonic() + 30
     query = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
     )
     while time.monotonic() < deadline:
         with backend.database.engine.connect() as conn:
@@ -428,7 +433,7 @@ def _wait_until_a_session_waits_for_a_lock(backend: StorageBackend) -> None:
 
 @pytest.mark.parametrize("what", ["store", "relabel"])
 def test_a_label_committed_while_we_wait_is_refused_cleanly_on_postgresql(postgres_profile, what):
-    """Our check runs before the other's commit, our write after it: still a clear error, no IntegrityError."""
+    """Our check runs before the other's commit, our write after it: a clear error, no IntegrityError."""
     backend = get_backend()
     other = None if what == "store" else Group("other").store()
     holding = threading.Event()

@@ -95,6 +95,7 @@ def _register() -> None:
     from plait.cli.computer import computer
     from plait.cli.daemon import daemon
     from plait.cli.demo import demo
+    from plait.cli.group import group
     from plait.cli.node import node
     from plait.cli.process import process
     from plait.cli.profile import profile
@@ -108,6 +109,7 @@ def _register() -> None:
         cli.add_command(command)
     cli.add_command(calcjob)
     cli.add_command(daemon)
+    cli.add_command(group)
 
 
 _register()

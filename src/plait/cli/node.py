@@ -1,4 +1,4 @@
-"""``plait node``: show one node, draw the provenance graph around it."""
+"""``plait node``: show a node, draw the provenance graph around it, annotate it (label, extras, comments)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.text import Text
@@ -25,6 +26,9 @@ from plait.cli._common import (
     type_name,
 )
 
+if TYPE_CHECKING:
+    from plait.orm import Node
+
 __all__ = ["node"]
 
 MISSING_DOT = (
@@ -35,7 +39,7 @@ MISSING_DOT = (
 
 @click.group()
 def node() -> None:
-    """Show nodes and draw their provenance."""
+    """Show nodes, draw their provenance, annotate them."""
 
 
 def _json_block(value: object) -> Text:
@@ -211,3 +215,192 @@ def graph(
                 f"{len(found.links)} links) to {target.resolve()}"
             )
         )
+
+
+# -- annotations: label, description, extras, comments ---------------------------------------------------
+
+#: the longest node label the database holds
+_MAX_LABEL = 255
+
+
+def _annotated_node(state: CliState, identifier: str) -> Node:
+    from plait.orm import load_node
+
+    state.load_profile()
+    return load_node(identifier)
+
+
+@node.command("label")
+@click.argument("identifier", metavar="PK_OR_UUID")
+@click.argument("text", metavar="[TEXT]", required=False)
+@pass_state
+def label(state: CliState, identifier: str, text: str | None) -> None:
+    """Print the label of a node, or set it to TEXT ('' clears it)."""
+    found = _annotated_node(state, identifier)
+    if text is None:
+        if found.label:
+            click.echo(found.label)
+        else:
+            click.echo(f"(node {found.pk} has no label)", err=True)
+        return
+    if len(text) > _MAX_LABEL:
+        raise click.BadParameter(
+            f"{len(text)} characters, at most {_MAX_LABEL} fit in a label", param_hint="TEXT"
+        )
+    found.label = text
+    console().print(
+        Text(f"Label of node {found.pk} set to '{text}'." if text else f"Label of node {found.pk} cleared.")
+    )
+
+
+@node.command("description")
+@click.argument("identifier", metavar="PK_OR_UUID")
+@click.argument("text", metavar="[TEXT]", required=False)
+@pass_state
+def description(state: CliState, identifier: str, text: str | None) -> None:
+    """Print the description of a node, or set it to TEXT ('' clears it)."""
+    found = _annotated_node(state, identifier)
+    if text is None:
+        if found.description:
+            click.echo(found.description)
+        else:
+            click.echo(f"(node {found.pk} has no description)", err=True)
+        return
+    found.description = text
+    console().print(Text(f"Description of node {found.pk} {'set' if text else 'cleared'}."))
+
+
+def _parse_extra(assignment: str) -> tuple[str, object]:
+    """``KEY=JSON`` as (key, value), or a usage error that names the key and says what is wrong."""
+    from plait.orm.errors import StoringNotAllowed
+    from plait.orm.node import check_json
+
+    key, equals, raw = assignment.partition("=")
+    key = key.strip()
+    if not equals or not key:
+        raise click.BadParameter(
+            f"'{assignment}' is not KEY=JSON (for example n=3 or tag='\"best\"')", param_hint="--set"
+        )
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(
+            f"the value of extra '{key}', {raw!r}, is not JSON ({exc.msg}); "
+            f"a string needs JSON quotes: {key}='\"{raw}\"'",
+            param_hint="--set",
+        ) from None
+    try:
+        check_json(value, f"extra '{key}'")
+    except StoringNotAllowed as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from None
+    return key, value
+
+
+@node.command("extras")
+@click.argument("identifier", metavar="PK_OR_UUID")
+@click.option("--set", "assignments", metavar="KEY=JSON", multiple=True, help="Set an extra to a JSON value.")
+@click.option("--delete", "deletions", metavar="KEY", multiple=True, help="Remove an extra.")
+@pass_state
+def extras(
+    state: CliState, identifier: str, assignments: tuple[str, ...], deletions: tuple[str, ...]
+) -> None:
+    """Print the extras of a node as JSON, after setting and removing the ones given.
+
+    All changes are checked first, then written in one transaction: a bad
+    value or an unknown key changes nothing.
+    """
+    changes = dict(_parse_extra(a) for a in assignments)
+    both = sorted(set(changes) & set(deletions))
+    if both:
+        raise click.UsageError(
+            f"extra '{both[0]}' is both set and deleted: give one of --set, --delete for it"
+        )
+    found = _annotated_node(state, identifier)
+    absent = [key for key in deletions if key not in found.extras]
+    if absent:
+        known = ", ".join(sorted(found.extras)) or "none"
+        raise click.BadParameter(
+            f"node {found.pk} has no extra '{absent[0]}' (its extras: {known})", param_hint="--delete"
+        )
+    if changes or deletions:
+        with state.backend().transaction():
+            for key, value in changes.items():
+                found.set_extra(key, value)
+            for key in deletions:
+                found.delete_extra(key)
+    click.echo(json.dumps(found.extras, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+@node.group("comment")
+def comment() -> None:
+    """Notes on nodes: add, show, update, remove."""
+
+
+def _comment_text(text: str) -> str:
+    if not text.strip():
+        raise click.BadParameter("a comment needs some text: it is empty", param_hint="TEXT")
+    return text
+
+
+@comment.command("add")
+@click.argument("identifier", metavar="PK_OR_UUID")
+@click.argument("text")
+@pass_state
+def comment_add(state: CliState, identifier: str, text: str) -> None:
+    """Add the comment TEXT to a node (as the profile's user)."""
+    found = _annotated_node(state, identifier)
+    made = found.add_comment(_comment_text(text))
+    console().print(Text(f"Added comment {made.pk} to node {found.pk}."))
+
+
+@comment.command("show")
+@click.argument("identifier", metavar="PK_OR_UUID")
+@pass_state
+def comment_show(state: CliState, identifier: str) -> None:
+    """Show the comments on a node, oldest first."""
+    found = _annotated_node(state, identifier)
+    notes = found.get_comments()
+    out = console()
+    if not notes:
+        out.print(Text(f"Node {found.pk} has no comments: plait node comment add {found.pk} TEXT"))
+        return
+    for note in notes:
+        edited = f", edited {format_time(note.mtime)}" if note.mtime != note.ctime else ""
+        out.print(
+            Text(f"Comment {note.pk} by {note.user_email}, {format_time(note.ctime)}{edited}", style="bold")
+        )
+        for line in note.content.splitlines() or [""]:
+            out.print(Text("  " + line))
+
+
+@comment.command("update")
+@click.argument("comment_id", metavar="COMMENT_ID", type=click.IntRange(min=1))
+@click.argument("text")
+@pass_state
+def comment_update(state: CliState, comment_id: int, text: str) -> None:
+    """Replace the text of a comment."""
+    from plait.orm import Comment
+
+    state.load_profile()
+    note = Comment.get(comment_id)
+    note.set_content(_comment_text(text))
+    console().print(Text(f"Comment {comment_id} on node {note.node_pk} updated."))
+
+
+@comment.command("remove")
+@click.argument("comment_id", metavar="COMMENT_ID", type=click.IntRange(min=1))
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def comment_remove(state: CliState, comment_id: int, force: bool) -> None:
+    """Remove a comment (its pk is shown by `plait node comment show`)."""
+    from plait.orm import Comment
+
+    state.load_profile()
+    note = Comment.get(comment_id)
+    first = (note.content.splitlines() or [""])[0]
+    first = first if len(first) <= 50 else first[:47] + "..."
+    question = f"Remove comment {comment_id} on node {note.node_pk} by {note.user_email} ('{first}')"
+    if not force and not click.confirm(question + "?", default=False, err=True):
+        raise CliError(f"cancelled: comment {comment_id} was not removed")
+    note.delete()
+    console().print(Text(f"Removed comment {comment_id} from node {note.node_pk}."))
