@@ -151,10 +151,39 @@ def _process_writes(path: Path, tree: ast.Module | None = None) -> Iterator[str]
             source = _resolve_from(module, _is_package(path), node)
             if source.startswith("plait.storage"):
                 for alias in node.names:
-                    if alias.name in PROCESS_WRITERS or (
-                        source == "plait.storage.schema" and alias.name in PROCESS_TABLES
-                    ):
+                    if alias.name in PROCESS_WRITERS:
                         yield f"{rel}:{node.lineno}: from {source} import {alias.name}"
+    # reading the process tables is anyone's right (the query builder joins them); a module that
+    # imports one of them may not also build a write statement
+    tables = _imported_process_tables(tree, module, _is_package(path))
+    if tables:
+        for line, what in _write_statements(tree, tables):
+            yield f"{rel}:{line}: {what} in a module that imports {', '.join(sorted(tables))}"
+
+
+def _imported_process_tables(tree: ast.Module, module: str, is_package: bool) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if _resolve_from(module, is_package, node) == "plait.storage.schema":
+                names.update(a.asname or a.name for a in node.names if a.name in PROCESS_TABLES)
+    return names
+
+
+WRITE_STATEMENTS = {"insert", "update", "delete"}
+
+
+def _write_statements(tree: ast.Module, tables: set[str]) -> Iterator[tuple[int, str]]:
+    """Each ``insert``/``update``/``delete`` that SQLAlchemy gives, and each ``table.insert()`` etc."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"):
+            for alias in node.names:
+                if alias.name in WRITE_STATEMENTS:
+                    yield node.lineno, f"from {node.module} import {alias.name}"
+        elif isinstance(node, ast.Attribute) and node.attr in WRITE_STATEMENTS:
+            receiver = _attribute_chain(node.value)
+            if receiver in tables or receiver in ("sa", "sqlalchemy"):
+                yield node.lineno, f"{receiver}.{node.attr}"
 
 
 def test_only_storage_and_lifecycle_write_process_rows() -> None:
@@ -180,6 +209,8 @@ def test_the_scan_sees_a_direct_write() -> None:
         "    functools.partial(_backend().park, pk)\n"
         "    getattr(backend, 'add_checkpoint')\n"
         "from plait.storage.schema import processes\n"
+        "def g(conn):\n"
+        "    conn.execute(processes.update().values(paused=True))\n"
     )
     probe = ENGINE / "_probe.py"  # only named: the source above is parsed, nothing is written
     found = [line.split(": ", 1)[1] for line in _process_writes(probe, ast.parse(source))]
@@ -188,9 +219,18 @@ def test_the_scan_sees_a_direct_write() -> None:
             "backend.update_process",
             "_backend().park",
             "getattr(..., 'add_checkpoint')",
-            "from plait.storage.schema import processes",
+            "processes.update in a module that imports processes",
         ]
     ), found
+    # reading a process table (a query) is allowed; building a write statement beside it is not
+    reader = (
+        "from plait.storage.schema import processes\nfrom sqlalchemy import select\nq = select(processes)\n"
+    )
+    assert list(_process_writes(probe, ast.parse(reader))) == []
+    writer = reader + "from sqlalchemy import update\n"
+    assert [line.split(": ", 1)[1] for line in _process_writes(probe, ast.parse(writer))] == [
+        "from sqlalchemy import update in a module that imports processes"
+    ]
 
 
 # -- module-level imports among plait.engine ------------------------------------------------------------

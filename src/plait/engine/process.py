@@ -43,7 +43,7 @@ from plait.orm.node import store_nodes
 
 if TYPE_CHECKING:
     from plait.engine.builder import ProcessBuilder
-    from plait.engine.runner import Runner
+    from plait.engine.host import ProcessHost
 
 __all__ = ["LeaseLostError", "Process", "ProcessKilledError"]  # errors re-exported from lifecycle
 
@@ -119,7 +119,7 @@ class Process:
         return None
 
     # -- construction ----------------------------------------------------------------------
-    def __init__(self, inputs: Mapping[str, Any], *, runner: Runner | None = None) -> None:
+    def __init__(self, inputs: Mapping[str, Any], *, runner: ProcessHost | None = None) -> None:
         """``inputs`` must already be processed by the spec (see :meth:`prepare_inputs`)."""
         self.runner = runner
         self._inputs_raw = dict(inputs)
@@ -318,7 +318,7 @@ class Process:
 
     # -- loading an existing process ---------------------------------------------------------
     @classmethod
-    def _load(cls, node: ProcessNode, runner: Runner | None) -> Process:
+    def _load(cls, node: ProcessNode, runner: ProcessHost | None) -> Process:
         """Rebuild the process object of a stored node (inputs from its links)."""
         spec = cls.spec()
         inputs: dict[str, Any] = {}

@@ -290,6 +290,10 @@ class Runner:
         """Return when every child in ``pks`` has terminated, as the placement waits (it may park)."""
         await self.placement.wait_for_children(self, parent, pks)
 
+    def park_with_checkpoint(self, process: Process, pks: list[int], status: str) -> bool:
+        """(thread) Park ``process`` in the transaction of its waiting checkpoint, if the placement parks."""
+        return self.placement.park_with_checkpoint(self, process, pks, status)
+
     def runs_step_code(self, pk: int) -> bool:
         """True while process ``pk`` has code (a step, a parser, a commit) running in a thread."""
         return pk in self._in_thread_step

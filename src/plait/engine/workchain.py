@@ -348,7 +348,7 @@ class WorkChain(Process):
             assert runner is not None
             with _backend().transaction():
                 self._commit(ProcessState.WAITING, checkpoint=checkpoint, status=status)
-                self._parked = runner.placement.park_with_checkpoint(runner, self, pks, status)
+                self._parked = runner.park_with_checkpoint(self, pks, status)
         else:
             self._commit(ProcessState.RUNNING, checkpoint=checkpoint, status=None)
         return None
