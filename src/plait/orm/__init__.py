@@ -21,7 +21,13 @@ from plait.orm.data import (
     Str,
     to_node,
 )
-from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNotAllowed
+from plait.orm.errors import (
+    InvalidQueryError,
+    ModificationNotAllowed,
+    MultipleObjectsError,
+    NotExistentError,
+    StoringNotAllowed,
+)
 from plait.orm.groups import Group, load_group
 from plait.orm.node import Data, LinkType, Node, load_node
 from plait.orm.process_nodes import (
@@ -34,6 +40,7 @@ from plait.orm.process_nodes import (
     WorkflowNode,
     WorkFunctionNode,
 )
+from plait.orm.querybuilder import QueryBuilder
 
 __all__ = [
     "BaseType",
@@ -51,15 +58,18 @@ __all__ = [
     "Group",
     "InstalledCode",
     "Int",
+    "InvalidQueryError",
     "LinkType",
     "List",
     "ModificationNotAllowed",
+    "MultipleObjectsError",
     "Node",
     "NotExistentError",
     "NumericType",
     "PortableCode",
     "ProcessNode",
     "ProcessState",
+    "QueryBuilder",
     "RemoteData",
     "SinglefileData",
     "StoringNotAllowed",

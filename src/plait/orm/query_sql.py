@@ -1,0 +1,781 @@
+"""One SQL statement for a checked :class:`~plait.orm.querybuilder.QueryBuilder` query, and its rows.
+
+:class:`CompiledQuery` turns a :class:`~plait.orm.querybuilder.QuerySpec` into a SQLAlchemy Core
+``SELECT`` on the tables of :mod:`plait.storage.schema`, for the dialect of the profile's
+database, runs it and decodes the rows.  Only this module of the orm writes SQL, and only with
+bound parameters.
+
+How the path becomes SQL:
+
+* each vertex is an alias of ``nodes`` (with ``processes`` outer-joined when its filters,
+  projections or order use process fields, or when it projects ``*`` and may hold processes) or
+  of ``groups``; vertices after the first are joined through their edge: an alias of ``links``,
+  of ``group_nodes``, or of a recursive walk;
+* a walk (``with_ancestors`` / ``with_descendants``) is a recursive CTE of (ancestor,
+  descendant) pairs along ``create`` and ``input_calc`` links, started from the links of the
+  nodes that pass the anchor vertex's own filters, with ``UNION`` so that each pair is found
+  once however many paths join it (and the recursion ends on any graph); ``depth`` (0 for a
+  direct link) is carried only when the edge uses it, and an upper bound on it in the edge
+  filters stops the recursion there;
+* JSON paths compare by type on both databases: SQLite's ``json_type``/``json_extract`` and
+  PostgreSQL's ``jsonb_typeof`` and ``->`` give the same answers (a number compares with numbers,
+  a string with strings, ``1 == 1.0``; a missing key matches nothing but a negation);
+* text compares and orders by code point (``COLLATE "C"`` on PostgreSQL), ``like`` is
+  case-sensitive (``GLOB`` on SQLite), NULLs order last ascending and first descending.
+
+Rows become values in bulk: ``*`` of a node is built from the node's columns (and its process
+row, from the same statement) by :func:`plait.orm.node.node_from_row`, never loaded again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import FromClause, Select
+
+from plait.orm.node import LinkType, node_from_row
+from plait.orm.query_filters import (
+    DATETIME,
+    INT,
+    TEXT,
+    Comparison,
+    Condition,
+    FieldRef,
+    Junction,
+)
+from plait.storage.schema import group_nodes, groups, links, nodes, processes
+
+if TYPE_CHECKING:
+    from plait.orm.querybuilder import OrderItem, Projection, QuerySpec, Vertex
+    from plait.storage.backend import StorageBackend
+
+__all__ = ["FOLLOWED_LINK_TYPES", "CompiledQuery"]
+
+#: the links an ancestry walks along: data provenance (a calculation's inputs and what it created)
+FOLLOWED_LINK_TYPES = (LinkType.CREATE.value, LinkType.INPUT_CALC.value)
+#: longer ``in`` lists are sent as one array (PostgreSQL) or JSON list (SQLite) parameter
+_LONG_IN = 500
+#: SQLite's json_type names for each JSON type (PostgreSQL's jsonb_typeof names)
+_SQLITE_TYPES = {
+    "number": ("integer", "real"),
+    "string": ("text",),
+    "boolean": ("true", "false"),
+    "null": ("null",),
+    "object": ("object",),
+    "array": ("array",),
+    "missing": ("missing",),
+}
+_NODE_COLUMNS = [column.name for column in nodes.columns]
+_PROCESS_COLUMNS = [column.name for column in processes.columns]
+_GROUP_COLUMNS = [column.name for column in groups.columns]
+
+
+def _utc(value: Any) -> Any:
+    """A datetime in UTC (SQLite hands back naive UTC datetimes, PostgreSQL the session's zone)."""
+    if isinstance(value, _dt.datetime):
+        return value.replace(tzinfo=_dt.UTC) if value.tzinfo is None else value.astimezone(_dt.UTC)
+    return value
+
+
+def _glob(pattern: str) -> str:
+    """A LIKE pattern (``%``, ``_``, ``\\`` escapes) as an SQLite GLOB pattern, which is case-sensitive."""
+    out: list[str] = []
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            char = pattern[index + 1]
+            out.append(f"[{char}]" if char in "*?[" else char)
+            index += 2
+            continue
+        out.append("*" if char == "%" else "?" if char == "_" else f"[{char}]" if char in "*?[" else char)
+        index += 1
+    return "".join(out)
+
+
+def _fields(condition: Condition) -> Iterator[FieldRef]:
+    if isinstance(condition, Comparison):
+        yield condition.field
+    else:
+        for part in condition.parts:
+            yield from _fields(part)
+
+
+class _Json:
+    """Typed access to the value at ``path`` inside the JSON column ``column``, for one dialect."""
+
+    def __init__(self, column: ColumnElement[Any], path: Sequence[str | int], sqlite: bool) -> None:
+        self.column = column
+        self.path = tuple(path)
+        self.sqlite = sqlite
+        if sqlite:
+            text = "$" + "".join(f"[{item}]" if isinstance(item, int) else f'."{item}"' for item in self.path)
+            self.path_text = bindparam(None, text, type_=String)
+            self.kind = func.coalesce(func.json_type(column, self.path_text), literal("missing", String))
+        else:
+            parent: ColumnElement[Any] = type_coerce(column, JSONB)
+            node = parent
+            for item in self.path:
+                parent = node
+                node = node.op("->", return_type=JSONB)(self._key(item))
+            self.node = node
+            self.text: ColumnElement[Any] = (
+                parent.op("->>", return_type=Text)(self._key(self.path[-1]))
+                if self.path
+                else cast(node, Text)
+            )
+            self.kind = func.coalesce(func.jsonb_typeof(node), literal("missing", String))
+
+    @staticmethod
+    def _key(item: str | int) -> Any:
+        return bindparam(None, item, type_=Integer if isinstance(item, int) else String)
+
+    def is_type(self, *kinds: str) -> ColumnElement[bool]:
+        if self.sqlite:
+            names = [name for kind in kinds for name in _SQLITE_TYPES[kind]]
+        else:
+            names = list(kinds)
+        return self.kind == names[0] if len(names) == 1 else self.kind.in_(names)
+
+    def extract(self) -> ColumnElement[Any]:
+        """SQLite: the SQL value (number, text; objects and arrays as JSON text)."""
+        return func.json_extract(self.column, self.path_text)
+
+    def number(self) -> ColumnElement[Any]:
+        return self.extract() if self.sqlite else cast(self.text, Numeric)
+
+    def string(self, collated: bool = False) -> ColumnElement[Any]:
+        if self.sqlite:
+            return self.extract()
+        return self.text.collate("C") if collated else self.text
+
+    def boolean(self) -> ColumnElement[bool]:
+        if self.sqlite:
+            return type_coerce(self.kind == "true", Boolean)
+        return self.node == type_coerce(literal("true"), JSONB)
+
+    def length(self) -> ColumnElement[Any]:
+        if self.sqlite:
+            return func.json_array_length(self.column, self.path_text)
+        return func.jsonb_array_length(self.node)
+
+    def each(self) -> Any:
+        """SQLite: the members of the object or array, as a table (key, value, type)."""
+        return func.json_each(self.column, self.path_text).table_valued("key", "value", "type")
+
+    def child(self, item: str | int) -> _Json:
+        return _Json(self.column, (*self.path, item), self.sqlite)
+
+
+class _Sql:
+    """The SQL of conditions, projections and orderings for one dialect."""
+
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+
+    # -- conditions -------------------------------------------------------------------------------
+    def condition(
+        self, condition: Condition, column: Callable[[FieldRef], ColumnElement[Any]]
+    ) -> ColumnElement[bool]:
+        """The SQL of ``condition``, never NULL (so that a negation is the exact complement)."""
+        if isinstance(condition, Junction):
+            parts = [self.condition(part, column) for part in condition.parts]
+            expression = and_(*parts) if condition.kind == "and" else or_(*parts)
+        elif condition.field.is_json:
+            json_value = _Json(column(condition.field), condition.field.path, self.sqlite)
+            expression = self.json_comparison(json_value, condition.operator, condition.value)
+        else:
+            expression = self.column_comparison(condition, column(condition.field))
+        return not_(expression) if condition.negated else expression
+
+    def like(self, expression: ColumnElement[Any], pattern: str, insensitive: bool) -> ColumnElement[bool]:
+        if not self.sqlite:
+            return expression.ilike(pattern) if insensitive else expression.like(pattern)
+        if insensitive:  # SQLite's LIKE folds ASCII letters, which is what ILIKE means here
+            return expression.like(pattern, escape="\\")
+        return expression.op("GLOB", return_type=Boolean)(_glob(pattern))
+
+    def _long_in(self, expression: ColumnElement[Any], values: list[Any], kind: str) -> ColumnElement[bool]:
+        if self.sqlite:
+            members = func.json_each(bindparam(None, json.dumps(values), type_=String)).table_valued("value")
+            return expression.in_(select(members.c.value))
+        array: ARRAY[Any] = ARRAY(BigInteger) if kind == INT else ARRAY(Text)
+        return expression == any_(bindparam(None, values, type_=array))
+
+    def column_comparison(self, comparison: Comparison, column: ColumnElement[Any]) -> ColumnElement[bool]:
+        operator, value, kind = comparison.operator, comparison.value, comparison.field.column.kind
+        if operator == "==" and value is None:
+            return column.is_(None)
+        expression: ColumnElement[bool]
+        if operator == "==":
+            expression = column == value
+        elif operator in (">", "<", ">=", "<="):
+            left = column.collate("C") if kind == TEXT and not self.sqlite else column
+            expression = {
+                ">": left > value,
+                "<": left < value,
+                ">=": left >= value,
+                "<=": left <= value,
+            }[operator]
+        elif operator == "in":
+            if not value:
+                return false()
+            if len(value) > _LONG_IN and kind in (INT, TEXT):
+                expression = self._long_in(column, list(value), kind)
+            else:
+                expression = column.in_(list(value))
+        elif operator in ("like", "ilike"):
+            expression = self.like(column, value, operator == "ilike")
+        else:  # pragma: no cover - query_filters refuses the other operators on columns
+            raise AssertionError(operator)
+        if comparison.field.column.nullable:
+            expression = and_(column.is_not(None), expression)
+        return expression
+
+    def _guarded(
+        self, condition: ColumnElement[bool], comparison: ColumnElement[bool]
+    ) -> ColumnElement[bool]:
+        """``comparison`` where ``condition`` holds, else false: the CASE keeps PostgreSQL from casting
+        a value of another type (``'abc'::numeric`` fails), which an AND would not."""
+        return case((condition, comparison), else_=false())
+
+    def json_equal(self, value_at: _Json, value: Any) -> ColumnElement[bool]:
+        """``value_at`` is exactly ``value`` (a nested null is a null, not a missing key)."""
+        if value is None:
+            return value_at.is_type("null")
+        if not self.sqlite:
+            return and_(
+                value_at.is_type(_json_kind(value)), value_at.node == bindparam(None, value, type_=JSONB)
+            )
+        if isinstance(value, bool):
+            return value_at.kind == ("true" if value else "false")
+        if isinstance(value, (int, float)):
+            return self._guarded(value_at.is_type("number"), value_at.extract() == value)
+        if isinstance(value, str):
+            return self._guarded(value_at.is_type("string"), value_at.extract() == value)
+        if isinstance(value, list):
+            parts = [value_at.is_type("array"), value_at.length() == len(value)]
+            parts += [self.json_equal(value_at.child(index), item) for index, item in enumerate(value)]
+            return and_(*parts)
+        keys = select(func.count()).select_from(value_at.each()).scalar_subquery()
+        parts = [value_at.is_type("object"), keys == len(value)]
+        parts += [self.json_equal(value_at.child(key), item) for key, item in value.items()]
+        return and_(*parts)
+
+    def _member_equal(self, member: Any, value: Any) -> ColumnElement[bool]:
+        """SQLite: a row of ``json_each`` is the plain value ``value``."""
+        if value is None:
+            return member.c.type == "null"
+        if isinstance(value, bool):
+            return member.c.type == ("true" if value else "false")
+        if isinstance(value, str):
+            return and_(member.c.type == "text", member.c.value == value)
+        return and_(member.c.type.in_(["integer", "real"]), member.c.value == value)
+
+    def json_comparison(self, at: _Json, operator: str, value: Any) -> ColumnElement[bool]:
+        if operator == "==":
+            return at.is_type("null", "missing") if value is None else self.json_equal(at, value)
+        if operator in (">", "<", ">=", "<="):
+            numeric = not isinstance(value, str)
+            left = at.number() if numeric else at.string(collated=True)
+            compared = {">": left > value, "<": left < value, ">=": left >= value, "<=": left <= value}[
+                operator
+            ]
+            return self._guarded(at.is_type("number" if numeric else "string"), compared)
+        if operator == "in":
+            if not value:
+                return false()
+            first = value[0]
+            if isinstance(first, bool):
+                return or_(*[self.json_equal(at, item) for item in dict.fromkeys(value)])
+            if isinstance(first, str):
+                return self._guarded(at.is_type("string"), at.string().in_(value))
+            return self._guarded(at.is_type("number"), at.number().in_(value))
+        if operator in ("like", "ilike"):
+            return self._guarded(at.is_type("string"), self.like(at.string(), value, operator == "ilike"))
+        if operator == "contains":
+            if not self.sqlite:
+                wanted = bindparam(None, value, type_=JSONB)
+                return and_(at.is_type("array"), at.node.op("@>", return_type=Boolean)(wanted))
+            parts = [at.is_type("array")]
+            for item in dict.fromkeys(json.dumps(v) for v in value):
+                member = at.each()
+                parts.append(
+                    exists(
+                        select(literal(1))
+                        .select_from(member)
+                        .where(self._member_equal(member, json.loads(item)))
+                    )
+                )
+            return and_(*parts)
+        if operator == "has_key":
+            if not self.sqlite:
+                key = bindparam(None, value, type_=Text)
+                return self._guarded(at.is_type("object", "array"), at.node.op("?", return_type=Boolean)(key))
+            in_object = at.each()
+            in_array = at.each()
+            return or_(
+                and_(
+                    at.is_type("object"),
+                    exists(select(literal(1)).select_from(in_object).where(in_object.c.key == value)),
+                ),
+                and_(
+                    at.is_type("array"),
+                    exists(
+                        select(literal(1))
+                        .select_from(in_array)
+                        .where(in_array.c.type == "text", in_array.c.value == value)
+                    ),
+                ),
+            )
+        if operator in ("of_length", "longer", "shorter"):
+            length = at.length()
+            compared = {"of_length": length == value, "longer": length > value, "shorter": length < value}[
+                operator
+            ]
+            return self._guarded(at.is_type("array"), compared)
+        assert operator == "of_type"
+        return at.is_type("null", "missing") if value == "null" else at.is_type(value)
+
+    # -- values -----------------------------------------------------------------------------------
+    def json_cast(self, at: _Json, cast_to: str) -> ColumnElement[Any]:
+        """The value read as ``f`` (float), ``i`` (int), ``t`` (text), ``b`` (bool); NULL for other types."""
+        if cast_to == "t":
+            return case((at.is_type("string"), at.string(collated=True)), else_=None)
+        if cast_to == "b":
+            return case((at.is_type("boolean"), at.boolean()), else_=None)
+        if cast_to == "f":
+            number = cast(at.extract(), Float) if self.sqlite else cast(at.number(), Float)
+        else:
+            number = (
+                cast(at.extract(), BigInteger) if self.sqlite else cast(func.trunc(at.number()), BigInteger)
+            )
+        return case((at.is_type("number"), number), else_=None)
+
+    def json_order(self, at: _Json) -> list[ColumnElement[Any]]:
+        """Order keys of a JSON value: its type (numbers, strings, booleans, arrays, objects, null or
+        missing), then its value within numbers, strings and booleans."""
+        rank = case(
+            (at.is_type("number"), 0),
+            (at.is_type("string"), 1),
+            (at.is_type("boolean"), 2),
+            (at.is_type("array"), 3),
+            (at.is_type("object"), 4),
+            else_=5,
+        )
+        return [
+            rank,
+            case((at.is_type("number"), at.number()), else_=None),
+            case((at.is_type("string"), at.string(collated=True)), else_=None),
+            case((at.is_type("boolean"), at.boolean()), else_=None),
+        ]
+
+
+class CompiledQuery:
+    """The statement of one query for one profile's database, and how its rows become results."""
+
+    def __init__(self, spec: QuerySpec, backend: StorageBackend) -> None:
+        self.spec = spec
+        self.backend = backend
+        self.sqlite = backend.database.is_sqlite
+        self.sql_of = _Sql(self.sqlite)
+        self.tables: dict[str, Any] = {}
+        self.process_tables: dict[str, Any] = {}
+        self.edge_tables: dict[str, Any] = {}
+        self.vertices = {vertex.tag: vertex for vertex in spec.path}
+        self.edge_owner = {vertex.edge_tag: vertex for vertex in spec.path if vertex.edge_tag}
+        self._walks = 0
+        from_clause = self._from_clause()
+        self.where = [expression for expression in self._conditions() if expression is not None]
+        self.from_clause = from_clause
+        self.columns: list[ColumnElement[Any]] = []
+        self.decoders: list[Callable[[Row[Any]], Any]] = []
+        self.keys: list[tuple[str, str]] = []
+        for tag, projection in spec.projections:
+            self.keys.append((tag, projection.text))
+            self.decoders.append(self._projection(tag, projection))
+        self.order_keys: list[ColumnElement[Any]] = []
+        self.order = [clause for item in spec.order for clause in self._order(item)]
+
+    # -- building -----------------------------------------------------------------------------------
+    def _fields_of(self, tag: str) -> list[FieldRef]:
+        """The fields the filters, projections and order of the vertex or edge ``tag`` read."""
+        fields = [field for condition in self.spec.filters.get(tag, ()) for field in _fields(condition)]
+        fields += [p.field for t, p in self.spec.projections if t == tag and p.field is not None]
+        fields += [item.field for item in self.spec.order if item.tag == tag]
+        return fields
+
+    def _uses(self, tag: str, table: str) -> bool:
+        return any(field.column.table == table for field in self._fields_of(tag))
+
+    def _projects_star(self, tag: str) -> bool:
+        return any(t == tag and p.field is None for t, p in self.spec.projections)
+
+    def _vertex_table(self, vertex: Vertex, index: int) -> FromClause:
+        table = nodes if vertex.entity == "node" else groups
+        alias = table.alias(f"v{index}")
+        self.tables[vertex.tag] = alias
+        return alias
+
+    def _with_processes(self, from_clause: Any, vertex: Vertex, index: int) -> Any:
+        if vertex.entity != "node":
+            return from_clause
+        wanted = self._uses(vertex.tag, "process") or (
+            vertex.may_hold_processes and self._projects_star(vertex.tag)
+        )
+        if not wanted:
+            return from_clause
+        process = processes.alias(f"p{index}")
+        self.process_tables[vertex.tag] = process
+        return from_clause.outerjoin(process, process.c.node_id == self.tables[vertex.tag].c.id)
+
+    def _from_clause(self) -> Any:
+        first = self.spec.path[0]
+        from_clause: Any = self._vertex_table(first, 0)
+        from_clause = self._with_processes(from_clause, first, 0)
+        for index, vertex in enumerate(self.spec.path[1:], start=1):
+            assert vertex.target is not None and vertex.edge_tag is not None
+            target = self.tables[vertex.target]
+            table = self._vertex_table(vertex, index)
+            relationship = vertex.relationship
+            if relationship in ("with_incoming", "with_outgoing"):
+                edge = links.alias(f"e{index}")
+                near, far = (
+                    (edge.c.input_id, edge.c.output_id)
+                    if relationship == "with_incoming"
+                    else (edge.c.output_id, edge.c.input_id)
+                )
+                from_clause = from_clause.join(edge, near == target.c.id).join(table, table.c.id == far)
+            elif relationship in ("with_group", "with_node"):
+                edge = group_nodes.alias(f"e{index}")
+                near, far = (
+                    (edge.c.group_id, edge.c.node_id)
+                    if relationship == "with_group"
+                    else (edge.c.node_id, edge.c.group_id)
+                )
+                from_clause = from_clause.join(edge, near == target.c.id).join(table, table.c.id == far)
+            else:
+                edge = self._walk(vertex, index)
+                near, far = (
+                    (edge.c.ancestor_id, edge.c.descendant_id)
+                    if relationship == "with_ancestors"
+                    else (edge.c.descendant_id, edge.c.ancestor_id)
+                )
+                from_clause = from_clause.join(edge, near == target.c.id).join(table, table.c.id == far)
+            self.edge_tables[vertex.edge_tag] = edge
+            from_clause = self._with_processes(from_clause, vertex, index)
+        return from_clause
+
+    def _anchor_ids(self, anchor: Vertex, index: int) -> Select[Any] | None:
+        """The ids of the nodes that pass ``anchor``'s own filters (where a walk starts), or None for all."""
+        conditions = [
+            c for c in (anchor.type_condition, *self.spec.filters.get(anchor.tag, ())) if c is not None
+        ]
+        if not conditions:
+            return None
+        table = nodes.alias(f"w{index}_anchor")
+        from_clause: Any = table
+        process = None
+        if any(field.column.table == "process" for condition in conditions for field in _fields(condition)):
+            process = processes.alias(f"w{index}_anchor_process")
+            from_clause = table.outerjoin(process, process.c.node_id == table.c.id)
+
+        def column(field: FieldRef) -> ColumnElement[Any]:
+            source = process if field.column.table == "process" else table
+            assert source is not None
+            return source.c[field.column.column]
+
+        where = [self.sql_of.condition(condition, column) for condition in conditions]
+        return select(table.c.id).select_from(from_clause).where(*where)
+
+    def _depth_bound(self, edge_tag: str) -> int | None:
+        """The largest depth the edge filters allow (from top-level ``<``, ``<=``, ``==``), if any."""
+        bounds: list[int] = []
+        stack = list(self.spec.filters.get(edge_tag, ()))
+        while stack:
+            condition = stack.pop()
+            if isinstance(condition, Junction):
+                if condition.kind == "and" and not condition.negated:
+                    stack.extend(condition.parts)
+                continue
+            if condition.negated or condition.field.column.name != "depth":
+                continue
+            if condition.operator in ("<=", "=="):
+                bounds.append(condition.value)
+            elif condition.operator == "<":
+                bounds.append(condition.value - 1)
+        return min(bounds) if bounds else None
+
+    def _walk(self, vertex: Vertex, index: int) -> Any:
+        assert vertex.target is not None and vertex.edge_tag is not None
+        downward = vertex.relationship == "with_ancestors"  # the new vertex is a descendant of the target
+        with_depth = any(field.column.name == "depth" for field in self._fields_of(vertex.edge_tag))
+        first = links.alias(f"w{index}_first")
+        start, end = (
+            (first.c.input_id, first.c.output_id) if downward else (first.c.output_id, first.c.input_id)
+        )
+        base_columns = [
+            (start if downward else end).label("ancestor_id"),
+            (end if downward else start).label("descendant_id"),
+        ]
+        if with_depth:
+            base_columns.append(literal(0, Integer).label("depth"))
+        base = select(*base_columns).where(first.c.link_type.in_(FOLLOWED_LINK_TYPES))
+        anchors = self._anchor_ids(self.vertices[vertex.target], index)
+        if anchors is not None:
+            base = base.where(start.in_(anchors))
+        walk = base.cte(f"walk_{index}", recursive=True)
+        step_link = links.alias(f"w{index}_step")
+        if downward:
+            columns = [walk.c.ancestor_id, step_link.c.output_id]
+            joined = walk.join(step_link, step_link.c.input_id == walk.c.descendant_id)
+        else:
+            columns = [step_link.c.input_id, walk.c.descendant_id]
+            joined = walk.join(step_link, step_link.c.output_id == walk.c.ancestor_id)
+        step = select(*columns, *([walk.c.depth + 1] if with_depth else [])).select_from(joined)
+        step = step.where(step_link.c.link_type.in_(FOLLOWED_LINK_TYPES))
+        bound = self._depth_bound(vertex.edge_tag) if with_depth else None
+        if bound is not None:
+            step = step.where(walk.c.depth < bound)
+        walk = walk.union(step)
+        if not with_depth:
+            return walk
+        return (
+            select(walk.c.ancestor_id, walk.c.descendant_id, func.min(walk.c.depth).label("depth"))
+            .group_by(walk.c.ancestor_id, walk.c.descendant_id)
+            .subquery(f"pairs_{index}")
+        )
+
+    def _column(self, tag: str, field: FieldRef) -> ColumnElement[Any]:
+        table = field.column.table
+        if table in ("link", "membership", "walk"):
+            return self.edge_tables[tag].c[field.column.column]
+        source = self.process_tables[tag] if table == "process" else self.tables[tag]
+        return source.c[field.column.column]
+
+    def _resolver(self, tag: str) -> Callable[[FieldRef], ColumnElement[Any]]:
+        return lambda field: self._column(tag, field)
+
+    def _conditions(self) -> Iterator[ColumnElement[bool] | None]:
+        for vertex in self.spec.path:
+            if vertex.type_condition is not None:
+                yield self.sql_of.condition(vertex.type_condition, self._resolver(vertex.tag))
+        for tag, conditions in self.spec.filters.items():
+            for condition in conditions:
+                yield self.sql_of.condition(condition, self._resolver(tag))
+
+    # -- projections and order ------------------------------------------------------------------------
+    def _add(self, expression: ColumnElement[Any]) -> int:
+        self.columns.append(expression.label(f"c{len(self.columns)}"))
+        return len(self.columns) - 1
+
+    def _projection(self, tag: str, projection: Projection) -> Callable[[Row[Any]], Any]:
+        if projection.field is None:
+            return self._star(tag)
+        field = projection.field
+        column = self._column(tag, field)
+        if field.is_json and field.path:
+            at = _Json(column, field.path, self.sqlite)
+            if projection.cast is not None:
+                index = self._add(self.sql_of.json_cast(at, projection.cast))
+                return lambda row: row[index]
+            if not self.sqlite:
+                index = self._add(at.node)
+                return lambda row: row[index]
+            kind_index = self._add(func.json_type(column, at.path_text))
+            value_index = self._add(at.extract())
+            return lambda row: _sqlite_json(row[kind_index], row[value_index])
+        index = self._add(column)
+        if field.column.kind == DATETIME:
+            return lambda row: _utc(row[index])
+        return lambda row: row[index]
+
+    def _star(self, tag: str) -> Callable[[Row[Any]], Any]:
+        vertex = self.vertices[tag]
+        table = self.tables[tag]
+        if vertex.entity == "group":
+            from plait.orm.groups import Group
+
+            first = len(self.columns)
+            for name in _GROUP_COLUMNS:
+                self._add(table.c[name])
+
+            def group(row: Row[Any]) -> Any:
+                data = dict(zip(_GROUP_COLUMNS, row[first : first + len(_GROUP_COLUMNS)], strict=True))
+                data["ctime"] = _utc(data["ctime"])
+                return Group._from_row(data)
+
+            return group
+        first = len(self.columns)
+        for name in _NODE_COLUMNS:
+            self._add(table.c[name])
+        process = self.process_tables.get(tag)
+        process_first = len(self.columns)
+        if process is not None:
+            for name in _PROCESS_COLUMNS:
+                self._add(process.c[name])
+        count = len(_NODE_COLUMNS)
+
+        def node(row: Row[Any]) -> Any:
+            data = dict(zip(_NODE_COLUMNS, row[first : first + count], strict=True))
+            data["ctime"], data["mtime"] = _utc(data["ctime"]), _utc(data["mtime"])
+            if process is not None:
+                values = row[process_first : process_first + len(_PROCESS_COLUMNS)]
+                if values[0] is None:
+                    data["process"] = None
+                else:
+                    process_row = dict(zip(_PROCESS_COLUMNS, values, strict=True))
+                    process_row["mtime"] = _utc(process_row["mtime"])
+                    data["process"] = process_row
+            return node_from_row(data)
+
+        return node
+
+    def _order(self, item: OrderItem) -> list[Any]:
+        column = self._column(item.tag, item.field)
+        if item.field.is_json:
+            at = _Json(column, item.field.path, self.sqlite)
+            keys = [self.sql_of.json_cast(at, item.cast)] if item.cast else self.sql_of.json_order(at)
+            nullable = item.cast is not None
+        else:
+            keys = [column.collate("C") if item.field.column.kind == TEXT and not self.sqlite else column]
+            nullable = item.field.column.nullable
+        ordered = []
+        self.order_keys.extend(keys)
+        for key in keys:
+            clause = key.desc() if item.descending else key.asc()
+            if nullable:
+                clause = clause.nulls_first() if item.descending else clause.nulls_last()
+            ordered.append(clause)
+        return ordered
+
+    # -- statements -----------------------------------------------------------------------------------
+    def statement(self) -> Select[Any]:
+        columns = list(self.columns)
+        if self.spec.distinct:  # an ORDER BY of a DISTINCT query must read projected columns
+            columns += [key.label(f"o{index}") for index, key in enumerate(self.order_keys)]
+        query = select(*columns).select_from(self.from_clause).where(*self.where)
+        if self.spec.distinct:
+            query = query.distinct()
+        if self.order:
+            query = query.order_by(*self.order)
+        if self.spec.limit is not None:
+            query = query.limit(self.spec.limit)
+        if self.spec.offset:
+            query = query.offset(self.spec.offset)
+        return query
+
+    def count_statement(self) -> Select[Any]:
+        spec = self.spec
+        if not spec.distinct and spec.limit is None and not spec.offset:
+            return select(func.count()).select_from(self.from_clause).where(*self.where)
+        inner = select(*(self.columns if spec.distinct else [literal(1).label("one")]))
+        inner = inner.select_from(self.from_clause).where(*self.where)
+        if spec.distinct:
+            inner = inner.distinct()
+        if spec.limit is not None or spec.offset:
+            inner = inner.order_by(*self.order)
+            if spec.limit is not None:
+                inner = inner.limit(spec.limit)
+            if spec.offset:
+                inner = inner.offset(spec.offset)
+        return select(func.count()).select_from(inner.subquery("counted"))
+
+    def sql(self) -> str:
+        return str(self.statement().compile(dialect=self.backend.database.engine.dialect))
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """The current transaction's connection (its writes are seen), else a read-only one."""
+        if self.backend.in_transaction:
+            with self.backend.transaction() as conn:
+                yield conn
+        else:
+            with self.backend.database.read() as conn:
+                yield conn
+
+    # -- results --------------------------------------------------------------------------------------
+    def _decode(self, rows: Sequence[Row[Any]]) -> list[list[Any]]:
+        decoders = self.decoders
+        return [[decode(row) for decode in decoders] for row in rows]
+
+    def fetch(self, batch_size: int | None) -> list[list[Any]]:
+        """Every row, decoded."""
+        if batch_size:
+            return list(self.iterate(batch_size))
+        with self._connection() as conn:
+            rows = conn.execute(self.statement()).all()
+        return self._decode(rows)
+
+    def iterate(self, batch_size: int | None) -> Iterator[list[Any]]:
+        """The rows, decoded a batch at a time (a server-side cursor on PostgreSQL)."""
+        if not batch_size:
+            yield from self.fetch(None)
+            return
+        with self._connection() as conn:
+            result = conn.execute(self.statement(), execution_options={"yield_per": batch_size})
+            for partition in result.partitions():
+                yield from self._decode(partition)
+
+    def count(self) -> int:
+        with self._connection() as conn:
+            return int(conn.execute(self.count_statement()).scalar_one())
+
+    def as_dict(self, row: list[Any]) -> dict[str, dict[str, Any]]:
+        result: dict[str, dict[str, Any]] = {}
+        for (tag, text), value in zip(self.keys, row, strict=True):
+            result.setdefault(tag, {})[text] = value
+        return result
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON type (PostgreSQL's name) of a plain JSON value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    return "array" if isinstance(value, list) else "number"
+
+
+def _sqlite_json(kind: str | None, value: Any) -> Any:
+    """A JSON value from SQLite's ``json_type`` and ``json_extract`` of it."""
+    if kind in ("object", "array"):
+        return json.loads(value)
+    if kind == "true":
+        return True
+    if kind == "false":
+        return False
+    return value  # integer, real, text; None for null and for a missing key
