@@ -65,3 +65,25 @@ def test_a_stale_runner_cannot_commit_a_step(monkeypatch):
     assert get_backend().get_process(process.pk)["state"] == "running"
     assert not lifecycle.kill(process.node, "me:1:run:a", "late")
     assert get_backend().get_process(process.pk)["state"] == "running"
+
+
+def test_a_stale_runner_cannot_end_an_abandoned_child(monkeypatch):
+    """``end_abandoned`` (a re-run step ending the calls it did not repeat) is fenced by the caller's
+    lease: a runner that lost the caller to a take-over ends none of its children."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    from wf_library import Counter
+
+    caller = Counter(Counter.prepare_inputs({"n": Int(1)}))
+    caller._store_new(state=lifecycle.S.RUNNING, parent=None, owner="me:1:run:a", lease_seconds=60)
+    child = Counter(Counter.prepare_inputs({"n": Int(1)}))
+    child._store_new(state=lifecycle.S.RUNNING, parent=caller, owner="me:1:run:a", lease_seconds=60)
+    assert lifecycle.take_lease(caller.pk, "you:2:run:b", 60, force=True)
+    ended = lifecycle.end_abandoned(child.pk, caller.pk, "me:1:run:a", lifecycle.S.EXCEPTED, log="late")
+    assert not ended
+    assert get_backend().get_process(child.pk)["state"] == "running"
+    ended = lifecycle.end_abandoned(
+        child.pk, caller.pk, "you:2:run:b", lifecycle.S.EXCEPTED, log="not repeated"
+    )
+    assert ended
+    assert get_backend().get_process(child.pk)["state"] == "excepted"
+    assert [log["message"] for log in get_backend().get_logs(child.pk)][-1] == "not repeated"

@@ -456,22 +456,29 @@ def end_unheld(
     return True
 
 
-def end_abandoned(pk: int, caller: int, state: ProcessState, *, log: str, **fields: Any) -> bool:
-    """End an active child of ``caller`` whoever holds it; only for the runner that holds ``caller``.
+def end_abandoned(
+    pk: int, caller: int, owner: str | None, state: ProcessState, *, log: str, **fields: Any
+) -> bool:
+    """End an active child of ``caller`` whoever holds it; only for ``owner``, the runner holding ``caller``.
 
     Used when a re-run step did not launch again a process function that the
-    interrupted attempt had left unfinished, and when a caller ends with
-    children that can only run inside it.
+    interrupted attempt had left unfinished.  Fenced: in one transaction the
+    caller must still be held by ``owner`` (a runner that lost the caller to a
+    takeover ends nothing); returns False when nothing was written.
     """
     assert state.is_terminal
     backend = _backend()
     values = {"state": state.value, "lease_owner": None, "lease_expires": None, "status": None, **fields}
-    row = backend.get_process(pk)
-    if row is None or row["caller_id"] != caller:
-        return False
-    if not backend.update_process(pk, expect_states=_FROM[state], **values):
-        return False
-    backend.insert_log(pk, "WARNING", log, {})
+    with backend.transaction():
+        holder = backend.get_process(caller)
+        if holder is None or holder["lease_owner"] != owner or holder["state"] not in ACTIVE_STATES:
+            return False
+        row = backend.get_process(pk)
+        if row is None or row["caller_id"] != caller:
+            return False
+        if not backend.update_process(pk, expect_states=_FROM[state], **values):
+            return False
+        backend.insert_log(pk, "WARNING", log, {})
     return True
 
 

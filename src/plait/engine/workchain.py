@@ -370,6 +370,7 @@ class WorkChain(Process):
                 lifecycle.end_abandoned(
                     pk,
                     self.pk,
+                    self._owner,
                     ProcessState.EXCEPTED,
                     log=f"excepted: the re-run of step {self._step_name} of {self.pk} did not call it again",
                     exception=f"interrupted: its caller's step was re-run and did not call it again ({key})",
