@@ -48,6 +48,12 @@ def _get_ringer() -> Any:
         from plait.broker import create_broker
         from plait.engine.loop_thread import run_on_engine_loop
 
+        if _ringer is not None:  # the bell of the profile used before: close it, or it listens on
+            old, _ringer = _ringer, None
+            try:
+                run_on_engine_loop(old.close())
+            except Exception as exc:
+                LOGGER.debug("closing the bell broker of profile %s failed: %s", _ringer_profile, exc)
         broker = create_broker(profile)
         try:
             run_on_engine_loop(broker.start())

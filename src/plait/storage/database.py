@@ -99,7 +99,8 @@ class Database:
             pool_size=8,
             max_overflow=32,
             pool_pre_ping=True,
-            connect_args={"connect_timeout": 10},
+            # a server that does not answer fails in 10 s, unless the URL says otherwise
+            connect_args={} if "connect_timeout=" in url else {"connect_timeout": 10},
         )
 
     # -- schema ----------------------------------------------------------------
