@@ -26,7 +26,10 @@ def test_add_and_list_comments_oldest_first(any_profile):
     assert first.ctime is not None and first.ctime == first.mtime and first.ctime.tzinfo is not None
     loaded = load_node(node.pk).get_comments()
     assert loaded == [first, second]
-    assert [c.content for c in loaded] == ["converged, but the k-mesh is coarse", "rerun with 8x8x8\nsee batch 9"]
+    assert [c.content for c in loaded] == [
+        "converged, but the k-mesh is coarse",
+        "rerun with 8x8x8\nsee batch 9",
+    ]
     assert loaded[0].node_pk == node.pk and loaded[0].node == node
     assert node.get_comment(second.pk).content.endswith("batch 9")
 
@@ -52,6 +55,18 @@ def test_remove(any_profile):
         node.remove_comment(drop.pk)
     with pytest.raises(ModificationNotAllowed, match="not stored"):
         Comment(node, "never stored").delete()
+
+
+def test_a_stale_comment_never_changes_the_one_that_took_its_pk(any_profile):
+    node = Int(1).store()
+    stale = node.add_comment("first")
+    Comment.get(stale.pk).delete()  # as another process would
+    newer = node.add_comment("second")  # on SQLite it gets the deleted comment's pk
+    with pytest.raises(NotExistentError, match="no longer exists"):
+        stale.set_content("overwritten?")
+    with pytest.raises(NotExistentError, match="no longer exists"):
+        stale.delete()
+    assert [c.content for c in node.get_comments()] == ["second"] and newer.is_stored
 
 
 def test_a_comment_of_another_node_is_not_found_through_this_one(any_profile):

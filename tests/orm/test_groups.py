@@ -270,6 +270,27 @@ def test_a_deleted_node_is_refused_and_nothing_is_added(any_profile):
     assert group.count() == 0
 
 
+def test_a_group_deleted_elsewhere_refuses_new_members(any_profile):
+    stale = Group("gone").store()
+    load_group("gone").delete()  # as another process would
+    with pytest.raises(NotExistentError, match="cannot add nodes to group 'gone': it no longer exists"):
+        stale.add_nodes(_stored(1))
+    reused = Group("source").store()  # on SQLite it gets the deleted group's pk
+    with pytest.raises(NotExistentError, match="it no longer exists"):
+        stale.add_nodes_from(reused)
+    for change in (
+        lambda: setattr(stale, "label", "renamed"),
+        lambda: setattr(stale, "description", "changed"),
+        lambda: stale.set_extra("k", 1),
+        lambda: stale.remove_nodes([]),
+        stale.clear,
+        stale.delete,
+    ):
+        with pytest.raises(NotExistentError, match="group 'gone': it no longer exists"):
+            change()
+    assert load_group("source").label == "source" and load_group("source").description == ""
+
+
 def test_deleting_a_node_removes_it_from_its_groups(any_profile):
     group = Group("shrinks").store()
     keep, drop = _stored(1, 2)

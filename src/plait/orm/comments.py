@@ -173,7 +173,7 @@ class Comment:
         """
         content = _check_content(content)
         if self._pk is not None:
-            mtime = _backend().update_comment(self._pk, content)
+            mtime = _backend().update_comment(self._pk, content, uuid=self._uuid)
             if mtime is None:
                 raise NotExistentError(f"comment {self._pk} no longer exists (it was removed)")
             self._mtime = mtime
@@ -188,7 +188,7 @@ class Comment:
         """
         if self._pk is None:
             raise ModificationNotAllowed("this comment is not stored: there is nothing to delete")
-        if not _backend().delete_comment(self._pk):
+        if not _backend().delete_comment(self._pk, uuid=self._uuid):
             raise NotExistentError(f"comment {self._pk} no longer exists (it was removed)")
         self._pk = None
 

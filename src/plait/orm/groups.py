@@ -99,6 +99,10 @@ class Group:
     that tools make for themselves (``plait group list`` shows only ``core``
     ones unless asked for all).
 
+    Every change of a stored group (label, description, extras, members,
+    deletion) raises :class:`NotExistentError` if the group was deleted
+    meanwhile, by another process say, rather than touch another group.
+
     Raises (constructor):
         TypeError, ValueError: a label or type string that is not a non-empty
             string of at most 255 characters without surrounding white space.
@@ -183,6 +187,25 @@ class Group:
             )
         return self._pk
 
+    def _check_still_stored(self, backend: StorageBackend, action: str) -> None:
+        """Refuse to write membership of a group deleted meanwhile (by another process, say).
+
+        The uuid is compared too: SQLite gives a deleted group's pk to the next group stored.
+        """
+        row = backend.get_group(pk=self._pk)
+        if row is None or row["uuid"] != self._uuid:
+            raise NotExistentError(
+                f"cannot {action} group '{self._label}': it no longer exists (pk {self._pk} was deleted)"
+            )
+
+    def _update(self, action: str, **fields: Any) -> bool:
+        """Write columns of this stored group; False if a new label is taken (see update_group)."""
+        backend = _backend()
+        assert self._pk is not None
+        with backend.transaction():
+            self._check_still_stored(backend, action)
+            return backend.update_group(self._pk, **fields)
+
     # -- annotations (writable, also once stored) ---------------------------------------
     @property
     def label(self) -> str:
@@ -198,7 +221,7 @@ class Group:
         """
         value = _check_label(value)
         if self._pk is not None and value != self._label:
-            if not _backend().update_group(self._pk, label=value):
+            if not self._update("relabel", label=value):
                 raise StoringNotAllowed(
                     f"cannot relabel group '{self._label}' to '{value}': "
                     f"a group labelled '{value}' exists already"
@@ -213,7 +236,7 @@ class Group:
     def description(self, value: str) -> None:
         self._description = str(value)
         if self._pk is not None:
-            _backend().update_group(self._pk, description=self._description)
+            self._update("describe", description=self._description)
 
     @property
     def extras(self) -> dict[str, Any]:
@@ -232,13 +255,13 @@ class Group:
         check_json(value, f"extra '{key}' of group '{self._label}'")
         self._extras[key] = value
         if self._pk is not None:
-            _backend().update_group(self._pk, extras=self._extras)
+            self._update("set an extra of", extras=self._extras)
 
     def delete_extra(self, key: str) -> None:
         """Remove an extra (no error if there is none of that key)."""
         self._extras.pop(key, None)
         if self._pk is not None:
-            _backend().update_group(self._pk, extras=self._extras)
+            self._update("delete an extra of", extras=self._extras)
 
     # -- storing and deleting -------------------------------------------------------------
     def store(self) -> Self:
@@ -286,8 +309,10 @@ class Group:
             NotExistentError: the group was deleted meanwhile.
         """
         pk = self._stored_pk("delete")
-        if not _backend().delete_group(pk):
-            raise NotExistentError(f"group '{self._label}' (pk {pk}) no longer exists")
+        backend = _backend()
+        with backend.transaction():
+            self._check_still_stored(backend, "delete")
+            backend.delete_group(pk)
         self._pk = None
 
     # -- membership -----------------------------------------------------------------------
@@ -298,7 +323,7 @@ class Group:
             ModificationNotAllowed: the group is not stored.
             TypeError: something that is not a node.
             ValueError: a node that is not stored.
-            NotExistentError: a node that was deleted from the database (nothing is added).
+            NotExistentError: a node, or the group, was deleted from the database (nothing is added).
         """
         pk = self._stored_pk("add nodes to")
         items = _as_node_list(nodes, self, "add nodes to")
@@ -307,6 +332,7 @@ class Group:
         wanted = {node.pk for node in items if node.pk is not None}
         backend = _backend()
         with backend.transaction():
+            self._check_still_stored(backend, "add nodes to")
             missing = wanted - backend.existing_node_ids(wanted)
             if missing:
                 shown = ", ".join(str(p) for p in sorted(missing)[:10])
@@ -325,24 +351,34 @@ class Group:
         """
         pk = self._stored_pk("remove nodes from")
         items = _as_node_list(nodes, self, "remove nodes from")
-        _backend().remove_group_nodes(pk, [node.pk for node in items if node.pk is not None])
+        backend = _backend()
+        with backend.transaction():
+            self._check_still_stored(backend, "remove nodes from")
+            backend.remove_group_nodes(pk, [node.pk for node in items if node.pk is not None])
 
     def add_nodes_from(self, source: Group) -> int:
         """Add every node of group ``source`` (one statement, however large); the number newly added.
 
         Raises:
             ModificationNotAllowed: this group or ``source`` is not stored.
+            NotExistentError: this group was deleted meanwhile.
         """
         pk = self._stored_pk("add nodes to")
         if not isinstance(source, Group):
             raise TypeError(f"cannot add the nodes of a {type(source).__name__} to group '{self._label}'")
         source_pk = source._stored_pk("copy the nodes of")
-        return _backend().copy_group_nodes(source_pk, pk)
+        backend = _backend()
+        with backend.transaction():
+            self._check_still_stored(backend, "add nodes to")
+            return backend.copy_group_nodes(source_pk, pk)
 
     def clear(self) -> None:
         """Remove every node from the group (the nodes stay)."""
         if self._pk is not None:
-            _backend().clear_group(self._pk)
+            backend = _backend()
+            with backend.transaction():
+                self._check_still_stored(backend, "clear")
+                backend.clear_group(self._pk)
 
     def count(self) -> int:
         """The number of nodes in the group (counted by the database)."""

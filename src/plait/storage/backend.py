@@ -1097,19 +1097,28 @@ class StorageBackend:
             ).all()
         return [_row(r) for r in rows]  # type: ignore[misc]
 
-    def update_comment(self, pk: int, content: str) -> _dt.datetime | None:
-        """Replace a comment's content: the new modification time, or None if there is no such comment."""
+    @staticmethod
+    def _comment_is(pk: int, uuid: str | None) -> Any:
+        condition = comments.c.id == pk
+        return condition if uuid is None else and_(condition, comments.c.uuid == uuid)
+
+    def update_comment(self, pk: int, content: str, *, uuid: str | None = None) -> _dt.datetime | None:
+        """Replace a comment's content: the new modification time, or None if there is no such comment.
+
+        With ``uuid``, only if the comment with that pk still is that one (SQLite
+        gives a deleted row's pk to the next row stored).
+        """
         now = utcnow()
         with self.transaction() as conn:
             done = conn.execute(
-                update(comments).where(comments.c.id == pk).values(content=content, mtime=now)
+                update(comments).where(self._comment_is(pk, uuid)).values(content=content, mtime=now)
             ).rowcount
         return now if done else None
 
-    def delete_comment(self, pk: int) -> bool:
-        """Delete a comment; False if there was no such comment."""
+    def delete_comment(self, pk: int, *, uuid: str | None = None) -> bool:
+        """Delete a comment; False if there was no such comment (with ``uuid``: no longer that one)."""
         with self.transaction() as conn:
-            return conn.execute(delete(comments).where(comments.c.id == pk)).rowcount > 0
+            return conn.execute(delete(comments).where(self._comment_is(pk, uuid))).rowcount > 0
 
     # -- deleting nodes; storage maintenance -----------------------------------------------
     @staticmethod
