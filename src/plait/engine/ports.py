@@ -295,9 +295,9 @@ class PortNamespace(Port):
                     result[key] = dynamic._process(value, path + NAMESPACE_SEPARATOR, errors, True)
                     continue
                 port = self.port_class(key, valid_type=self.valid_type, non_db=self.non_db)
+            if value is None:
+                continue  # None is "not given": the default applies, a required port is missing
             if isinstance(port, PortNamespace):
-                if value is None:
-                    continue
                 if not isinstance(value, Mapping):
                     errors.append((path, f"is a namespace and needs a mapping, got {_describe(value)}"))
                     continue

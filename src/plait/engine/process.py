@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from plait.engine import lifecycle
@@ -240,8 +240,7 @@ class Process:
             "checkpoint_seq": 0,
         }
         with backend.transaction():
-            unstored = [n for n in input_nodes.values() if not n.is_stored]
-            store_nodes(unstored)  # give the inputs their hashes before hashing the process
+            store_nodes(_unstored_once(input_nodes.values()))  # hashes of the inputs, then of the process
             node._node_hash = self._process_hash(input_nodes, non_db)
             store_nodes([node])
             row["node_id"] = node.pk
@@ -383,8 +382,7 @@ class Process:
         """Store new output nodes and link every pending output (inside the caller's transaction)."""
         if not self._pending_outputs:
             return
-        unstored = [value for _, value in self._pending_outputs if not value.is_stored]
-        store_nodes(unstored)
+        store_nodes(_unstored_once(value for _, value in self._pending_outputs))
         link_type = (LinkType.RETURN if isinstance(self.node, WorkflowNode) else LinkType.CREATE).value
         _backend().insert_links(
             [
@@ -504,6 +502,12 @@ class Process:
 
     def request_pause(self) -> None:
         self._pause_requested = True
+
+
+def _unstored_once(nodes: Iterable[Node]) -> list[Node]:
+    """The unstored nodes among ``nodes``, each once: the same node given to two ports (or returned
+    under two labels) is stored once and linked twice."""
+    return list({id(node): node for node in nodes if not node.is_stored}.values())
 
 
 def _to_attribute_dict(values: Mapping[str, Any], where: str = "") -> AttributeDict:

@@ -8,8 +8,13 @@ records CALL links to every process it runs.
 
 The parameters become input ports: a type annotation sets the port's type
 (``x: Int``; ``x: int`` means ``Int``; ``Int | Float`` is both), a default
-makes the port optional, ``**kwargs`` makes the inputs dynamic.  Plain
-values passed in (``add(1, 2)``) are wrapped into nodes.
+makes the port optional (a callable default is called at each launch),
+``**kwargs`` makes the inputs dynamic, and ``*args`` values are recorded in
+order as inputs ``args_0``, ``args_1``... (aiida-core's labels).  Plain values
+passed in (``add(1, 2)``) are wrapped into nodes.  As in aiida-core the
+node's label defaults to the function's name, a ``metadata={...}`` parameter
+gives the defaults of the metadata inputs, and ``:param x:`` lines of the
+docstring become the help of the ports.
 
 Process functions never wait, so they run straight through in the thread
 that calls them, with no event loop involved.  That is why one can be
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -30,6 +36,7 @@ from plait.engine import lifecycle
 from plait.engine.context import current_process, reset_current_process, set_current_process
 from plait.engine.exit_code import ExitCode
 from plait.engine.lifecycle import ControlSignal, EngineError
+from plait.engine.ports import PortNamespace
 from plait.engine.process import Process
 from plait.engine.spec import ProcessSpec
 from plait.orm import (
@@ -96,6 +103,7 @@ class FunctionProcess(Process):
     _func: ClassVar[Callable[..., Any]]
     _signature: ClassVar[inspect.Signature]
     _var_keyword: ClassVar[str | None] = None
+    _var_positional: ClassVar[str | None] = None
 
     @classmethod
     def define(cls, spec: ProcessSpec) -> None:
@@ -104,8 +112,19 @@ class FunctionProcess(Process):
             hints = typing.get_type_hints(cls._func)
         except Exception:  # unresolvable string annotations: fall back to no types
             hints = {}
+        summary, param_help = parse_docstring(cls._func.__doc__)
+        spec.inputs.help = summary or None
+        metadata_ports = spec.inputs["metadata"]
+        assert isinstance(metadata_ports, PortNamespace)
+        metadata_ports["label"].default = cls._func.__name__  # the node's label, unless one is given
         for name, param in cls._signature.parameters.items():
-            if param.kind is inspect.Parameter.VAR_KEYWORD:
+            if name == "metadata":
+                for key, value in dict(param.default or {}).items():
+                    if key not in metadata_ports:
+                        raise TypeError(f"{cls._func.__qualname__}: the metadata default has no port '{key}'")
+                    metadata_ports[key].default = value
+                continue
+            if param.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
                 spec.inputs.dynamic = True
                 spec.inputs.valid_type = (Data,)
                 continue
@@ -118,6 +137,7 @@ class FunctionProcess(Process):
                 required=not (has_default or optional),
                 default=_default_for(default),
                 serializer=to_node,
+                help=param_help.get(name),
             )
         spec.outputs.dynamic = True
         spec.outputs.valid_type = (Data,)
@@ -140,24 +160,46 @@ class FunctionProcess(Process):
         return None
 
     def _function_arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        """The call of the function rebuilt from the inputs.
+
+        With ``*args`` in the signature every parameter before it is passed by
+        position, followed by the ``{name}_{index}`` inputs in index order.
+        """
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
+        positional = self._var_positional is not None
         for name, param in self._signature.parameters.items():
-            if param.kind is inspect.Parameter.VAR_KEYWORD:
+            if param.kind is inspect.Parameter.VAR_KEYWORD or name == "metadata":
+                continue
+            if param.kind is inspect.Parameter.VAR_POSITIONAL:
+                args.extend(self._inputs_raw[label] for label in self._var_positional_labels())
+                positional = False
                 continue
             value = self._inputs_raw.get(
                 name, param.default if param.default is not inspect.Parameter.empty else None
             )
-            if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            if param.kind is inspect.Parameter.POSITIONAL_ONLY or positional:
                 args.append(value)
             else:
                 kwargs[name] = value
         if self._var_keyword:
-            known = set(self._signature.parameters)
+            known = {*self._signature.parameters, *self._var_positional_labels()}
             for key, value in self._inputs_raw.items():
                 if key not in known and key != "metadata":
                     kwargs[key] = value
         return args, kwargs
+
+    def _var_positional_labels(self) -> list[str]:
+        """The input labels of the ``*args`` values, in the order they were passed."""
+        if self._var_positional is None:
+            return []
+        prefix = f"{self._var_positional}_"
+        indices = [
+            int(key[len(prefix) :])
+            for key in self._inputs_raw
+            if key.startswith(prefix) and key[len(prefix) :].isdigit()
+        ]
+        return [f"{prefix}{index}" for index in sorted(indices)]
 
     def _register_result(self, result: Any) -> ExitCode | None:
         if result is None:
@@ -279,13 +321,49 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _default_for(default: Any) -> Any:
+    """The port default for a parameter default: a callable is called at each launch (as in
+    aiida-core), a plain value is wrapped into a new node at each launch."""
     from plait.engine.ports import UNSPECIFIED
 
     if default is inspect.Parameter.empty:
         return UNSPECIFIED
     if isinstance(default, Node):
         return default
+    if callable(default):
+        return lambda: to_node(default())
     return lambda: to_node(default)
+
+
+_PARAM_LINE = re.compile(r"^:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
+
+
+def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """The summary (first paragraph) of a docstring and the help of each ``:param name:`` line.
+
+    A ``:param`` description may go on over further lines indented deeper
+    than the ``:param`` line; they are joined with single spaces.
+    """
+    if not doc:
+        return "", {}
+    lines = inspect.cleandoc(doc).splitlines()
+    summary: list[str] = []
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith(":"):
+            break
+        summary.append(line.strip())
+    helps: dict[str, str] = {}
+    current: str | None = None
+    for line in lines:
+        stripped = line.strip()
+        match = _PARAM_LINE.match(stripped)
+        if match:
+            current = match.group(1)
+            helps[current] = match.group(2).strip()
+        elif current is not None and stripped and not stripped.startswith(":") and line[:1].isspace():
+            helps[current] = f"{helps[current]} {stripped}".strip()
+        else:
+            current = None
+    return " ".join(summary), helps
 
 
 class ProcessFunction:
@@ -293,16 +371,21 @@ class ProcessFunction:
 
     def __init__(self, func: Callable[..., Any], node_class: type[ProcessNode]) -> None:
         signature = inspect.signature(func)
-        for param in signature.parameters.values():
-            if param.kind is inspect.Parameter.VAR_POSITIONAL:
-                raise TypeError(
-                    f"{func.__qualname__}: *{param.name} is not supported by process functions "
-                    "(inputs need names for provenance); use **kwargs"
-                )
-            if param.name == "metadata":
-                raise TypeError(f"{func.__qualname__}: the parameter name 'metadata' is reserved")
+        metadata = signature.parameters.get("metadata")
+        if metadata is not None and (
+            metadata.kind not in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            or not isinstance(metadata.default, Mapping)
+        ):
+            raise TypeError(
+                f"{func.__qualname__}: the parameter name 'metadata' is reserved; it may only give the "
+                "defaults of the metadata inputs, as a dict (metadata={'label': ...})"
+            )
         var_keyword = next(
             (p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None
+        )
+        var_positional = next(
+            (p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_POSITIONAL),
+            None,
         )
         self.__wrapped__ = func
         functools.update_wrapper(self, func)
@@ -313,6 +396,7 @@ class ProcessFunction:
                 "_func": staticmethod(func),
                 "_signature": signature,
                 "_var_keyword": var_keyword,
+                "_var_positional": var_positional,
                 "_node_class": node_class,
                 "__module__": func.__module__,
                 "__qualname__": func.__qualname__,
@@ -328,8 +412,19 @@ class ProcessFunction:
         except TypeError as exc:
             raise TypeError(f"{self.process_class.process_label_string()}(): {exc}") from None
         inputs = dict(bound.arguments)
-        if self.process_class._var_keyword and self.process_class._var_keyword in inputs:
-            inputs.update(inputs.pop(self.process_class._var_keyword))
+        var_keyword = self.process_class._var_keyword
+        extra = dict(inputs.pop(var_keyword)) if var_keyword and var_keyword in inputs else {}
+        var_positional = self.process_class._var_positional
+        for index, value in enumerate(inputs.pop(var_positional, ()) if var_positional else ()):
+            label = f"{var_positional}_{index}"
+            if label in extra or label in inputs:
+                raise ValueError(
+                    f"{self.process_class.process_label_string()}(): positional argument {index} of "
+                    f"*{var_positional} is recorded as input '{label}', which is also given by name; "
+                    "rename that keyword argument"
+                )
+            inputs[label] = value
+        inputs.update(extra)
         if metadata is not None:
             inputs["metadata"] = metadata
         return inputs
