@@ -181,7 +181,7 @@ class _Json:
     def boolean(self) -> ColumnElement[bool]:
         if self.sqlite:
             return type_coerce(self.kind == "true", Boolean)
-        return self.node == type_coerce(literal("true"), JSONB)
+        return self.node == bindparam(None, True, type_=JSONB)
 
     def length(self) -> ColumnElement[Any]:
         if self.sqlite:
