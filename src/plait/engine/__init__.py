@@ -4,38 +4,46 @@ from plait.engine.builder import ProcessBuilder
 from plait.engine.checkpoint import AttributeDict, CheckpointError
 from plait.engine.context import current_process
 from plait.engine.exit_code import ExitCode
-from plait.engine.launch import aresume, arun, arun_get_node, resume, run, run_get_node, submit
+from plait.engine.launch import aresume, arun, arun_get_node, resume, run, run_get_node, run_get_pk, submit
 from plait.engine.ports import InputValidationError, OutputValidationError
 from plait.engine.process import Process, ProcessKilledError
 from plait.engine.process_function import calcfunction, workfunction
+from plait.engine.restart import BaseRestartWorkChain, ProcessHandlerReport, process_handler
 from plait.engine.runner import Runner
 from plait.engine.spec import ProcessSpec
+from plait.engine.waiting import aawait_processes, await_processes
 from plait.engine.workchain import ToContext, WorkChain, append_, if_, return_, while_
 
 __all__ = [
     "AttributeDict",
+    "BaseRestartWorkChain",
     "CheckpointError",
     "ExitCode",
     "InputValidationError",
     "OutputValidationError",
     "Process",
     "ProcessBuilder",
+    "ProcessHandlerReport",
     "ProcessKilledError",
     "ProcessSpec",
     "Runner",
     "ToContext",
     "WorkChain",
+    "aawait_processes",
     "append_",
     "aresume",
     "arun",
     "arun_get_node",
+    "await_processes",
     "calcfunction",
     "current_process",
     "if_",
+    "process_handler",
     "resume",
     "return_",
     "run",
     "run_get_node",
+    "run_get_pk",
     "submit",
     "while_",
     "workfunction",

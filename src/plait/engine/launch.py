@@ -34,7 +34,7 @@ from plait.orm import ProcessNode, ProcessState
 if TYPE_CHECKING:
     from plait.engine.builder import ProcessBuilder
 
-__all__ = ["aresume", "arun", "arun_get_node", "resume", "run", "run_get_node", "submit"]
+__all__ = ["aresume", "arun", "arun_get_node", "resume", "run", "run_get_node", "run_get_pk", "submit"]
 
 Inputs = Mapping[str, Any] | None
 
@@ -64,6 +64,7 @@ def run_get_node(
         Exception: whatever made the process except (the node is marked excepted first).
         ProcessKilledError: the process was killed.
     """
+    _console_reports_if_top_level()
     if isinstance(process, ProcessFunction):
         merged = {**dict(inputs or {}), **kwargs} if isinstance(inputs, Mapping) else kwargs
         positional = (inputs, *args) if inputs is not None and not isinstance(inputs, Mapping) else args
@@ -102,6 +103,15 @@ def run(process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any, **kwar
     return outputs
 
 
+def run_get_pk(
+    process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any, **kwargs: Any
+) -> tuple[Any, int]:
+    """Run a process to its end and return ``(outputs, pk)`` (see :func:`run_get_node`)."""
+    outputs, node = run_get_node(process, inputs, *args, **kwargs)
+    assert node.pk is not None
+    return outputs, node.pk
+
+
 async def arun_get_node(
     process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any, **kwargs: Any
 ) -> tuple[Any, ProcessNode]:
@@ -110,6 +120,7 @@ async def arun_get_node(
     Process functions run in a worker thread so the loop is not blocked by
     user code.  Other processes run as tasks of this loop's runner.
     """
+    _console_reports_if_top_level()
     runner = Runner.for_loop()
     if isinstance(process, ProcessFunction):
         merged = {**dict(inputs or {}), **kwargs} if isinstance(inputs, Mapping) else kwargs
@@ -126,8 +137,19 @@ async def arun(process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any,
     return outputs
 
 
-def submit(process: Any, inputs: Inputs | ProcessBuilder = None, **kwargs: Any) -> ProcessNode:
-    """Store a process for the daemon to run and return its node at once.
+def submit(
+    process: Any,
+    inputs: Inputs | ProcessBuilder = None,
+    *,
+    wait: bool = False,
+    wait_interval: float = 5.0,
+    **kwargs: Any,
+) -> ProcessNode:
+    """Store a process for the daemon to run and return its node (at once, unless ``wait``).
+
+    With ``wait=True`` the call blocks until the daemon has run the process
+    to its end, looking at its state every ``wait_interval`` seconds, and
+    returns the node refreshed (:func:`plait.await_processes` waits for many).
 
     Inside a work chain step use ``self.submit(...)`` instead, which also
     records the call and lets the chain wait for the child.
@@ -135,9 +157,15 @@ def submit(process: Any, inputs: Inputs | ProcessBuilder = None, **kwargs: Any) 
     Raises:
         InputValidationError: bad inputs (nothing stored).
         ValueError: the process class cannot be imported by a daemon worker
-            (defined in ``__main__`` or inside a function).
+            (defined in ``__main__`` or inside a function), or ``wait_interval`` is not positive.
+        EngineError: ``wait=True`` inside a running process (wait with ``ToContext`` there).
     """
     parent = current_process()
+    if wait:
+        from plait.engine.waiting import check_wait_arguments, refuse_inside_process
+
+        check_wait_arguments(wait_interval, None)
+        refuse_inside_process("plait.submit(..., wait=True)")
     if parent is not None and parent.runner is not None and hasattr(parent, "submit"):
         return parent.submit(process, inputs, **kwargs)
     cls, merged = resolve_process(process, inputs, kwargs)
@@ -153,7 +181,19 @@ def submit(process: Any, inputs: Inputs | ProcessBuilder = None, **kwargs: Any) 
 
     ring_work()
     _warn_if_no_worker(instance.pk)
+    if wait:
+        from plait.engine.waiting import await_processes
+
+        await_processes([node], wait_interval=wait_interval)
     return node
+
+
+def _console_reports_if_top_level() -> None:
+    """A launch from a script (not from inside a process) shows report lines on stderr (report_log)."""
+    if current_process() is None and current_runner_for_thread() is None:
+        from plait.engine.report_log import enable_console_reports
+
+        enable_console_reports()
 
 
 _warned_no_worker = False
@@ -188,6 +228,7 @@ def resume(pk: int, *, force: bool = False) -> tuple[dict[str, Any], ProcessNode
     resumed too.  Raises RuntimeError if another live interpreter holds the
     process (unless ``force``).
     """
+    _console_reports_if_top_level()
     runner = current_runner_for_thread()
     if runner is not None:
         return asyncio.run_coroutine_threadsafe(runner.aresume(pk, force=force), runner.loop).result()
@@ -210,6 +251,7 @@ async def _aresume_in_fresh_loop(pk: int, force: bool) -> tuple[dict[str, Any], 
 
 async def aresume(pk: int, *, force: bool = False) -> tuple[dict[str, Any], ProcessNode]:
     """Async :func:`resume` on the running loop."""
+    _console_reports_if_top_level()
     return await Runner.for_loop().aresume(pk, force=force)
 
 

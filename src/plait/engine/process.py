@@ -415,9 +415,15 @@ class Process:
 
     # -- reporting --------------------------------------------------------------------------------
     def report(self, message: str, *args: Any) -> None:
-        """Record a message on the process node (``plait process report PK`` shows them)."""
+        """Record a message on the process node (``plait process report PK`` shows them).
+
+        The line is also logged on ``plait.report`` as it happens: on a
+        script's stderr, or in a daemon worker's log (see :mod:`plait.engine.report_log`).
+        """
+        from plait.engine.report_log import log_report
+
         text = message % args if args else message
-        LOGGER.info("[%s|%s|%s]: %s", self.pk, type(self).__name__, self._step_name or "-", text)
+        log_report(self.pk, type(self).__name__, self._step_name, text)
         lifecycle.report(self.pk, self._owner, "REPORT", text, {"step": self._step_name})  # fenced
 
     # -- state transitions (each through the lifecycle module, the one writer of process rows) ----------
