@@ -45,6 +45,12 @@ class _Unspecified:
     def __bool__(self) -> bool:
         return False
 
+    def __copy__(self) -> _Unspecified:
+        return self  # one marker: ``default is UNSPECIFIED`` holds for copied (exposed) ports
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Unspecified:
+        return self
+
 
 UNSPECIFIED: Any = _Unspecified()
 
@@ -135,6 +141,28 @@ class Port:
         self.help = help
         self.non_db = non_db
         self.serializer = serializer
+        self._check_default()
+
+    def _check_default(self) -> None:
+        """Refuse, when the port is declared, a default (not a callable) that it would refuse.
+
+        Raises:
+            TypeError: naming the port, the default and the types it accepts.
+        """
+        default = self.default
+        if default is UNSPECIFIED or default is None or not self.valid_type:
+            return
+        if callable(default) and not isinstance(default, (type, Node)):
+            return  # called at each launch; checked then
+        try:
+            value = self.serialize(default)
+        except (TypeError, ValueError):
+            value = default
+        if not isinstance(value, self.valid_type):
+            raise TypeError(
+                f"port '{self.name}': the default {_describe(default)} is not a valid value; the port "
+                f"accepts {_type_names(self.valid_type)}"
+            )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} '{self.name}' {_type_names(self.valid_type)}>"
@@ -271,6 +299,10 @@ class PortNamespace(Port):
         """
         errors: list[tuple[str, str]] = []
         result = self._process(values or {}, "", errors, given=True)
+        if not errors and self.validator is not None:  # the validator of the whole inputs namespace
+            message = _call_validator(self.validator, result, None)
+            if message:
+                errors.append(("", message))
         if errors:
             raise InputValidationError(process_label, errors)
         return result
@@ -400,7 +432,7 @@ def flatten_nodes(
     flat: dict[str, Node] = {}
     for key, value in values.items():
         port = namespace.ports.get(key) if namespace is not None else None
-        if port is not None and port.non_db:
+        if port is not None and port.non_db and not _holds_db_ports(port):
             continue
         label = f"{prefix}{key}"
         if isinstance(value, Node):
@@ -420,10 +452,18 @@ def extract_non_db(values: Mapping[str, Any], namespace: PortNamespace) -> dict[
         port = namespace.ports.get(key)
         if port is None:
             continue
-        if port.non_db:
+        if port.non_db and not _holds_db_ports(port):
             result[key] = value
         elif isinstance(port, PortNamespace) and isinstance(value, Mapping):
             nested = extract_non_db(value, port)
             if nested:
                 result[key] = nested
     return result
+
+
+def _holds_db_ports(port: Port) -> bool:
+    """Whether a (non_db) namespace holds a port declared with ``non_db=False``: its nodes are
+    linked, and only its other values are recorded as plain attributes."""
+    return isinstance(port, PortNamespace) and any(
+        not sub.non_db or _holds_db_ports(sub) for sub in port.ports.values()
+    )

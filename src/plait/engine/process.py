@@ -89,6 +89,11 @@ class Process:
         if spec is None:
             spec = ProcessSpec()
             cls.define(spec)
+            if "metadata" not in spec.inputs:  # declared by Process.define: super() was not called
+                raise TypeError(
+                    f"{cls.__qualname__}.define(spec) must call super().define(spec) first (it declares "
+                    "the ports every process has, such as metadata)"
+                )
             spec.freeze()
             cls._spec_instance = spec
         return spec

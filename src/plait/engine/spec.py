@@ -16,6 +16,25 @@ from plait.engine.ports import UNSPECIFIED, InputPort, OutputPort, Port, PortNam
 __all__ = ["ProcessSpec"]
 
 
+def check_port_name(name: str, full: str | None = None) -> None:
+    """Refuse a port name that could not be an attribute or a link label, as aiida-core does.
+
+    A port name is a Python identifier that neither starts nor ends with an
+    underscore and holds no double underscore (``__`` separates namespaces
+    in link labels).
+
+    Raises:
+        ValueError: naming the port and the rule it breaks.
+    """
+    where = f" (in '{full}')" if full and full != name else ""
+    if not name.isidentifier():
+        raise ValueError(f"invalid port name '{name}'{where}: it must be a Python identifier")
+    if name.startswith("_") or name.endswith("_"):
+        raise ValueError(f"invalid port name '{name}'{where}: it cannot start or end with an underscore")
+    if "__" in name:
+        raise ValueError(f"invalid port name '{name}'{where}: it cannot hold a double underscore")
+
+
 class ProcessSpec:
     """Ports, exit codes and outline of a process class."""
 
@@ -40,12 +59,18 @@ class ProcessSpec:
         default: Any = UNSPECIFIED,
         validator: Callable[..., Any] | None = None,
         help: str | None = None,
-        non_db: bool = False,
+        non_db: bool | None = None,
         serializer: Callable[[Any], Any] | None = None,
     ) -> Port:
         """Declare an input port; ``name`` may be dotted to place it in a namespace (``"options.x"``).
 
-        Redeclaring a port of a parent class replaces it.
+        Redeclaring a port of a parent class replaces it.  ``non_db`` left out
+        follows the namespace; ``non_db=False`` in a ``non_db`` namespace makes
+        a node port there (linked as ``namespace__name``).
+
+        Raises:
+            ValueError: the name is not a valid port name (see :func:`check_port_name`).
+            TypeError: a default (not a callable) that the port would refuse.
         """
         self._check_open()
         namespace, leaf = self._namespace_for(self.inputs, name)
@@ -57,7 +82,7 @@ class ProcessSpec:
                 default=default,
                 validator=validator,
                 help=help,
-                non_db=non_db or namespace.non_db,
+                non_db=namespace.non_db if non_db is None else non_db,
                 serializer=serializer,
             )
         )
@@ -138,6 +163,8 @@ class ProcessSpec:
 
     @staticmethod
     def _namespace_for(root: PortNamespace, name: str) -> tuple[PortNamespace, str]:
+        for part in name.split("."):
+            check_port_name(part, name)
         head, _, leaf = name.rpartition(".")
         if not head:
             return root, leaf
@@ -152,7 +179,13 @@ class ProcessSpec:
     ) -> ExitCode:
         """Declare exit code ``status`` (a positive int) named ``label`` (UPPER_CASE) with ``message``."""
         self._check_open()
-        if not isinstance(status, int) or status <= 0:
+        if not isinstance(label, str):
+            raise TypeError(f"exit code label must be a str, got {type(label).__name__} {label!r}")
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise TypeError(f"exit status of {label} must be an int, got {type(status).__name__} {status!r}")
+        if not isinstance(message, str):
+            raise TypeError(f"exit code {label}: the message must be a str, got {type(message).__name__}")
+        if status <= 0:
             raise ValueError(f"exit status of {label} must be a positive integer, got {status!r}")
         if not label.isidentifier() or label.upper() != label:
             raise ValueError(f"exit code label '{label}' must be an UPPER_CASE identifier")

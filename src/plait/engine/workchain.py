@@ -154,6 +154,7 @@ def _compile(outline: Sequence[Any]) -> list[tuple[Any, ...]]:
                 for branch in instruction.branches:
                     if branch.body is None:
                         raise TypeError(f"{branch.kind}({_name(branch.condition)}) has no body: add (...)")
+                    _check_takes_self(branch.condition, "predicate")
                     test = len(program)
                     program.append([_JUMP_IF_NOT, branch.condition, None])
                     emit(branch.body)
@@ -167,6 +168,7 @@ def _compile(outline: Sequence[Any]) -> list[tuple[Any, ...]]:
             elif isinstance(instruction, _While):
                 if instruction.body is None:
                     raise TypeError(f"while_({_name(instruction.condition)}) has no body: add (...)")
+                _check_takes_self(instruction.condition, "predicate")
                 start = len(program)
                 program.append([_JUMP_IF_NOT, instruction.condition, None])
                 emit(instruction.body)
@@ -175,13 +177,38 @@ def _compile(outline: Sequence[Any]) -> list[tuple[Any, ...]]:
             elif isinstance(instruction, _Return):
                 program.append([_RETURN, instruction.exit_code])
             elif callable(instruction):
+                _check_takes_self(instruction, "step")
                 program.append([_CALL, instruction])
             else:
-                raise TypeError(f"{instruction!r} is not a step, if_, while_ or return_ in the outline")
+                raise TypeError(
+                    f"{instruction!r} in the outline is not a step, if_, while_ or return_: give the "
+                    "method itself (cls.step, not cls.step() or its name)"
+                )
 
     emit(outline)
     program.append([_END])
     return [tuple(op) for op in program]
+
+
+def _check_takes_self(fn: Any, kind: str) -> None:
+    """Refuse a step or predicate that cannot be called with the work chain alone.
+
+    Raises:
+        TypeError: not callable, or its signature does not take exactly ``self``.
+    """
+    if not callable(fn):
+        raise TypeError(f"the {kind} {fn!r} in the outline is not callable: give a method (cls.name)")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: it is called as is
+    try:
+        signature.bind(object())
+    except TypeError:
+        raise TypeError(
+            f"the {kind} {_name(fn)}{signature} in the outline needs a signature that takes only self "
+            f"(def {_name(fn)}(self): ...)"
+        ) from None
 
 
 def _name(fn: Any) -> str:
@@ -205,6 +232,14 @@ class WorkChain(Process):
     @classmethod
     def define(cls, spec: ProcessSpec) -> None:
         super().define(spec)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Build the spec and check the outline when the class is defined, so a mistake in
+        ``define`` (a non-callable step, a predicate with the wrong signature, a missing
+        ``super().define(spec)``) is an error at once, not at the first launch."""
+        super().__init_subclass__(**kwargs)
+        if cls.spec().get_outline():
+            cls._program()
 
     @classmethod
     def _program(cls) -> tuple[list[tuple[Any, ...]], str]:
