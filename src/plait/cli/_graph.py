@@ -69,7 +69,16 @@ def collect_graph(
     graph.nodes = backend.get_nodes(sorted(seen))
     process_pks = [p for p, row in graph.nodes.items() if row["node_type"].startswith("process.")]
     if process_pks:
-        graph.processes = {row["id"]: row for row in backend.list_processes(pks=process_pks)}
+        from plait.orm import ProcessNode, QueryBuilder
+
+        fields = ("id", "process_label", "process_state", "exit_status", "paused")
+        query = QueryBuilder(backend).append(
+            ProcessNode, filters={"id": {"in": process_pks}}, project=list(fields)
+        )
+        graph.processes = {
+            pk: {"process_label": label, "state": state, "exit_status": exit_status, "paused": paused}
+            for pk, label, state, exit_status, paused in query.all()
+        }
     graph.links = sorted(
         (link for link in backend.all_links(seen) if link["input_id"] in seen and link["output_id"] in seen),
         key=lambda link: link["id"],

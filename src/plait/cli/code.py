@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["code"]
 
-CODE_TYPES = ("data.core.code.installed", "data.core.code.portable")
-
 
 @click.group()
 def code() -> None:
@@ -194,17 +192,15 @@ def create_portable(
 @pass_state
 def list_(state: CliState, computer_label: str | None) -> None:
     """List the codes: full label, type, computer and executable."""
-    from plait.orm import Computer
-    from plait.orm.node import node_from_row
+    from plait.orm import Code, Computer, QueryBuilder
 
-    backend = state.backend()
+    state.backend()
     if computer_label is not None:
         Computer.get(computer_label)  # a one-line error for a computer that does not exist
-    rows = backend.find_nodes(node_types=list(CODE_TYPES))
+    codes = QueryBuilder().append(Code, tag="code", project="*").order_by({"code": "id"}).all(flat=True)
     listing = table("PK", "Full label", "Type", "Computer", "Executable", "Default plugin")
     shown = 0
-    for row in rows:
-        found: Any = node_from_row(row)
+    for found in codes:
         kind = _kind(found)
         if computer_label is not None and (kind != "installed" or found.computer_label != computer_label):
             continue

@@ -160,13 +160,16 @@ def _stop(profile: Profile, *, wait: bool, timeout: float) -> None:
 
 def _held_by_worker() -> dict[str, int]:
     """``{worker id: processes it holds a live lease on}``, from the database (it is the truth)."""
-    from plait.storage import get_backend
+    from plait.orm import ProcessNode, QueryBuilder
 
     now = time.time()
     held: dict[str, int] = {}
-    for row in get_backend().list_processes(states=list(ACTIVE)):
-        owner = row.get("lease_owner")
-        expires = row.get("lease_expires")
+    query = QueryBuilder().append(
+        ProcessNode,
+        filters={"process_state": {"in": list(ACTIVE)}, "lease_owner": {"!==": None}},
+        project=["lease_owner", "lease_expires"],
+    )
+    for owner, expires in query.all():
         if owner and (expires is None or expires >= now):
             held[owner] = held.get(owner, 0) + 1
     return held

@@ -1,7 +1,7 @@
 """``plait process``: list processes, show one, read its report, pause, play, kill and watch them.
 
-The rows come from the storage backend's joined node+process query
-(``list_processes``), so listing thousands of processes is one SQL query.
+The listing is one :class:`plait.orm.QueryBuilder` query (:func:`process_rows`) projecting only
+the columns it shows, so listing thousands of processes is one SQL query.
 """
 
 from __future__ import annotations
@@ -99,6 +99,97 @@ def _state_cell(row: dict[str, Any]) -> Text:
     return text
 
 
+#: what a listed process row holds (the keys the listing reads) -> the QueryBuilder field it comes from
+_ROW_FIELDS = {
+    "id": "id",
+    "ctime": "ctime",
+    "label": "label",
+    "process_label": "process_label",
+    "state": "process_state",
+    "exit_status": "exit_status",
+    "paused": "paused",
+    "status": "process_status",
+    "lease_owner": "lease_owner",
+    "lease_expires": "lease_expires",
+    "caller_id": "caller_id",
+}
+#: the values of --order-by -> the QueryBuilder field
+ORDER_FIELDS = {
+    "id": "id",
+    "ctime": "ctime",
+    "process_label": "process_label",
+    "state": "process_state",
+    "exit_status": "exit_status",
+}
+
+
+def process_rows(
+    *,
+    states: list[str] | None = None,
+    since: _dt.datetime | None = None,
+    paused: bool | None = None,
+    process_label: str | None = None,
+    exit_status: int | None = None,
+    failed: bool = False,
+    group_pk: int | None = None,
+    pks: list[int] | None = None,
+    limit: int | None = None,
+    order_by: str = "id",
+    descending: bool = False,
+) -> list[dict[str, Any]]:
+    """The processes to list, as dicts with the keys of ``_ROW_FIELDS``, from one QueryBuilder query.
+
+    ``states``: only these (None: every state); ``since``: created since then; ``process_label``:
+    equal, or a ``like`` pattern when it holds ``%`` or ``_`` (as aiida-core's
+    ``--process-label``); ``failed``: finished with a non-zero exit status; ``group_pk``: members
+    of that group; ``limit``: the ``limit`` most recent (highest pk) of them.  The rows are in the
+    order of ``order_by`` (a key of ``ORDER_FIELDS``), then by pk.
+    """
+    from plait.orm import Group, ProcessNode, QueryBuilder
+
+    filters: dict[str, Any] = {}
+    if states is not None:
+        filters["process_state"] = {"in": list(states)}
+    if since is not None:
+        filters["ctime"] = {">=": since}
+    if paused is not None:
+        filters["paused"] = paused
+    if process_label is not None:
+        filters["process_label"] = (
+            {"like": process_label} if "%" in process_label or "_" in process_label else process_label
+        )
+    if failed:
+        filters["exit_status"] = {"or": [{">": 0}, {"<": 0}]}
+    if exit_status is not None:
+        filters["exit_status"] = exit_status
+    if pks is not None:
+        filters["id"] = {"in": list(pks)}
+    query = QueryBuilder()
+    if group_pk is not None:
+        query.append(Group, tag="group", filters={"id": group_pk})
+    query.append(
+        ProcessNode,
+        tag="process",
+        filters=filters,
+        project=list(_ROW_FIELDS.values()),
+        with_group="group" if group_pk is not None else None,
+    )
+    field = ORDER_FIELDS[order_by]
+    direction = "desc" if descending else "asc"
+    if limit is not None:  # the most recent ones, then in the order asked for
+        query.order_by({"process": {"id": "desc"}}).limit(limit)
+    else:
+        query.order_by({"process": [{field: direction}, {"id": direction}]})
+    rows = [dict(zip(_ROW_FIELDS, values, strict=True)) for values in query.all()]
+    if limit is not None:
+        key = next(name for name, source in _ROW_FIELDS.items() if source == field)
+        # as the database orders: None after every value ascending, before them descending
+        rows.sort(key=lambda row: (row[key] is None, row[key] if row[key] is not None else 0, row["id"]))
+        if descending:
+            rows.reverse()
+    return rows
+
+
 @process.command("list")
 @click.option("-a", "--all", "all_", is_flag=True, help="All processes, not only the active ones.")
 @click.option(
@@ -116,6 +207,39 @@ def _state_cell(row: dict[str, Any]) -> Text:
     metavar="DAYS",
     help="Only processes created in the last DAYS days.",
 )
+@click.option(
+    "-L",
+    "--process-label",
+    metavar="LABEL",
+    help="Only processes of this process label (a pattern if it holds % or _: 'relax%').",
+)
+@click.option(
+    "-E",
+    "--exit-status",
+    type=int,
+    metavar="N",
+    help="Only finished processes that exited with status N (implies finished).",
+)
+@click.option(
+    "-X", "--failed", is_flag=True, help="Only failed processes: finished with a non-zero exit status."
+)
+@click.option("-G", "--group", "group_identifier", metavar="GROUP", help="Only the processes in this group.")
+@click.option(
+    "-O",
+    "--order-by",
+    type=click.Choice(sorted(ORDER_FIELDS)),
+    default="id",
+    show_default=True,
+    help="Order the listing by this field (then by pk).",
+)
+@click.option(
+    "-D",
+    "--order-direction",
+    type=click.Choice(["asc", "desc"]),
+    default="asc",
+    show_default=True,
+    help="Ascending or descending order.",
+)
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the N most recent processes.")
 @click.option("--paused", is_flag=True, help="Only paused processes (play them with `plait process play`).")
 @pass_state
@@ -124,23 +248,53 @@ def list_(
     all_: bool,
     states: tuple[str, ...],
     past_days: int | None,
+    process_label: str | None,
+    exit_status: int | None,
+    failed: bool,
+    group_identifier: str | None,
+    order_by: str,
+    order_direction: str,
     limit: int | None,
     paused: bool,
 ) -> None:
     """List processes, oldest first (by default only the active ones: created, running, waiting).
 
-    The holder is the daemon worker (`worker PID`) or script (`script PID`) that runs the
-    process now; `-` when nobody does (not started yet, parked while it waits for its
-    children, paused, or terminated).
+    --exit-status and --failed list finished processes (whatever -a says); --limit keeps the N
+    most recent, shown in the order of --order-by.  The holder is the daemon worker
+    (`worker PID`) or script (`script PID`) that runs the process now; `-` when nobody does
+    (not started yet, parked while it waits for its children, paused, or terminated).
     """
-    backend = state.backend()
-    wanted = (
-        sorted({s.lower() for s in states}, key=STATES.index) if states else (None if all_ else list(ACTIVE))
-    )
-    since = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=past_days) if past_days else None
-    rows = backend.list_processes(states=wanted, since=since, limit=limit, paused=True if paused else None)
+    chosen = sorted({s.lower() for s in states}, key=STATES.index) if states else None
+    if failed and exit_status == 0:
+        raise click.UsageError("--failed lists non-zero exit statuses: it cannot go with --exit-status 0")
+    finished_only = failed or exit_status is not None
+    flag = "--failed" if failed else "--exit-status"
+    if finished_only and paused:
+        raise click.UsageError(f"{flag} lists finished processes, --paused active ones: give one of them")
+    if finished_only and chosen is not None and "finished" not in chosen:
+        raise click.UsageError(
+            f"{flag} lists finished processes, not {', '.join(chosen)} ones (drop --state)"
+        )
+    wanted = ["finished"] if finished_only else (chosen or (None if all_ else list(ACTIVE)))
     if paused:  # a terminated process may keep its flag; it is no longer paused in any useful sense
-        rows = [row for row in rows if row["state"] not in TERMINAL]
+        wanted = [s for s in (wanted or STATES) if s not in TERMINAL]
+    state.backend()
+    group_pk = None
+    if group_identifier is not None:
+        group_pk = _group_pk(group_identifier)
+    since = _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=past_days) if past_days else None
+    rows = process_rows(
+        states=wanted,
+        since=since,
+        paused=True if paused else None,
+        process_label=process_label,
+        exit_status=exit_status,
+        failed=failed,
+        group_pk=group_pk,
+        limit=limit,
+        order_by=order_by,
+        descending=order_direction == "desc",
+    )
 
     out = console()
     now = time.time()
@@ -152,7 +306,7 @@ def list_(
         counts[row["state"]] = counts.get(row["state"], 0) + 1
         if row.get("paused") and row["state"] not in TERMINAL:
             n_paused += 1
-        label = row["process_label"] + (f" ({row['label']})" if row.get("label") else "")
+        label = (row["process_label"] or "") + (f" ({row['label']})" if row.get("label") else "")
         listing.add_row(
             str(row["id"]),
             relative_time(row["ctime"], utcnow),
@@ -165,10 +319,15 @@ def list_(
     summary = ", ".join(f"{counts[s]} {s}" for s in STATES if s in counts)
     if n_paused and not paused:
         summary += f"; {n_paused} paused"
-    what = "active process" if wanted == list(ACTIVE) and not states else "process"
+    defaults = wanted == list(ACTIVE) and not states and not paused
+    what = "active process" if defaults else "process"
     if paused:
         what = "paused process"
+    elif failed:
+        what = "failed process"
     total = f"{len(rows)} {what}{'es' if len(rows) != 1 else ''}"
+    if group_identifier is not None:
+        total += f" in group '{group_identifier}'"
     out.print(
         Text(
             f"Total: {total}"
@@ -176,10 +335,22 @@ def list_(
             + (f", the {limit} most recent" if limit else "")
         )
     )
-    if wanted == list(ACTIVE) and not states and not paused:
+    if defaults:
         out.print(
             Text("Only active processes (created, running, waiting) are listed: use -a to list them all.")
         )
+
+
+def _group_pk(identifier: str) -> int:
+    """The pk of the group ``identifier`` (label, pk or uuid), or a usage error naming --group."""
+    from plait.orm import NotExistentError, load_group
+
+    try:
+        found = load_group(identifier)
+    except (NotExistentError, LookupError) as exc:
+        raise click.BadParameter(str(exc), param_hint="'--group'") from None
+    assert found.pk is not None  # load_group finds stored groups only
+    return found.pk
 
 
 def _data_table(title: str, pairs: list[tuple[str, Any]]) -> Any:
@@ -396,12 +567,12 @@ def _resolve_pks(identifiers: tuple[str, ...]) -> tuple[list[int], list[tuple[st
     return pks, errors
 
 
-def _targets_for_all(backend: StorageBackend, action: str) -> tuple[list[int], int]:
+def _targets_for_all(action: str) -> tuple[list[int], int]:
     """``(pks to act on, descendants acted on through them)`` for ``--all``."""
     if action == "play":
-        rows = backend.list_processes(states=list(ACTIVE), paused=True)
+        rows = process_rows(states=list(ACTIVE), paused=True)
         return [row["id"] for row in rows], 0
-    rows = backend.list_processes(states=list(ACTIVE))
+    rows = process_rows(states=list(ACTIVE))
     if action == "pause":
         return [row["id"] for row in rows if not row.get("paused")], 0
     # kill: the roots of the active trees; killing a process kills what it called
@@ -432,11 +603,11 @@ def _control_command(
         raise click.UsageError("give either PKs or --all, not both")
     if not all_ and not identifiers:
         raise click.UsageError(f"which processes? Give their PKs, or --all to {action} every one")
-    backend = state.backend()
+    state.backend()
     out = console()
     failed = False
     if all_:
-        pks, through = _targets_for_all(backend, action)
+        pks, through = _targets_for_all(action)
         if not pks:
             what = "paused processes to play" if action == "play" else f"active processes to {action}"
             out.print(Text(f"There are no {what}."))
