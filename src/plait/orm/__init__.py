@@ -21,6 +21,7 @@ from plait.orm.data import (
     Str,
     to_node,
 )
+from plait.orm.deletion import DeletionRefusedError, delete_nodes
 from plait.orm.errors import (
     InvalidQueryError,
     ModificationNotAllowed,
@@ -52,6 +53,7 @@ __all__ = [
     "Comment",
     "Computer",
     "Data",
+    "DeletionRefusedError",
     "Dict",
     "Float",
     "FolderData",
@@ -77,6 +79,7 @@ __all__ = [
     "WorkChainNode",
     "WorkFunctionNode",
     "WorkflowNode",
+    "delete_nodes",
     "load_code",
     "load_group",
     "load_node",

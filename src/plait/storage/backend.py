@@ -40,6 +40,8 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -1142,6 +1144,8 @@ class StorageBackend:
         rows = [{"id": int(pk)} for pk in dict.fromkeys(seeds)]
         if rows:
             conn.execute(insert(self._deletion_tables()[0]), rows)
+        if not self.database.is_sqlite:  # a temporary table has no statistics until it is analysed
+            conn.execute(text(f"ANALYZE {self._deletion_tables()[0].name}"))
 
     def _end_deletion(self, conn: Connection) -> None:
         for table in self._deletion_tables():
@@ -1154,19 +1158,37 @@ class StorageBackend:
 
         One recursive query: from each node in the set, follow the links of a ``forward`` type
         from their input to their output and those of a ``backward`` type from output to input.
-        ``UNION`` (not ``UNION ALL``) keeps each node once, so cycles end.  ``missing`` are seeds
-        that are no node; ``active`` maps each process of the set that is not terminated to its
-        state.
+        ``UNION`` (not ``UNION ALL``) keeps each node once, so cycles end.  Each step looks the
+        links of one node up by index, so the walk costs in proportion to the links it crosses,
+        however deep: on PostgreSQL the two directions are a ``LATERAL`` union of two index scans
+        (an ``OR`` join would let the planner scan the whole links table at every step); SQLite,
+        which has no ``LATERAL``, does the ``OR`` join by two index lookups.  ``missing`` are
+        seeds that are no node; ``active`` maps each process of the set that is not terminated to
+        its state.
         """
         seeds, doomed = self._deletion_tables()
         conn.execute(delete(doomed))
         start = select(nodes.c.id).where(nodes.c.id.in_(select(seeds.c.id)))
         closure = start.cte("closure", recursive=True)
-        ahead = and_(links.c.input_id == closure.c.id, links.c.link_type.in_(list(forward)))
-        behind = and_(links.c.output_id == closure.c.id, links.c.link_type.in_(list(backward)))
-        step = select(case((ahead, links.c.output_id), else_=links.c.input_id)).select_from(
-            closure.join(links, or_(ahead, behind))
-        )
+        if self.database.is_sqlite:
+            ahead = and_(links.c.input_id == closure.c.id, links.c.link_type.in_(list(forward)))
+            behind = and_(links.c.output_id == closure.c.id, links.c.link_type.in_(list(backward)))
+            step = select(case((ahead, links.c.output_id), else_=links.c.input_id)).select_from(
+                closure.join(links, or_(ahead, behind))
+            )
+        else:
+            conn.execute(
+                text("SET LOCAL jit = off")
+            )  # compiling the big-estimate plan costs more than it runs
+            neighbours = union_all(
+                select(links.c.output_id.label("id")).where(
+                    links.c.input_id == closure.c.id, links.c.link_type.in_(list(forward))
+                ),
+                select(links.c.input_id.label("id")).where(
+                    links.c.output_id == closure.c.id, links.c.link_type.in_(list(backward))
+                ),
+            ).lateral("neighbours")
+            step = select(neighbours.c.id).select_from(closure.join(neighbours, true()))
         closure = closure.union(step)
         conn.execute(insert(doomed).from_select(["id"], select(closure.c.id)))
         found = set(conn.execute(select(doomed.c.id)).scalars())
