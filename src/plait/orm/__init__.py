@@ -8,6 +8,7 @@ from plait.orm.code import Code, InstalledCode, PortableCode, load_code
 from plait.orm.comments import Comment
 from plait.orm.computer import Computer
 from plait.orm.data import (
+    ArrayData,
     BaseType,
     Bool,
     Dict,
@@ -44,6 +45,7 @@ from plait.orm.process_nodes import (
 from plait.orm.querybuilder import QueryBuilder
 
 __all__ = [
+    "ArrayData",
     "BaseType",
     "Bool",
     "CalcFunctionNode",
