@@ -114,6 +114,112 @@ def test_list_errors(invoke):
     assert_one_line_error(invoke("process", "list", "--limit", "x", code=None), "--limit", code=2)
 
 
+def _finished(label: str, exit_status: int) -> int:
+    """A finished calcfunction node with that exit status (stored as the engine leaves one)."""
+    from plait.orm import CalcFunctionNode
+
+    node = CalcFunctionNode()
+    node.store()
+    plait.storage.get_backend().insert_process(
+        {"node_id": node.pk, "state": "finished", "process_label": label, "exit_status": exit_status}
+    )
+    return node.pk
+
+
+def test_list_by_process_label_exit_status_and_failed(invoke, demo_pk):
+    failed = _finished("relax_cell", 410)
+    other = _finished("relax_ions", 0)
+    residuals = _rows(invoke("process", "list", "-a", "--process-label", "residual").stdout)
+    assert len(residuals) == 5 and all("residual" in line for line in residuals.values())
+    relax = _rows(invoke("process", "list", "-a", "-L", "relax%").stdout)
+    assert list(relax) == [failed, other]
+    assert list(_rows(invoke("process", "list", "-L", "relax%").stdout)) == []  # still active ones only
+
+    out = invoke("process", "list", "--failed").stdout  # finished ones, without -a
+    assert list(_rows(out)) == [failed] and "finished [410]" in out
+    assert "Total: 1 failed process (1 finished)" in out
+    assert list(_rows(invoke("process", "list", "-X", "-L", "relax_ions").stdout)) == []
+    assert list(_rows(invoke("process", "list", "--exit-status", "410").stdout)) == [failed]
+    zero = _rows(invoke("process", "list", "-E", "0", "-S", "finished").stdout)
+    assert len(zero) == 12 and failed not in zero and other in zero
+
+
+def test_list_by_group(invoke, demo_pk):
+    from plait.orm import Group, load_node
+
+    chain = load_node(demo_pk)
+    group = Group("sqrt runs").store()
+    group.add_nodes([chain, chain.called[0], load_node(1)])  # node 1 is data: not listed
+    out = invoke("process", "list", "-a", "--group", "sqrt runs").stdout
+    assert list(_rows(out)) == [demo_pk, chain.called[0].pk]
+    assert "Total: 2 processes in group 'sqrt runs' (2 finished)" in out
+    by_pk = invoke("process", "list", "-a", "-G", str(group.pk), "-L", "NewtonSqrtWorkChain").stdout
+    assert list(_rows(by_pk)) == [demo_pk]
+    assert list(_rows(invoke("process", "list", "-G", group.uuid[:8]).stdout)) == []  # none is active
+
+
+def test_list_order_and_limit(invoke, demo_pk):
+    by_label = _rows(invoke("process", "list", "-a", "--order-by", "process_label").stdout)
+    labels = [line.split()[3] for line in by_label.values()]
+    assert labels == sorted(labels) and labels[0] == "NewtonSqrtWorkChain"  # code point order: capitals first
+    newest_first = invoke("process", "list", "-a", "-O", "ctime", "--order-direction", "desc").stdout
+    assert list(_rows(newest_first)) == sorted(by_label, reverse=True)
+    # --limit keeps the most recent N, shown in the order asked for
+    limited = _rows(
+        invoke("process", "list", "-a", "--limit", "4", "-O", "process_label", "-D", "desc").stdout
+    )
+    assert set(limited) == set(sorted(by_label)[-4:])
+    limited_labels = [line.split()[3] for line in limited.values()]
+    assert limited_labels == sorted(limited_labels, reverse=True)
+
+
+def test_list_option_errors(invoke, demo_pk):
+    assert_one_line_error(
+        invoke("process", "list", "--failed", "-S", "killed", code=None),
+        "--failed lists finished processes",
+        code=2,
+    )
+    assert_one_line_error(
+        invoke("process", "list", "--failed", "--exit-status", "0", code=None),
+        "cannot go with --exit-status 0",
+        code=2,
+    )
+    assert_one_line_error(
+        invoke("process", "list", "-E", "3", "--paused", code=None), "--exit-status lists finished", code=2
+    )
+    assert_one_line_error(
+        invoke("process", "list", "--group", "nowhere", code=None), "'--group': no group with label", code=2
+    )
+    assert_one_line_error(invoke("process", "list", "-E", "x", code=None), "--exit-status", code=2)
+    assert_one_line_error(invoke("process", "list", "-O", "colour", code=None), "--order-by", code=2)
+
+
+def test_the_listing_is_one_query(invoke, demo_pk):
+    """However many processes there are, listing them reads the database once."""
+    from sqlalchemy import event
+
+    engine = plait.storage.get_backend().database.engine
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        invoke("process", "list", "-a", "-L", "resid%", "-O", "ctime")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(seen) == 1, seen
+
+
+def test_list_on_both_databases(any_profile, invoke):
+    failed = _finished("relax", 7)
+    _finished("relax", 0)
+    out = invoke("process", "list", "-X", "-L", "rel%", "-O", "process_label").stdout
+    assert list(_rows(out)) == [failed] and "finished [7]" in out
+
+
 def test_show_a_work_chain(invoke, demo_pk):
     chain = load_node(demo_pk)
     out = invoke("process", "show", str(demo_pk)).stdout

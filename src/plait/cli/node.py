@@ -22,6 +22,7 @@ from plait.cli._common import (
     node_summary,
     pass_state,
     process_state_text,
+    relative_time,
     table,
     type_name,
 )
@@ -118,6 +119,134 @@ def show(state: CliState, identifier: str) -> None:
                 Text(node_summary(other)),
             )
         out.print(listing)
+
+
+def data_class(name: str) -> type[Node]:
+    """The data class that ``name`` means: a class name (``Int``), a node type (``data.core.int``)
+    or the entry point name of a data plugin (``core.int``); case does not matter for class names.
+
+    Raises:
+        click.BadParameter: no data class of that name, or a process class (naming ``--type``).
+    """
+    from importlib.metadata import entry_points
+
+    from plait.orm import Data, ProcessNode
+    from plait.orm.registry import BUILTIN_NODE_TYPES, import_object, node_class_for
+
+    builtin = {node_type: import_object(path) for node_type, path in BUILTIN_NODE_TYPES.items()}
+    plugins = {ep.name: ep for ep in entry_points(group="plait.data")}
+    found: object = None
+    if name in builtin or ":" in name:
+        found = node_class_for(name)
+    elif name.startswith("data.") and name[len("data.") :] in plugins:
+        found = plugins[name[len("data.") :]].load()
+    elif name in plugins:
+        found = plugins[name].load()
+    else:  # a class name, among the node classes imported now (every built-in one is)
+        by_name: dict[str, type] = {cls.__name__.lower(): cls for cls in (Data, ProcessNode)}
+        stack: list[type] = [Data, ProcessNode]
+        while stack:
+            subclasses: list[type] = stack.pop().__subclasses__()
+            for sub in subclasses:
+                by_name.setdefault(sub.__name__.lower(), sub)
+                stack.append(sub)
+        found = by_name.get(name.lower())
+    if isinstance(found, type) and issubclass(found, ProcessNode):
+        raise click.BadParameter(
+            f"{name} is a kind of process, not of data: list processes with `plait process list`",
+            param_hint="'--type'",
+        )
+    if not (isinstance(found, type) and issubclass(found, Data)):
+        names = sorted(
+            cls.__name__ for cls in builtin.values() if isinstance(cls, type) and issubclass(cls, Data)
+        )
+        raise click.BadParameter(
+            f"no data type '{name}': give a class name ({', '.join(names)}...), a node type or a plugin name",
+            param_hint="'--type'",
+        )
+    return found
+
+
+@node.command("list")
+@click.option(
+    "-t",
+    "--type",
+    "types",
+    multiple=True,
+    metavar="TYPE",
+    help="Only data of this type: Int, Dict, data.core.int, core.int... (repeatable: any of them).",
+)
+@click.option(
+    "-f",
+    "--filter",
+    "expressions",
+    multiple=True,
+    metavar="EXPR",
+    help="Only nodes that pass EXPR: 'attributes.value>3', 'label=foo', 'label like relax%' "
+    "(repeatable: all of them).",
+)
+@click.option(
+    "-p",
+    "--past-days",
+    type=click.IntRange(min=1),
+    metavar="DAYS",
+    help="Only nodes created in the last DAYS days.",
+)
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the N most recent nodes.")
+@pass_state
+def list_(
+    state: CliState,
+    types: tuple[str, ...],
+    expressions: tuple[str, ...],
+    past_days: int | None,
+    limit: int | None,
+) -> None:
+    """List data nodes, oldest first: pk, creation time, type, label and value.
+
+    A filter EXPR is FIELD OPERATOR VALUE.  FIELD is a column (id, uuid, label, description,
+    ctime, mtime, node_type) or a path into the attributes or extras (attributes.value,
+    extras.tag); OPERATOR one of = == != > < >= <= (no spaces needed) or, between spaces, like,
+    ilike, in, contains, has_key, of_length, longer, shorter, of_type (a '!' in front negates
+    it); VALUE is read as the field's type (JSON for attributes and extras: 3, 2.5, true, "3";
+    comma-separated lists for in and contains).
+    """
+    import datetime as _dt
+
+    from plait.orm import Data, InvalidQueryError, QueryBuilder
+    from plait.orm.query_filters import DATA_FIELDS, parse_filter_expression
+
+    classes = tuple(dict.fromkeys(data_class(name) for name in types)) or (Data,)
+    conditions = []
+    for expression in expressions:
+        try:
+            conditions.append(parse_filter_expression(expression, DATA_FIELDS))
+        except InvalidQueryError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--filter'") from None
+    if past_days:
+        conditions.append({"ctime": {">=": _dt.datetime.now(_dt.UTC) - _dt.timedelta(days=past_days)}})
+    state.backend()
+    query = QueryBuilder().append(classes, tag="node", filters={"and": conditions}, project="*")
+    if limit is not None:  # the most recent ones, shown oldest first
+        found = query.order_by({"node": {"id": "desc"}}).limit(limit).all(flat=True)[::-1]
+    else:
+        found = query.order_by({"node": "id"}).all(flat=True)
+
+    out = console()
+    now = _dt.datetime.now(_dt.UTC)
+    listing = table("PK", "Created", "Type", "Label", "Value")
+    for item in found:
+        listing.add_row(
+            str(item.pk),
+            relative_time(item.ctime, now),
+            type_name(item),
+            Text(item.label),
+            Text(node_summary(item)),
+        )
+    if found:
+        out.print(listing)
+    what = "data node" if classes == (Data,) else " or ".join(cls.__name__ for cls in classes) + " node"
+    total = f"Total: {len(found)} {what}{'s' if len(found) != 1 else ''}"
+    out.print(Text(total + (f", the {limit} most recent" if limit else "")))
 
 
 @node.command("graph")
@@ -404,3 +533,160 @@ def comment_remove(state: CliState, comment_id: int, force: bool) -> None:
         raise CliError(f"cancelled: comment {comment_id} was not removed")
     note.delete()
     console().print(Text(f"Removed comment {comment_id} from node {note.node_pk}."))
+
+
+# -- plait node delete ------------------------------------------------------------------------------
+
+#: rows of the listing that ``plait node delete`` prints before it asks (the counts cover them all)
+DELETE_LISTING_LIMIT = 1000
+
+
+def _deletion_pks(state: CliState, identifiers: tuple[str, ...]) -> list[int]:
+    """The pks meant by PK_OR_UUID arguments; a uuid (prefix) that matches no node is an error."""
+    from plait.orm.errors import NotExistentError
+
+    backend = None
+    pks: list[int] = []
+    for identifier in identifiers:
+        if identifier.isdigit():
+            pks.append(int(identifier))
+            continue
+        backend = backend or state.backend()
+        row = backend.get_node(uuid=identifier)
+        if row is None:
+            raise NotExistentError(f"no node with uuid '{identifier}': nothing was deleted")
+        pks.append(int(row["id"]))
+    return pks
+
+
+def _print_deletion(pks: set[int]) -> None:
+    """Counts by type, then the nodes (pk, type, label, process state), of a set about to be deleted."""
+    from collections import Counter
+
+    from plait.cli._common import state_style, state_text
+    from plait.orm import Node, ProcessNode, QueryBuilder
+    from plait.orm.registry import node_class_for
+
+    ordered = sorted(pks)
+    rows = (
+        QueryBuilder()
+        .append(Node, filters={"id": {"in": ordered}}, project=["id", "node_type", "label"])
+        .all()
+    )
+    states = {
+        pk: (label, process_state, exit_status)
+        for pk, label, process_state, exit_status in QueryBuilder()
+        .append(
+            ProcessNode,
+            filters={"id": {"in": ordered}},
+            project=["id", "process_label", "process_state", "exit_status"],
+        )
+        .all()
+    }
+    kinds = {node_type: node_class_for(node_type).__name__ for node_type in {row[1] for row in rows}}
+    counts = Counter(kinds[row[1]] for row in rows)
+    out = console()
+    processes = len(states)
+    out.print(
+        Text(
+            f"{len(rows)} node{'s' if len(rows) != 1 else ''} will be deleted "
+            f"({len(rows) - processes} data, {processes} process{'es' if processes != 1 else ''}): "
+            + ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+        )
+    )
+    listing = table("PK", "Type", "Label", "State")
+    for pk, node_type, node_label in sorted(rows)[:DELETE_LISTING_LIMIT]:
+        if pk in states:
+            process_label, process_state, exit_status = states[pk]
+            shown = Text(
+                state_text(process_state, exit_status), style=state_style(process_state, exit_status)
+            )
+            listing.add_row(str(pk), kinds[node_type], Text(process_label or node_label or "-"), shown)
+        else:
+            listing.add_row(str(pk), kinds[node_type], Text(node_label or "-"), "")
+    out.print(listing)
+    if len(rows) > DELETE_LISTING_LIMIT:
+        out.print(Text(f"... and {len(rows) - DELETE_LISTING_LIMIT} more, not listed (counted above)"))
+
+
+@node.command("delete")
+@click.argument("identifiers", nargs=-1, required=True, metavar="PK_OR_UUID...")
+@click.option("--dry-run", "-n", is_flag=True, help="List what would be deleted, and delete nothing.")
+@click.option("--force", "-f", is_flag=True, help="Delete without asking for confirmation.")
+@click.option(
+    "--create-forward/--no-create-forward",
+    default=True,
+    show_default=True,
+    help="Delete the data that deleted calculations created.",
+)
+@click.option(
+    "--call-calc-forward/--no-call-calc-forward",
+    default=True,
+    show_default=True,
+    help="Delete the calculations that deleted workflows called.",
+)
+@click.option(
+    "--call-work-forward/--no-call-work-forward",
+    default=True,
+    show_default=True,
+    help="Delete the workflows that deleted workflows called.",
+)
+@pass_state
+def delete(
+    state: CliState,
+    identifiers: tuple[str, ...],
+    dry_run: bool,
+    force: bool,
+    create_forward: bool,
+    call_calc_forward: bool,
+    call_work_forward: bool,
+) -> None:
+    """Delete nodes, and every node that provenance ties to them.
+
+    Deleting data deletes the processes that used it and what they made; deleting a process
+    deletes the workflows that called it and the data it created (AiiDA's provenance rules, see
+    docs/deletion.md). The whole set is listed first, and deleted only when you confirm
+    (--force: without asking). A process that is not terminated is never deleted. The files of the
+    deleted nodes stay in the repository until `plait storage maintain`.
+    """
+    from plait.orm import delete_nodes
+
+    pks = _deletion_pks(state, identifiers)
+    state.backend()
+
+    def show_and_confirm(found: set[int]) -> bool:
+        """True stops (dry run, or not confirmed); False deletes."""
+        _print_deletion(found)
+        if dry_run:
+            return True
+        if force:
+            return False
+        try:
+            confirmed = click.confirm(f"Delete these {len(found)} nodes?", default=False)
+        except click.exceptions.Abort:
+            raise CliError(
+                "no answer to the confirmation (is stdin a terminal?): nothing was deleted; "
+                "use --force to delete without asking"
+            ) from None
+        return not confirmed
+
+    found, deleted = delete_nodes(
+        pks,
+        dry_run=show_and_confirm,
+        create_forward=create_forward,
+        call_calc_forward=call_calc_forward,
+        call_work_forward=call_work_forward,
+    )
+    out = console()
+    if dry_run:
+        out.print(Text("Dry run: nothing was deleted."))
+    elif not deleted:
+        raise CliError("not confirmed: nothing was deleted")
+    else:
+        out.print(
+            Text(
+                f"Deleted {len(found)} node{'s' if len(found) != 1 else ''}. Their files stay in the "
+                "repository until `plait storage maintain` removes those no node refers to.",
+                style="green",
+            )
+        )

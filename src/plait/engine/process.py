@@ -336,8 +336,7 @@ class Process:
         metadata["label"] = node.label
         metadata["description"] = node.description
         inputs["metadata"] = metadata
-        for key, value in node.get_attribute("non_db_inputs", {}).items():
-            inputs[key] = value
+        _merge_nested(inputs, node.get_attribute("non_db_inputs", {}))  # beside node inputs of a namespace
         del spec  # inputs were validated when first launched
         process = cls(inputs, runner=runner)
         process.node = node
@@ -351,10 +350,15 @@ class Process:
     def out(self, label: str, value: Node) -> None:
         """Register ``value`` as output ``label`` (dotted for namespaces).
 
+        ``self.out("namespace", {"a": node, ...})`` fills the ports of a namespace.
+
         Raises:
             OutputValidationError: the output is not declared or has the wrong type.
             ValueError: the same output was registered already.
         """
+        if isinstance(value, Mapping) and not isinstance(value, Node):
+            self.out_many(value, f"{label}{NAMESPACE_SEPARATOR}")
+            return
         self.spec().outputs.validate_output(label, value)
         if label in self._outputs:
             raise ValueError(f"output '{label}' of {self!r} was already registered")
@@ -369,6 +373,84 @@ class Process:
                 self.out_many(value, f"{prefix}{key}{NAMESPACE_SEPARATOR}")
             else:
                 self.out(f"{prefix}{key}", value)
+
+    # -- exposed ports (spec.expose_inputs / expose_outputs) ------------------------------------------
+    def exposed_inputs(
+        self, process_class: type[Process], namespace: str | None = None, agglomerate: bool = True
+    ) -> AttributeDict:
+        """The inputs of this process that were exposed from ``process_class``: what to pass to it.
+
+        With ``agglomerate`` the top level and every parent namespace of
+        ``namespace`` are gathered too, outermost first, so a value in the
+        inner namespace wins (as aiida-core).  Ports not given are left out
+        (the child fills its own defaults).
+
+        Raises:
+            ValueError: ``process_class`` was not exposed in those namespaces, or this process has
+                no input namespace ``namespace``.
+        """
+        from plait.engine.expose import exposed_names
+
+        spec = self.spec()
+        gathered: dict[str, Any] = {}
+        owner = type(self).__name__
+        for where, names in exposed_names(
+            spec._exposed_inputs, process_class, namespace, agglomerate, "inputs", owner
+        ):
+            values: Any = self.inputs
+            if where is not None:
+                try:
+                    spec.inputs.get_port(where)
+                except KeyError:
+                    raise ValueError(f"{owner} has no input namespace '{where}'") from None
+                for part in where.split(NAMESPACE_SEPARATOR):
+                    values = values.get(part) if isinstance(values, Mapping) else None
+            if not isinstance(values, Mapping):
+                continue  # an optional namespace that was not given
+            for name in names:
+                if name in values:
+                    value = values[name]  # a namespace of the read-only inputs: a mutable copy
+                    gathered[name] = _to_attribute_dict(value) if isinstance(value, ReadOnlyInputs) else value
+        return _to_attribute_dict(gathered)  # nested mappings copied: the caller may change them
+
+    def exposed_outputs(
+        self,
+        node: ProcessNode,
+        process_class: type[Process],
+        namespace: str | None = None,
+        agglomerate: bool = True,
+    ) -> AttributeDict:
+        """The outputs of ``node`` (a finished ``process_class``) that this process exposed, nested
+        under the namespace they were exposed into: ``self.out_many(self.exposed_outputs(...))``.
+
+        Raises:
+            ValueError: ``process_class`` was not exposed in those namespaces.
+        """
+        from plait.engine.expose import exposed_names
+
+        owner = type(self).__name__
+        found = exposed_names(
+            self.spec()._exposed_outputs, process_class, namespace, agglomerate, "outputs", owner
+        )
+        produced: dict[str, Any] = {}
+        for label, _, value in node.get_outgoing((LinkType.CREATE, LinkType.RETURN)):
+            parts = label.split("__")
+            target = produced
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = value
+        placed: dict[str, str | None] = {}  # top-level output name -> innermost namespace exposing it
+        for where, names in found:
+            for name in names:
+                if name in produced:
+                    placed[name] = where
+        result: dict[str, Any] = {}
+        for name, where in placed.items():
+            target = result
+            for part in where.split(NAMESPACE_SEPARATOR) if where else ():
+                target = target.setdefault(part, {})
+            target[name] = produced[name]
+        return _to_attribute_dict(result)
 
     def _check_output_origin(self, label: str, value: Node) -> None:
         if isinstance(self.node, WorkflowNode) and not value.is_stored:
@@ -529,6 +611,16 @@ def _to_attribute_dict(values: Mapping[str, Any], where: str = "") -> AttributeD
         else:
             result[key] = value
     return result
+
+
+def _merge_nested(target: dict[str, Any], values: Mapping[str, Any]) -> None:
+    """Merge ``values`` into ``target``, namespace by namespace (a mapping does not replace a mapping)."""
+    for key, value in values.items():
+        existing = target.get(key)
+        if isinstance(value, Mapping) and isinstance(existing, dict):
+            _merge_nested(existing, value)
+        else:
+            target[key] = value
 
 
 def describe_ports(namespace: PortNamespace, indent: int = 0) -> list[str]:

@@ -615,6 +615,11 @@ def parse_filter_expression(expression: str, fields: FieldCatalog) -> dict[str, 
     written = {"=": "=="}.get(symbol, symbol) if symbol else match["word"]
     operator, negated = parse_operator(written, where)
     text = match["value"]
+    if symbol and text[:1] in ("=", "<", ">"):
+        raise InvalidQueryError(
+            f"{where}: the value '{text}' begins with an operator character; "
+            f"quote it ({match['field']}{symbol}'{text}') if that is what you mean"
+        )
     value: Any
     if operator in ("in", "contains"):
         if text.startswith("["):
