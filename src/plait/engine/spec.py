@@ -7,11 +7,15 @@ cannot change after the class has been used.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from plait.engine.exit_code import ExitCode, ExitCodesNamespace
+from plait.engine.expose import ExposedPorts, expose_ports
 from plait.engine.ports import UNSPECIFIED, InputPort, OutputPort, Port, PortNamespace
+
+if TYPE_CHECKING:
+    from plait.engine.process import Process
 
 __all__ = ["ProcessSpec"]
 
@@ -44,6 +48,9 @@ class ProcessSpec:
         self.exit_codes = ExitCodesNamespace()
         self._outline: tuple[Any, ...] | None = None
         self._frozen = False
+        #: what expose_inputs/expose_outputs copied: ``{namespace: {child class: [names]}}``
+        self._exposed_inputs: ExposedPorts = {}
+        self._exposed_outputs: ExposedPorts = {}
 
     def _check_open(self) -> None:
         if self._frozen:
@@ -152,9 +159,15 @@ class ProcessSpec:
         required: bool = False,
         help: str | None = None,
     ) -> PortNamespace:
-        """Declare a nested output namespace."""
+        """Declare (or return the existing) nested output namespace."""
         self._check_open()
         namespace, leaf = self._namespace_for(self.outputs, name)
+        existing = namespace.ports.get(leaf)
+        if isinstance(existing, PortNamespace):
+            existing.dynamic = existing.dynamic or dynamic
+            existing.required = existing.required or required
+            existing.help = help or existing.help
+            return existing
         port = PortNamespace(
             leaf, dynamic=dynamic, valid_type=valid_type, required=required, help=help, port_class=OutputPort
         )
@@ -172,6 +185,60 @@ class ProcessSpec:
         if not isinstance(port, PortNamespace):
             raise ValueError(f"'{head}' is a port, not a namespace")
         return port, leaf
+
+    # -- exposing the ports of another process (see plait.engine.expose) ---------------------
+    def expose_inputs(
+        self,
+        process_class: type[Process],
+        namespace: str | None = None,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        namespace_options: dict[str, Any] | None = None,
+    ) -> PortNamespace:
+        """Declare the inputs of ``process_class`` as inputs of this process (under ``namespace``).
+
+        Raises:
+            ValueError: include and exclude both given, a name that is not a port of the child, or
+                an unknown ``namespace_options`` key (see :func:`plait.engine.expose.expose_ports`).
+        """
+        self._check_open()
+        return expose_ports(
+            kind="inputs",
+            process_class=process_class,
+            root=self.inputs,
+            make_namespace=self.input_namespace,
+            memory=self._exposed_inputs,
+            namespace=namespace,
+            include=include,
+            exclude=exclude,
+            namespace_options=namespace_options,
+        )
+
+    def expose_outputs(
+        self,
+        process_class: type[Process],
+        namespace: str | None = None,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        namespace_options: dict[str, Any] | None = None,
+    ) -> PortNamespace:
+        """Declare the outputs of ``process_class`` as outputs of this process (under ``namespace``).
+
+        Raises:
+            ValueError: as :meth:`expose_inputs`.
+        """
+        self._check_open()
+        return expose_ports(
+            kind="outputs",
+            process_class=process_class,
+            root=self.outputs,
+            make_namespace=self.output_namespace,
+            memory=self._exposed_outputs,
+            namespace=namespace,
+            include=include,
+            exclude=exclude,
+            namespace_options=namespace_options,
+        )
 
     # -- exit codes and outline ---------------------------------------------------------
     def exit_code(
