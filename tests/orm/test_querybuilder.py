@@ -395,6 +395,19 @@ def test_links_and_edge_filters(graph):
     assert sorted(qb.all()) == [["x1", 3], ["x2", 3]]
 
 
+def test_shortcuts_inputs_outputs_children_parents(graph):
+    add1 = {"label": "add1"}
+    inputs = QueryBuilder().append(CalcFunctionNode, filters=add1).inputs(project="label")
+    assert sorted(inputs.all(flat=True)) == ["wrap", "x1", "x2"]  # the caller's call link is incoming too
+    assert QueryBuilder().append(CalcFunctionNode, filters=add1).outputs(cls=Int, project="label").all() == [
+        ["r1"]
+    ]
+    parents = QueryBuilder().append(Int, filters={"label": "r2"}).parents(cls=Int, project="label")
+    assert sorted(parents.all(flat=True)) == ["r1", "x1", "x2", "x3"]
+    children = QueryBuilder().append(Int, filters={"label": "x2"}).children(project="label")
+    assert sorted(children.all(flat=True)) == ["add1", "add2", "r1", "r2"]
+
+
 def test_ancestors_and_descendants(graph):
     down = QueryBuilder().append(Int, tag="x", filters={"label": "x1"})
     down.append(Node, with_ancestors="x", project="label", edge_project="depth")

@@ -421,6 +421,29 @@ class QueryBuilder:
             state.projections[edge_tag] = edge_projections
         return self
 
+    def inputs(self, **kwargs: Any) -> QueryBuilder:
+        """Append the inputs of the last vertex (``cls`` defaults to ``Node``); as aiida-core's."""
+        return self._append_related("with_outgoing", kwargs)
+
+    def outputs(self, **kwargs: Any) -> QueryBuilder:
+        """Append the outputs of the last vertex (``cls`` defaults to ``Node``)."""
+        return self._append_related("with_incoming", kwargs)
+
+    def children(self, **kwargs: Any) -> QueryBuilder:
+        """Append the descendants of the last vertex (``cls`` defaults to ``Node``)."""
+        return self._append_related("with_ancestors", kwargs)
+
+    def parents(self, **kwargs: Any) -> QueryBuilder:
+        """Append the ancestors of the last vertex (``cls`` defaults to ``Node``)."""
+        return self._append_related("with_descendants", kwargs)
+
+    def _append_related(self, relationship: str, kwargs: dict[str, Any]) -> QueryBuilder:
+        if not self._state.path:
+            raise InvalidQueryError(f"{relationship}: nothing is appended yet")
+        cls = kwargs.pop("cls", Node)
+        arguments: dict[str, Any] = {relationship: self._state.path[-1].tag, **kwargs}
+        return self.append(cls, **arguments)
+
     def add_filter(self, tag: TagSpec, filters: Mapping[str, Any]) -> QueryBuilder:
         """Add filters to the vertex or edge ``tag`` (a tag, or a class appended once).
 
