@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from plait.storage.permissions import make_private_folders
+
 __all__ = ["FileRepository", "ObjectNotFoundError", "RepositoryCleanup"]
 
 _CHUNK = 1 << 20
@@ -85,12 +87,13 @@ class FileRepository:
         if self._refresh(final):
             tmp.unlink()
         else:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_private_folders(final.parent)
             os.replace(tmp, final)
         return key
 
     def _tempfile(self) -> tuple[int, Path]:
-        self._objects.mkdir(parents=True, exist_ok=True)
+        make_private_folders(self._objects)
+        # mode 600 whatever the umask (the rename into place keeps it): objects are the owner's alone
         fd, name = tempfile.mkstemp(dir=self._objects, prefix=_INCOMING)
         return fd, Path(name)
 
@@ -247,7 +250,7 @@ class FileRepository:
             if entry.name.startswith(_TRASH) and entry.is_file():
                 key = entry.name[len(_TRASH) :]
                 final = self._path(key)
-                final.parent.mkdir(parents=True, exist_ok=True)
+                make_private_folders(final.parent)
                 os.replace(entry, final)
 
     def _remove_leftovers(self, older_than: float, dry_run: bool) -> int:
