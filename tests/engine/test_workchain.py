@@ -192,9 +192,9 @@ def test_step_returning_garbage_excepts():
             spec.outline(cls.step)
 
         def step(self):
-            return 42
+            return "42"  # a plain int is an exit status (issue 10); a str is not
 
-    with pytest.raises(TypeError, match="returned int"):
+    with pytest.raises(TypeError, match="returned str"):
         run(Garbage)
 
 

@@ -128,7 +128,7 @@ class Process:
         """``inputs`` must already be processed by the spec (see :meth:`prepare_inputs`)."""
         self.runner = runner
         self._inputs_raw = dict(inputs)
-        self.inputs = _to_attribute_dict(self._inputs_raw)
+        self.inputs = _to_attribute_dict(self._inputs_raw, frozen=True)
         self.node: ProcessNode = None  # type: ignore[assignment]
         self._outputs: dict[str, Node] = {}
         self._pending_outputs: list[tuple[str, Node]] = []
@@ -139,6 +139,7 @@ class Process:
         self._checkpoint_seq = 0
         self._step_name: str | None = None
         self._terminated = False
+        self._on_terminated_called = False
         #: on resume: ``{call_key: pk}`` of the calls the interrupted attempt of the current step made
         self._recorded_children: dict[str, int] = {}
         #: set by the runner that found another holding the lease: write nothing more
@@ -550,6 +551,8 @@ class Process:
         if state.is_terminal:
             self._terminated = True
         lifecycle._ring(woken)
+        if state.is_terminal:
+            self._call_on_terminated()
 
     def _flush_in_commit(self) -> None:
         self._flush_outputs()
@@ -578,11 +581,33 @@ class Process:
         """Mark the process excepted with its traceback; outputs registered so far stay linked."""
         if lifecycle.except_(self.node, self._owner, exc):
             self._terminated = True
+            self._call_on_terminated()
 
     def _killed(self, message: str) -> None:
         """Mark the process killed (a runner that lost it, or a process already ended, stays silent)."""
         if lifecycle.kill(self.node, self._owner, message):
             self._terminated = True
+            self._call_on_terminated()
+
+    def on_terminated(self) -> None:
+        """Hook: called once, after the process was recorded finished, excepted or killed.
+
+        Runs in a thread (never on the event loop), in the interpreter that
+        ended the process: the one that ran it, or the runner that handled a
+        kill of it.  Override it (calling ``super().on_terminated()``) to clean
+        up; an exception it raises is logged and changes nothing, as the end is
+        already recorded.  A process killed while no runner held it (a work
+        chain parked in the database) does not run it.
+        """
+
+    def _call_on_terminated(self) -> None:
+        if self._on_terminated_called:
+            return
+        self._on_terminated_called = True
+        try:
+            self.on_terminated()
+        except Exception:
+            LOGGER.exception("the on_terminated hook of process %s raised", self.pk)
 
     async def _on_kill(self) -> None:
         """Hook run when the process is killed, before it is marked killed (calculation jobs cancel
@@ -603,14 +628,47 @@ def _unstored_once(nodes: Iterable[Node]) -> list[Node]:
     return list({id(node): node for node in nodes if not node.is_stored}.values())
 
 
-def _to_attribute_dict(values: Mapping[str, Any], where: str = "") -> AttributeDict:
-    result = AttributeDict(what=f"no input '{where}{{key}}' was given (given here: {{known}})")
+class ReadOnlyInputs(AttributeDict):
+    """``self.inputs`` of a running process: read like a dict or by attribute, never changed.
+
+    The inputs are what was recorded (linked) at launch, so changing them in
+    a step would make the provenance lie.  Any mutation raises TypeError
+    saying where to keep values instead; ``copy.copy(self.inputs)`` (or
+    ``dict(...)``) gives a mutable copy.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, key: object) -> TypeError:
+        return TypeError(
+            f"the inputs are read-only (they were recorded when the process was launched): cannot "
+            f"change '{key}'; keep values that change in self.ctx (e.g. self.ctx.inputs = "
+            "AttributeDict(self.inputs))"
+        )
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise self._refuse(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise self._refuse(key)
+
+    def __delattr__(self, key: str) -> None:
+        raise self._refuse(key)
+
+    def __delitem__(self, key: str) -> None:
+        raise self._refuse(key)
+
+
+def _to_attribute_dict(values: Mapping[str, Any], where: str = "", *, frozen: bool = False) -> AttributeDict:
+    """Nested ``AttributeDict`` of ``values``; ``frozen`` makes it (and every namespace in it) read-only."""
+    data: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, Mapping) and not isinstance(value, Node):
-            result[key] = _to_attribute_dict(value, f"{where}{key}.")
+            data[key] = _to_attribute_dict(value, f"{where}{key}.", frozen=frozen)
         else:
-            result[key] = value
-    return result
+            data[key] = value
+    what = f"no input '{where}{{key}}' was given (given here: {{known}})"
+    return (ReadOnlyInputs if frozen else AttributeDict)(data, what=what)
 
 
 def _merge_nested(target: dict[str, Any], values: Mapping[str, Any]) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -327,6 +328,13 @@ class WorkChain(Process):
         result = fn(self)
         if inspect.isawaitable(result):
             raise TypeError(f"condition {_name(fn)} must be a plain function (it returned an awaitable)")
+        if not isinstance(result, bool):
+            warnings.warn(
+                f"{type(self).__name__}: the predicate {_name(fn)} returned {type(result).__name__}, not a "
+                "bool; its truth value is used (return a bool to silence this)",
+                UserWarning,
+                stacklevel=2,
+            )
         return bool(result)
 
     async def _execute(self) -> ExitCode | None:
@@ -420,9 +428,15 @@ class WorkChain(Process):
             return None
         if isinstance(result, ExitCode):
             return result if result.status != 0 else None
+        if isinstance(result, int) and not isinstance(result, bool) and result >= 0:
+            if result == 0:
+                return None  # as aiida-core: zero is success, the outline goes on
+            return (
+                self.exit_codes(result) if result in {c.status for c in self.exit_codes} else ExitCode(result)
+            )
         raise TypeError(
-            f"step {_name(fn)} returned {type(result).__name__}: a step returns None, ToContext(...) "
-            "or an ExitCode"
+            f"step {_name(fn)} returned {type(result).__name__} {result!r}: a step returns None, "
+            "ToContext(...), an ExitCode (self.exit_codes.LABEL) or a positive exit status"
         )
 
     def _exit_code_from(self, value: ExitCode | int | str | None) -> ExitCode | None:
