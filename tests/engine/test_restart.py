@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,7 @@ from plait import (
     arun_get_node,
     calcfunction,
     process_handler,
+    resume,
     run_get_node,
     while_,
 )
@@ -147,6 +151,19 @@ class AddBase(BaseRestartWorkChain):
     def handle_negative_sum(self, node):
         self.ctx.inputs.x = -node.inputs["x"].value
         return ProcessHandlerReport()
+
+
+class CrashBase(CheckBase):
+    """Dies (``os._exit``) before launching its second iteration when $PLAIT_TEST_CRASH_AT says so."""
+
+    def run_process(self):
+        if self.ctx.iteration == 1 and os.environ.get("PLAIT_TEST_CRASH_AT") == "restart:second":
+            os._exit(17)
+        return super().run_process()
+
+    def results(self):
+        self.report(f"asked for x={self.inputs.check.x.value}")  # the inputs rebuilt on resume
+        return super().results()
 
 
 class NoClass(BaseRestartWorkChain):
@@ -358,3 +375,40 @@ def test_a_calculation_job_that_fails_first_and_its_work_folders(any_profile, ba
     assert [remote.is_cleaned for remote in remotes] == [clean, clean]
     lines = _reports(node)
     assert any("cleaned remote folders of calculations" in line for line in lines) is clean
+
+
+# -- a worker crash between iterations ----------------------------------------------------------------------
+
+CRASH_SCRIPT = """
+from plait import run
+from plait.orm import Int
+from engine.test_restart import CrashBase
+run(CrashBase, check={"x": Int(-6)}, max_iterations=Int(2))
+print("not reached")
+"""
+
+
+def test_the_loop_survives_a_crash_between_iterations(any_profile):
+    """The fixed inputs, the iteration count and the children are in the checkpointed context: the
+    resumed chain launches iteration 2 with the handler's fix, and the namespace's metadata (non_db,
+    beside node inputs) comes back too."""
+    tests = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PLAIT_TEST_CRASH_AT="restart:second", PYTHONPATH=str(tests))
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 17, proc.stdout + proc.stderr
+    (row,) = [r for r in get_backend().list_processes() if r["process_label"] == "CrashBase"]
+    crashed = load_node(row["id"])
+    assert not crashed.is_terminated and len(_children(crashed)) == 1
+
+    outputs, node = resume(row["id"])
+    assert node.is_finished_ok, node.exit_message
+    assert outputs["result"].value == 60
+    links = sorted(
+        (label, child.inputs["x"].value, child.exit_status)
+        for label, kind, child in node.get_outgoing()
+        if kind == LinkType.CALL_CALC
+    )
+    assert links == [("iteration_01", -6, 410), ("iteration_02", 6, 0)]
+    assert "asked for x=-6" in _reports(node)
