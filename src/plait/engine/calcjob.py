@@ -47,9 +47,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from plait.engine import lifecycle
 from plait.engine.checkpoint import CHECKPOINT_VERSION
 from plait.engine.exit_code import ExitCode
+from plait.engine.monitors import (
+    STOPPED_BY_MONITOR,
+    CalcJobMonitorResult,
+    stopped_exit_code,
+    validate_monitors,
+    watch_job,
+)
 from plait.engine.process import Process
 from plait.engine.spec import ProcessSpec
-from plait.orm import CalcJobNode, FolderData, Node, ProcessState, RemoteData, load_node
+from plait.orm import CalcJobNode, Dict, FolderData, Node, ProcessState, RemoteData, load_node
 from plait.orm.code import Code, InstalledCode
 from plait.orm.computer import Computer
 
@@ -181,6 +188,14 @@ class CalcJob(Process):
         )
         spec.exit_code(310, "ERROR_READING_OUTPUT_FILE", "an output file could not be read: {message}")
         spec.exit_code(320, "ERROR_INVALID_OUTPUT", "the output files hold invalid content: {message}")
+        spec.input_namespace(
+            "monitors",
+            dynamic=True,
+            valid_type=Dict,
+            validator=validate_monitors,
+            help="functions called while the job runs, able to stop it (see plait.engine.monitors)",
+        )
+        spec.exit_code(STOPPED_BY_MONITOR, "STOPPED_BY_MONITOR", "{message}")
 
     # -- to override -----------------------------------------------------------------------
     def prepare_for_submission(self, folder: Path) -> CalcInfo:
@@ -206,6 +221,8 @@ class CalcJob(Process):
         self._sandbox: Path | None = None
         self._pool_key: tuple[str, str, str] | None = None
         self._status_updates: set[asyncio.Task[Any]] = set()
+        #: the verdict of the monitor that stopped the job (checkpointed), see plait.engine.monitors
+        self._monitor_result: CalcJobMonitorResult | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -238,6 +255,7 @@ class CalcJob(Process):
             "job_info": self._job_info,
             "job_exit_status": self._job_exit_status,
             "retrieved": self._retrieved_pk,
+            "monitor_result": self._monitor_result.to_json() if self._monitor_result else None,
         }
 
     def _restore(self, checkpoint: dict[str, Any] | None) -> None:
@@ -249,6 +267,8 @@ class CalcJob(Process):
         self._job_info = checkpoint.get("job_info")
         self._job_exit_status = checkpoint.get("job_exit_status")
         self._retrieved_pk = checkpoint.get("retrieved")
+        if checkpoint.get("monitor_result"):
+            self._monitor_result = CalcJobMonitorResult.from_json(checkpoint["monitor_result"])
         if self._retrieved_pk is not None:
             self._outputs["retrieved"] = load_node(self._retrieved_pk)
 
@@ -272,6 +292,9 @@ class CalcJob(Process):
                 )
             elif self._stage == _Stage.UPDATE:
                 await self._retrying("update", self._update)
+                stopped = stopped_exit_code(self)
+                if stopped is not None and self._monitor_result and not self._monitor_result.retrieve:
+                    return stopped  # a monitor stopped the job and wants nothing retrieved
                 await self._advance(_Stage.RETRIEVE, "running", "job done; retrieving", "retrieve")
             elif self._stage == _Stage.RETRIEVE:
                 await self._retrying("retrieve", self._retrieve)
@@ -281,8 +304,14 @@ class CalcJob(Process):
                     return self.exit_codes.ERROR_NO_RETRIEVED_FOLDER
                 if self._temporary_folder is None and (await self._get_calc_info()).retrieve_temporary_list:
                     await self._retrying("retrieve", self._retrieve_temporary)
+                stopped, monitored = stopped_exit_code(self), self._monitor_result
+                if stopped is not None and monitored is not None and not monitored.parse:
+                    return stopped
                 try:
-                    return await runner.call_in_thread(self, self._parse)
+                    parsed = await runner.call_in_thread(self, self._parse)
+                    if stopped is not None and monitored is not None and monitored.override_exit_code:
+                        return stopped
+                    return parsed
                 finally:
                     if self._temporary_folder is not None:
                         await asyncio.to_thread(shutil.rmtree, self._temporary_folder, True)
@@ -568,7 +597,7 @@ class CalcJob(Process):
             task.add_done_callback(self._status_updates.discard)
 
         manager = self.runner.job_manager  # type: ignore[union-attr]
-        info = await manager.wait_for_job(self.computer, self._job_id, on_update)
+        info = await watch_job(self, manager.wait_for_job(self.computer, self._job_id, on_update))
         self._job_info = {
             "state": info.state.value,
             "raw_state": info.raw_state,
@@ -685,17 +714,21 @@ class CalcJob(Process):
         """Cancel the scheduler job, if one was submitted and may still run."""
         if self._job_id is None or self._stage not in (_Stage.UPDATE,):
             return
-        scheduler = self.computer.get_scheduler()
-        try:
-            async with self._transport() as transport:
-                await scheduler.kill(transport, self._job_id)
-            message = f"cancelled scheduler job {self._job_id}"
-        except Exception as exc:
-            message = f"could not cancel scheduler job {self._job_id}: {exc}"
+        message = await self._kill_scheduler_job()
         # the process is recorded killed (its lease released): this clean-up line is written as such
         await self.runner.call_db(  # type: ignore[union-attr]
             None, lifecycle.report, self.pk, None, "REPORT", message, {"step": "kill"}
         )
+
+    async def _kill_scheduler_job(self) -> str:
+        """Ask the scheduler to cancel the job; return what happened, in words (never raises)."""
+        scheduler = self.computer.get_scheduler()
+        try:
+            async with self._transport() as transport:
+                await scheduler.kill(transport, self._job_id)
+            return f"cancelled scheduler job {self._job_id}"
+        except Exception as exc:
+            return f"could not cancel scheduler job {self._job_id}: {exc}"
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
