@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, cast
 
 from plait.orm.computer import Computer
 from plait.orm.errors import NotExistentError, StoringNotAllowed
@@ -71,6 +71,31 @@ class Code(Data):
     def get_executable(self) -> str:
         """The path of the executable on the computer the job runs on."""
         raise NotImplementedError
+
+    @classmethod
+    def get_or_create(cls, label: str, **kwargs: Any) -> tuple[Self, bool]:
+        """``(code, True)`` after storing a new ``cls(label=label, **kwargs)``, or ``(existing, False)``.
+
+        The existing code is the one stored as ``label@computer``, returned only
+        when it is the same code (same kind, attributes and files): a script
+        that sets up its code can run again, and a changed set-up is refused
+        rather than silently ignored.
+
+        Raises:
+            StoringNotAllowed: a different code has this label on this computer (what differs is named).
+        """
+        candidate = cls(label=label, **kwargs)
+        existing = _find_codes(label, candidate.computer_label)
+        if not existing:
+            return candidate.store(), True
+        found = existing[0]
+        differences = _differences(found, candidate)
+        if differences:
+            raise StoringNotAllowed(
+                f"a different code '{candidate.full_label}' exists already (pk {found.pk}): its "
+                f"{', '.join(differences)} differ; choose another label, or load it with load_code"
+            )
+        return cast(Self, found), False
 
     def _validate_before_store(self) -> None:
         if not self.label:
@@ -168,6 +193,23 @@ def _code_from_row(row: Mapping[str, Any]) -> Code:
     if not isinstance(node, Code):  # the built-in code types always load as Code subclasses
         raise TypeError(f"node {row.get('id')} is a {type(node).__name__}, not a code")
     return node
+
+
+def _differences(stored: Code, candidate: Code) -> list[str]:
+    """What makes ``candidate`` another code than ``stored`` (empty when they are the same)."""
+    if type(stored) is not type(candidate):
+        return [f"kind ({type(stored).__name__}, not {type(candidate).__name__})"]
+    found = [
+        key
+        for key in sorted(set(stored.attributes) | set(candidate.attributes))
+        if stored.attributes.get(key) != candidate.attributes.get(key)
+    ]
+    paths = stored.list_file_paths()
+    if paths != candidate.list_file_paths() or any(
+        stored.get_object_content(p, "rb") != candidate.get_object_content(p, "rb") for p in paths
+    ):
+        found.append("files")
+    return found
 
 
 def _find_codes(label: str, computer_label: str) -> list[Code]:
