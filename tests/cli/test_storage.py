@@ -155,3 +155,83 @@ def test_migrate_postgresql(invoke, postgres_url, monkeypatch):
     finally:
         plait.storage.reset()
         drop_plait_tables(postgres_url)
+
+
+# -- plait storage maintain -----------------------------------------------------------------------
+
+
+def _objects(repository: Path) -> set[str]:
+    return {p.parent.name + p.name for p in (repository / "objects").glob("??/*")}
+
+
+def test_maintain_removes_only_files_no_node_refers_to(any_profile, invoke):
+    from plait.orm import SinglefileData, delete_nodes
+
+    backend = plait.storage.get_backend()
+    shared_a = SinglefileData(b"shared content", filename="a.txt").store()
+    shared_b = SinglefileData(b"shared content", filename="b.txt").store()
+    alone = SinglefileData(b"only mine", filename="c.txt").store()
+    kept = SinglefileData(b"still here", filename="d.txt").store()
+    root = backend.repository.root
+    assert len(_objects(root)) == 3
+
+    delete_nodes([shared_a.pk, alone.pk], dry_run=False)
+    assert len(_objects(root)) == 3  # deleting nodes leaves their files
+
+    fresh = invoke("storage", "maintain").stdout  # the default grace period keeps files just written
+    assert re.search(r"unreferenced\s+0 objects, 0 B removed", fresh)
+    assert re.search(r"kept\s+1 unreferenced objects, 9 B, written after .*3600 s grace period", fresh)
+
+    dry = invoke("storage", "maintain", "--dry-run", "--grace-period", "0").stdout
+    assert re.search(r"objects\s+3 scanned", dry)
+    assert re.search(r"unreferenced\s+1 objects, 9 B would be removed", dry)
+    assert "not vacuumed (dry run)" in dry and "Dry run: nothing was removed." in dry
+    assert len(_objects(root)) == 3
+
+    out = invoke("storage", "maintain", "--grace-period", "0").stdout
+    assert re.search(r"unreferenced\s+1 objects, 9 B removed", out)
+    assert re.search(r"database\s+(SQLite|PostgreSQL): vacuumed, [\d.]+ [kM]?B -> [\d.]+ [kM]?B", out)
+    if any_profile != "default":
+        assert "VACUUM ANALYZE" in out
+    assert len(_objects(root)) == 2
+    assert load_node(shared_b.pk).get_content() == "shared content"  # the shared object stayed
+    assert load_node(kept.pk).get_content() == "still here"
+    again = invoke("storage", "maintain", "--grace-period", "0").stdout
+    assert re.search(r"unreferenced\s+0 objects, 0 B removed", again)
+
+
+def test_maintain_keeps_what_a_running_process_may_still_record(invoke):
+    """A file put after a process started, while it runs, may be on its way to the process's node."""
+    from plait.orm import CalcJobNode
+
+    backend = plait.storage.get_backend()
+    job = CalcJobNode().store()
+    backend.insert_process({"node_id": job.pk, "state": "waiting", "process_label": "job"})
+    key = backend.repository.put_bytes(b"the job script, not yet on its node")
+    out = invoke("storage", "maintain", "--grace-period", "0").stdout
+    assert re.search(rf"kept\s+1 unreferenced objects, .* before process {job.pk} started", out)
+    assert backend.repository.has(key)
+    backend.update_process(job.pk, state="finished")
+    out = invoke("storage", "maintain", "--grace-period", "0").stdout
+    assert re.search(r"unreferenced\s+1 objects, 35 B removed", out)
+    assert not backend.repository.has(key)
+
+
+def test_maintain_gives_the_space_of_deleted_rows_back(invoke):
+    from plait.orm import Dict, delete_nodes
+
+    backend = plait.storage.get_backend()
+    pks = [Dict({"payload": "x" * 2000, "i": i}).store().pk for i in range(300)]
+    delete_nodes(pks, dry_run=False)
+    before = backend.database_size()
+    dry = invoke("storage", "maintain", "-n").stdout
+    free = re.search(r"of which ([\d.]+) ([kM]B) are free pages that VACUUM would give back", dry)
+    assert free and float(free.group(1)) > 0
+    out = invoke("storage", "maintain").stdout
+    assert re.search(r"SQLite: vacuumed, [\d.]+ [kM]B -> [\d.]+ [kM]B \([\d.]+ [kM]B freed\)", out)
+    assert backend.database_size() < before
+    assert backend.database_free_bytes() == 0
+
+
+def test_maintain_refuses_a_negative_grace_period(invoke):
+    assert_one_line_error(invoke("storage", "maintain", "--grace-period", "-1", code=2), "--grace-period")

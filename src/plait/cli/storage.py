@@ -223,3 +223,74 @@ def info(state: CliState) -> None:
     grid.add_row("repository", Text(str(profile.repository_path)))
     grid.add_row("files", f"{objects} objects, {_size(size)}")
     out.print(grid)
+
+
+@storage.command("maintain")
+@click.option("--dry-run", "-n", is_flag=True, help="Report what would be freed; remove and vacuum nothing.")
+@click.option(
+    "--grace-period",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Keep files no node refers to yet if they were written this recently (a node being stored "
+    "writes its files before its row commits); 0 when nothing is storing nodes.",
+)
+@pass_state
+def maintain(state: CliState, dry_run: bool, grace_period: float) -> None:
+    """Remove repository files that no node refers to any more, then vacuum the database.
+
+    Deleting nodes (`plait node delete`) leaves their files in the repository, since other nodes may
+    share them; this removes the ones nothing refers to, and gives the database's free space back
+    (SQLite VACUUM, PostgreSQL VACUUM ANALYZE). Files written less than --grace-period seconds ago,
+    or since the oldest process that is still running started, are kept: their node may not be
+    committed yet. SQLite's VACUUM holds the write lock while it rewrites the file: on a big
+    database, stop the daemon first.
+    """
+    from plait.cli._common import format_time
+
+    backend = state.backend()
+    report = backend.maintain_storage(dry_run=dry_run, grace_seconds=grace_period)
+    files = report["repository"]
+    out = console()
+    grid = kv_table()
+    grid.add_row("repository", Text(str(backend.repository.root)))
+    grid.add_row("objects", f"{files.objects} scanned")
+    verb = "would be removed" if dry_run else "removed"
+    grid.add_row("unreferenced", f"{files.removed} objects, {_size(files.removed_bytes)} {verb}")
+    if files.kept_recent:
+        cutoff = _dt.datetime.fromtimestamp(report["cutoff"], _dt.UTC)
+        why = f"{grace_period:g} s grace period"
+        if report["oldest_active"] is not None:
+            pk, started = report["oldest_active"]
+            why += f" before process {pk} started ({format_time(started)}; it has not terminated)"
+        else:
+            why += "; --grace-period 0 removes them when nothing is storing nodes"
+        grid.add_row(
+            "kept",
+            Text(
+                f"{files.kept_recent} unreferenced objects, {_size(files.kept_recent_bytes)}, written after "
+                f"{format_time(cutoff)} ({why})"
+            ),
+        )
+    if files.leftovers:
+        grid.add_row("leftovers", f"{files.leftovers} half-written files of interrupted writes {verb}")
+    before, after, free = report["database_before"], report["database_after"], report["database_free"]
+    engine = "SQLite" if backend.database.is_sqlite else "PostgreSQL"
+    if dry_run:
+        text = f"{_size(before)}" if before is not None else "size unknown"
+        if free is not None:
+            text += f", of which {_size(free)} are free pages that VACUUM would give back"
+        grid.add_row("database", Text(f"{engine}: {text}; not vacuumed (dry run)"))
+    elif before is not None and after is not None:
+        text = f"{engine}: vacuumed, {_size(before)} -> {_size(after)}"
+        if before > after:
+            text += f" ({_size(before - after)} freed)"
+        if not backend.database.is_sqlite:
+            text += " (VACUUM ANALYZE: the space of deleted rows is reused; the files keep their size)"
+        grid.add_row("database", Text(text))
+    else:
+        grid.add_row("database", Text(f"{engine}: vacuumed"))
+    out.print(grid)
+    if dry_run:
+        out.print(Text("Dry run: nothing was removed."))
