@@ -37,7 +37,7 @@ def test_script_redirects_its_own_output_and_enforces_walltime():
     template = JobTemplate(scheduler_stdout="out 'x'", scheduler_stderr='err "y"', max_wallclock_seconds=90)
     script = DirectScheduler().get_submit_script(template)
     assert "exec > 'out '\"'\"'x'\"'\"'' 2> 'err \"y\"'" in script
-    assert 'exec timeout --kill-after=10 90 "${BASH:-bash}" "$0"' in script
+    assert 'timeout --kill-after=10 90 "${BASH:-bash}" "$0" &' in script
     assert "timeout" not in DirectScheduler().get_submit_script(JobTemplate())
 
 

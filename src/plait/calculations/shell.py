@@ -52,6 +52,9 @@ def _check_arguments(value: Any) -> str | None:
     items = value.get_list() if isinstance(value, List) else None
     if items is None or not all(isinstance(item, str) for item in items):
         return "arguments must be a List of strings"
+    for item in items:
+        if "\0" in item:
+            return f"argument {item!r} contains a NUL character, which no program can receive"
     return None
 
 

@@ -197,6 +197,19 @@ class CalcJob(Process):
         )
         spec.exit_code(STOPPED_BY_MONITOR, "STOPPED_BY_MONITOR", "{message}")
 
+    @classmethod
+    def prepare_inputs(cls, inputs: Any) -> dict[str, Any]:
+        """The spec's validation, then the options checked by the computer's scheduler.
+
+        Raises:
+            InputValidationError: naming the port or ``metadata.options.<name>``; nothing is stored.
+        """
+        from plait.engine.job_options import check_job_options
+
+        processed = super().prepare_inputs(inputs)
+        check_job_options(cls.process_label_string(), processed)
+        return processed
+
     # -- to override -----------------------------------------------------------------------
     def prepare_for_submission(self, folder: Path) -> CalcInfo:
         """Write the input files into ``folder`` and say what to run and retrieve.
@@ -695,6 +708,8 @@ class CalcJob(Process):
         info = self._job_info or {}
         reason = f"{info.get('raw_state') or 'gone'} ({info.get('reason') or 'no reason given'})"
         failure = info.get("failure")
+        if failure is None and self._job_exit_status is None:
+            failure = self._failure_from_scheduler_output()
         if failure == "walltime":
             return self.exit_codes.ERROR_SCHEDULER_OUT_OF_WALLTIME.format(reason=reason)
         if failure == "out_of_memory":
@@ -708,6 +723,23 @@ class CalcJob(Process):
                 reason=f"{reason}; the job ended without writing its exit-code file (killed?)"
             )
         return None
+
+    def _failure_from_scheduler_output(self) -> str | None:
+        """(thread) The scheduler's reading of the retrieved scheduler stdout/stderr of a killed job."""
+        retrieved = self._outputs.get("retrieved")
+        if not isinstance(retrieved, FolderData):
+            return None
+        texts = []
+        for option, default in (
+            ("scheduler_stdout", "_scheduler-stdout.txt"),
+            ("scheduler_stderr", "_scheduler-stderr.txt"),
+        ):
+            name = self.options.get(option, default)
+            texts.append(
+                retrieved.get_content(name, "rb").decode(errors="replace") if name in retrieved else ""
+            )
+        failure: str | None = self.computer.get_scheduler().failure_from_output(*texts)
+        return failure
 
     # -- kill --------------------------------------------------------------------------------------------
     async def _on_kill(self) -> None:

@@ -24,6 +24,26 @@ from plait.orm.node import Data, Node
 __all__ = ["Code", "InstalledCode", "PortableCode", "load_code"]
 
 
+#: the longest label the database column holds.
+MAX_LABEL_LENGTH = 255
+
+
+def _check_code_label(label: str) -> None:
+    """Refuse a label that ``label@computer`` could not find again, or the column cannot hold.
+
+    Raises:
+        ValueError: naming the label and the reason.
+    """
+    if "@" in label:
+        raise ValueError(f"invalid code label {label!r}: no '@' (a code is addressed as label@computer)")
+    if any(c in label for c in "\n\r\0"):
+        raise ValueError(f"invalid code label {label!r}: no newline or NUL character")
+    if len(label) > MAX_LABEL_LENGTH:
+        raise ValueError(
+            f"invalid code label {label[:40]!r}...: {len(label)} characters, at most {MAX_LABEL_LENGTH}"
+        )
+
+
 class Code(Data):
     """What both kinds of code share: label, default plugin, text around the command, MPI."""
 
@@ -39,6 +59,7 @@ class Code(Data):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        _check_code_label(self.label)
         self.set_attribute("default_calc_job_plugin", default_calc_job_plugin)
         self.set_attribute("prepend_text", prepend_text)
         self.set_attribute("append_text", append_text)
@@ -100,6 +121,10 @@ class Code(Data):
     def _validate_before_store(self) -> None:
         if not self.label:
             raise StoringNotAllowed(f"a {type(self).__name__} needs a label (found later as label@computer)")
+        try:
+            _check_code_label(self.label)
+        except ValueError as exc:
+            raise StoringNotAllowed(str(exc)) from None
         existing = _find_codes(self.label, self.computer_label)
         if existing:
             raise StoringNotAllowed(f"a code '{self.full_label}' exists already (pk {existing[0].pk})")

@@ -42,6 +42,32 @@ ComputerOptions: dict[str, Any] = {
     "scheduler_options": {},
 }
 
+#: the longest label, hostname or work folder the database columns hold.
+MAX_LABEL_LENGTH = 255
+
+#: the type each option must have (checked at setup, so a wrong one is refused before it is stored).
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "mpirun_command": (list, tuple),
+    "default_mpiprocs_per_machine": (int,),
+    "default_memory_per_machine_kb": (int,),
+    "safe_interval": (int, float),
+    "minimum_poll_interval": (int, float),
+    "max_queued_jobs": (int,),
+    "retry_initial_interval": (int, float),
+    "retry_max_attempts": (int,),
+    "max_concurrent_operations": (int,),
+    "prepend_text": (str,),
+    "append_text": (str,),
+    "scheduler_options": (dict,),
+}
+#: the options whose ``None`` means "the plugin's default".
+_OPTIONAL_OPTIONS = {
+    "default_mpiprocs_per_machine",
+    "default_memory_per_machine_kb",
+    "safe_interval",
+    "max_queued_jobs",
+}
+
 _LOCAL_DEFAULTS = {"minimum_poll_interval": 0.02, "safe_interval": 0.0, "retry_initial_interval": 0.5}
 
 
@@ -79,8 +105,12 @@ class Computer:
                 f"unknown computer option(s) {', '.join(sorted(unknown))}; "
                 f"known: {', '.join(sorted(ComputerOptions))}"
             )
-        if not label or "@" in label or any(c.isspace() for c in label):
-            raise ValueError(f"invalid computer label '{label}': no spaces, no '@'")
+        if not isinstance(label, str) or not label or "@" in label or any(c.isspace() for c in label):
+            raise ValueError(f"invalid computer label {label!r}: no spaces, no '@'")
+        if len(label) > MAX_LABEL_LENGTH or "\0" in label:
+            raise ValueError(
+                f"invalid computer label {label[:40]!r}...: at most {MAX_LABEL_LENGTH} characters, no NUL"
+            )
         self.pk: int | None = None
         self.uuid = str(_uuid.uuid4())
         self.label = label
@@ -108,9 +138,10 @@ class Computer:
             get_scheduler_class(self.scheduler_type)
         except (LookupError, ValueError) as exc:
             raise ValueError(f"computer '{self.label}': scheduler: {exc}") from None
+        self._validate_fields()
         for name in ("minimum_poll_interval", "retry_initial_interval"):
             value = self.options[name]
-            if not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(
                     f"computer '{self.label}': option {name} must be a number >= 0, got {value!r}"
                 )
@@ -134,6 +165,45 @@ class Computer:
                     f"computer '{self.label}': mpirun_command uses {', '.join(sorted(names - allowed))}; "
                     f"placeholders are {', '.join(sorted(allowed))}"
                 )
+
+    def _validate_fields(self) -> None:
+        """Types of the fields and options, the work folder, and the scheduler's own options.
+
+        Raises:
+            ValueError: naming the computer, the field or option and the value.
+        """
+        where = f"computer '{self.label}'"
+        for name in ("hostname", "work_dir", "description", "transport_type", "scheduler_type"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise ValueError(f"{where}: {name} must be a string, got {value!r}")
+            too_long = len(value) > MAX_LABEL_LENGTH or any(c in value for c in "\n\r\0")
+            if name != "description" and too_long:
+                raise ValueError(
+                    f"{where}: {name}={value[:60]!r} must be one line of at most {MAX_LABEL_LENGTH} chars"
+                )
+        if not self.work_dir.startswith("/"):
+            raise ValueError(
+                f"{where}: work_dir={self.work_dir!r} must be an absolute path (it is used on the computer)"
+            )
+        for name, kinds in _OPTION_TYPES.items():
+            value = self.options.get(name)
+            if value is None and name in _OPTIONAL_OPTIONS:
+                continue
+            if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+                names = " or ".join(kind.__name__ for kind in kinds)
+                raise ValueError(f"{where}: option {name} must be of type {names}, got {value!r}")
+        mpirun = self.options["mpirun_command"]
+        if not all(isinstance(part, str) for part in mpirun):
+            raise ValueError(f"{where}: option mpirun_command must be a list of strings, got {mpirun!r}")
+        from plait.schedulers import get_scheduler_class
+
+        try:
+            get_scheduler_class(self.scheduler_type)(**self.options["scheduler_options"])
+        except (LookupError, ImportError):
+            pass  # reported by _validate with the plugin's name
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where}: scheduler_options: {exc}") from None
 
     def __repr__(self) -> str:
         return f"<Computer {self.label} ({self.transport_type}, {self.scheduler_type}) pk={self.pk}>"

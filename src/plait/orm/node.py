@@ -46,29 +46,51 @@ class LinkType(enum.StrEnum):
     CALL_WORK = "call_work"  # workflow -> workflow it called
 
 
+#: how deeply JSON values may nest (deeper is refused: the JSON encoders and the databases' JSON
+#: functions recurse, and no real parameter set nests this deep).
+MAX_JSON_DEPTH = 200
+
+
 def check_json(value: Any, where: str) -> None:
     """Refuse anything that is not plain JSON (dict with str keys, list, str, int, finite float, bool, None).
+
+    Containers may nest at most :data:`MAX_JSON_DEPTH` levels, and a container
+    that contains itself is refused (JSON is a tree), both with a clear error
+    instead of a ``RecursionError``.
 
     Raises:
         StoringNotAllowed: naming ``where`` and the offending key path.
     """
+    _check_json(value, where, 0, set())
+
+
+def _check_json(value: Any, where: str, depth: int, path: set[int]) -> None:
     if value is None or isinstance(value, (bool, int, str)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
             raise StoringNotAllowed(f"{where}: {value!r} cannot be stored (JSON has no NaN or infinity)")
         return
-    if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            check_json(item, f"{where}[{index}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise StoringNotAllowed(f"{where}: key {key!r} is not a string")
-            check_json(item, f"{where}[{key!r}]")
-        return
-    raise StoringNotAllowed(f"{where}: a {type(value).__name__} is not JSON (store a node or a plain value)")
+    if not isinstance(value, (list, tuple, dict)):
+        raise StoringNotAllowed(
+            f"{where}: a {type(value).__name__} is not JSON (store a node or a plain value)"
+        )
+    if id(value) in path:
+        raise StoringNotAllowed(f"{where}: the value contains itself, which JSON cannot hold")
+    if depth >= MAX_JSON_DEPTH:
+        raise StoringNotAllowed(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep")
+    path.add(id(value))
+    try:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise StoringNotAllowed(f"{where}: key {key!r} is not a string (JSON keys are strings)")
+                _check_json(item, f"{where}[{key!r}]", depth + 1, path)
+        else:
+            for index, item in enumerate(value):
+                _check_json(item, f"{where}[{index}]", depth + 1, path)
+    finally:
+        path.discard(id(value))
 
 
 def _backend() -> StorageBackend:
@@ -240,6 +262,8 @@ class Node:
     def set_attribute(self, key: str, value: Any) -> None:
         """Set an attribute (JSON value).  Raises ModificationNotAllowed once stored."""
         self._check_mutable(f"attribute '{key}'")
+        if not isinstance(key, str):
+            raise StoringNotAllowed(f"attribute key {key!r} is not a string (JSON keys are strings)")
         check_json(value, f"attribute '{key}'")
         self._attributes[key] = value
 
@@ -513,23 +537,60 @@ def store_nodes(new_nodes: list[Node]) -> None:
         node._after_store(pk, now)
 
 
+#: the largest pk a database can hold (SQLite INTEGER and PostgreSQL BIGINT are 64-bit signed).
+MAX_PK = 2**63 - 1
+_UUID_CHARS = frozenset("0123456789abcdef-")
+
+
+def parse_identifier(identifier: int | str) -> tuple[int | None, str | None]:
+    """``(pk, None)`` or ``(None, uuid_prefix)`` for what a user typed to name a node (or group).
+
+    A pk is an int, or a string of ASCII digits (``"٣"`` is *not* pk 3: Python's
+    ``str.isdigit`` accepts every script's digits).  Anything else is a uuid or a
+    uuid prefix, lower-cased; a prefix is matched literally, so one holding a
+    character no uuid has (``%``, ``_``) matches nothing instead of acting as a
+    SQL ``LIKE`` wildcard.  A pk above :data:`MAX_PK` is returned as is: it names
+    no row, and the caller says so instead of letting the database overflow.
+
+    Raises:
+        TypeError: ``identifier`` is a bool or neither an int nor a str.
+    """
+    if isinstance(identifier, bool) or not isinstance(identifier, (int, str)):
+        raise TypeError(f"a node is named by a pk (int) or a uuid (str), not {identifier!r}")
+    if isinstance(identifier, int):
+        return identifier, None
+    text = identifier.strip()
+    if text.isascii() and text.isdigit():
+        return int(text), None
+    return None, text.lower()
+
+
 def load_node(identifier: int | str | None = None, *, pk: int | None = None, uuid: str | None = None) -> Node:
     """Load a stored node by pk, uuid or unique uuid prefix.
 
     ``load_node(5)``, ``load_node("5")``, ``load_node("3fa2c1")``, ``load_node(uuid=...)``.
 
+    Identifiers are read by :func:`parse_identifier`: a pk too large for the
+    database, a non-ASCII digit or a prefix with ``%``/``_`` simply names no node.
+
     Raises:
-        NotExistentError: no such node in the current profile.
+        NotExistentError: no such node in the current profile (naming the value).
         LookupError: a uuid prefix matches more than one node.
+        TypeError: the identifier is neither an int nor a str.
     """
     if identifier is not None:
-        if isinstance(identifier, int) or (isinstance(identifier, str) and identifier.isdigit()):
-            pk = int(identifier)
-        else:
-            uuid = str(identifier)
+        pk, uuid = parse_identifier(identifier)
+    elif pk is not None:
+        pk, _ = parse_identifier(pk)
+    elif uuid is not None:
+        uuid = str(uuid).strip().lower()
     if pk is None and uuid is None:
         raise ValueError("load_node needs a pk or a uuid")
-    row = _backend().get_node(pk=pk, uuid=uuid)
+    row = None
+    if pk is not None and 0 < pk <= MAX_PK:
+        row = _backend().get_node(pk=pk)
+    elif uuid and _UUID_CHARS.issuperset(uuid):
+        row = _backend().get_node(uuid=uuid)
     if row is None:
         from plait.storage import get_profile
 

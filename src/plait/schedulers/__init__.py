@@ -22,6 +22,7 @@ from plait.schedulers.contract import (
     Scheduler,
 )
 from plait.schedulers.errors import (
+    InvalidJobOptionError,
     SchedulerError,
     SchedulerOutputError,
     SchedulerRefusedError,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FAILURE_KINDS",
     "CodeRun",
+    "InvalidJobOptionError",
     "JobInfo",
     "JobResources",
     "JobState",

@@ -440,10 +440,102 @@ class Scheduler(abc.ABC):
                 f"unknown option(s) {', '.join(map(repr, unknown))} for the {self.plugin_name!r}"
                 f" scheduler; accepted: {', '.join(sorted(self.default_options)) or 'none'}"
             )
+        timeout = options.get("command_timeout", self.default_options.get("command_timeout"))
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        ):
+            raise ValueError(
+                f"scheduler option command_timeout={timeout!r} must be a number of seconds > 0, or None"
+            )
         self.options: dict[str, Any] = {**self.default_options, **options}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
+
+    # -- launch-time checks ----------------------------------------------------------------------
+    def validate_job_options(self, options: Mapping[str, Any]) -> None:
+        """Refuse calculation options this scheduler cannot honour, before anything is stored.
+
+        ``options`` are a calculation's ``metadata.options`` (aiida-core's names:
+        ``resources``, ``max_wallclock_seconds``, ``max_memory_kb``,
+        ``environment_variables``, ``queue_name``, ``scheduler_stdout``...).  The
+        engine calls this when a calculation is launched, so a bad value is one
+        error line at launch instead of a job that fails after it was recorded.
+        A plugin with extra limits overrides it and calls ``super()`` first (the
+        ``direct`` plugin refuses more than one machine).  Options it does not
+        know are ignored: the calculation's spec checks their types.
+
+        Checked here: ``resources`` (see :class:`JobResources`), a wall time and a
+        memory limit that are positive integers, environment variable names that
+        a shell accepts and values without NUL, queue/account/qos names and
+        file names without a newline or NUL, texts without NUL.
+
+        Raises:
+            InvalidJobOptionError: naming the option, its value and the reason.
+        """
+        from plait.schedulers.errors import InvalidJobOptionError
+
+        resources = options.get("resources")
+        if resources is not None:
+            if not isinstance(resources, Mapping):
+                raise InvalidJobOptionError("resources", resources, "must be a dict")
+            try:
+                JobResources.from_dict(resources)
+            except (ValueError, TypeError) as exc:
+                raise InvalidJobOptionError("resources", dict(resources), str(exc)) from None
+        for name in ("max_wallclock_seconds", "max_memory_kb"):
+            value = options.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InvalidJobOptionError(name, value, "must be a positive integer (or not given)")
+        environment = options.get("environment_variables")
+        if environment is not None:
+            if not isinstance(environment, Mapping):
+                raise InvalidJobOptionError("environment_variables", environment, "must be a dict")
+            for key, value in environment.items():
+                if not isinstance(key, str) or not _ENV_NAME.match(key):
+                    raise InvalidJobOptionError(
+                        "environment_variables",
+                        key,
+                        "is not a valid variable name (letters, digits and _, not starting with a digit)",
+                    )
+                if isinstance(value, bool) or not isinstance(value, (str, int, float)) or "\0" in str(value):
+                    raise InvalidJobOptionError(
+                        f"environment_variables[{key!r}]", value, "must be a string without NUL"
+                    )
+        for name in (
+            "queue_name",
+            "account",
+            "qos",
+            "scheduler_stdout",
+            "scheduler_stderr",
+            "input_filename",
+            "output_filename",
+        ):
+            value = options.get(name)
+            if isinstance(value, str) and ("\n" in value or "\r" in value or "\0" in value):
+                raise InvalidJobOptionError(name, value, "must not contain a newline or NUL character")
+        for name in ("custom_scheduler_commands", "prepend_text", "append_text"):
+            value = options.get(name)
+            if isinstance(value, str) and "\0" in value:
+                raise InvalidJobOptionError(name, value, "must not contain a NUL character")
+        for name in ("additional_retrieve_list",):
+            for item in options.get(name) or ():
+                if not isinstance(item, str) or "\n" in item or "\r" in item or "\0" in item:
+                    raise InvalidJobOptionError(
+                        name, item, "must hold file names without a newline or NUL character"
+                    )
+
+    def failure_from_output(self, stdout: str, stderr: str) -> str | None:
+        """What the job's own scheduler output says about how it ended, or None.
+
+        Called by the engine after a job left the scheduler without writing its
+        exit-code file, with the retrieved ``scheduler_stdout`` and
+        ``scheduler_stderr``; returns one of :data:`FAILURE_KINDS` when the
+        output shows why (aiida-core's ``Scheduler.parse_output``, reduced to the
+        failure kind).  The ``direct`` plugin recognises the line its wall-time
+        wrapper writes.  The default knows nothing: ``None``.
+        """
+        return None
 
     # -- the script ------------------------------------------------------------------------------
     def get_submit_script(self, template: JobTemplate) -> str:

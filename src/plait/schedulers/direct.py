@@ -15,14 +15,21 @@ The script sends its own standard output and error to
 ``scheduler_stderr`` (first lines after the header), because :meth:`submit`
 only knows the script's name.
 
-Wall time: when ``max_wallclock_seconds`` is set, the script re-executes
-itself under ``timeout`` (GNU coreutils), which sends SIGTERM to the whole
-process group at the limit and SIGKILL 10 seconds later.  Such a job simply
-disappears: like every job that vanishes, ``query`` reports it ``DONE``,
-and the missing exit-code file tells the engine that it was killed.  Where
-``timeout`` is missing the limit is not enforced and the script says so in
-its standard error.  Memory limits, queue, account and qos do not apply and
-are ignored; more than one machine is refused.
+Wall time: when ``max_wallclock_seconds`` is set, the script runs itself
+again under ``timeout`` (GNU coreutils), which sends SIGTERM to the codes
+at the limit and SIGKILL 10 seconds later.  The first copy of the script
+stays the job's process (its pid is the job id, ``kill`` reaches the codes
+through it) and, when ``timeout`` reports the limit (its exit status 124),
+writes :data:`WALLTIME_MARKER` to the job's ``scheduler_stderr`` and exits
+with 124.  Like every job that vanishes, ``query`` then reports it
+``DONE`` (``direct`` forgets a job when it ends); the engine, finding no
+exit-code file, asks :meth:`DirectScheduler.failure_from_output`, which
+reads the marker and answers ``"walltime"``, so the calculation ends with
+``ERROR_SCHEDULER_OUT_OF_WALLTIME`` (exit status 111), not as a job that
+vanished.  Where ``timeout`` is missing the limit is not enforced and the
+script says so in its standard error.  Memory limits, queue, account and
+qos do not apply and are ignored; more than one machine is refused at
+launch (:meth:`DirectScheduler.validate_job_options`).
 
 Polling: one command for all jobs.  On Linux it reads ``/proc/<pid>/stat``
 with bash built-ins (no program started per job, and none of the cost of
@@ -36,12 +43,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from plait.schedulers._common import parse_duration, sanitize_job_name
 from plait.schedulers.contract import JobInfo, JobState, JobTemplate, Scheduler
-from plait.schedulers.errors import SchedulerOutputError
+from plait.schedulers.errors import InvalidJobOptionError, SchedulerOutputError
 
 if TYPE_CHECKING:
     from plait.transports.contract import Transport
@@ -50,6 +57,12 @@ __all__ = ["DirectScheduler"]
 
 #: seconds between the SIGTERM at the wall-time limit and the SIGKILL.
 WALLTIME_KILL_AFTER = 10
+
+#: what ``timeout`` exits with when the limit was reached (GNU coreutils).
+WALLTIME_EXIT_STATUS = 124
+
+#: the line the wrapper writes to ``scheduler_stderr`` when the wall time ended the job.
+WALLTIME_MARKER = "plait: the job exceeded its wall time"
 
 #: the machine is short of processes or memory for a moment (fork failed): retryable.
 _UNAVAILABLE = re.compile(r"Resource temporarily unavailable|Cannot allocate memory", re.IGNORECASE)
@@ -90,6 +103,26 @@ class DirectScheduler(Scheduler):
     unavailable_pattern = _UNAVAILABLE
     refused_pattern = _REFUSED
 
+    def validate_job_options(self, options: Mapping[str, Any]) -> None:
+        """The contract's checks, and one machine only (``direct`` runs on the computer itself).
+
+        Raises:
+            InvalidJobOptionError: naming the option and its value.
+        """
+        super().validate_job_options(options)
+        resources = options.get("resources") or {}
+        machines = resources.get("num_machines", 1)
+        if machines != 1:
+            raise InvalidJobOptionError(
+                "resources.num_machines",
+                machines,
+                "is refused: the direct scheduler runs on one machine only",
+            )
+
+    def failure_from_output(self, stdout: str, stderr: str) -> str | None:
+        """``"walltime"`` when the wrapper's :data:`WALLTIME_MARKER` is in the job's stderr."""
+        return "walltime" if WALLTIME_MARKER in stderr else None
+
     def _header(self, template: JobTemplate) -> list[str]:
         res = template.resources
         if res.num_machines != 1:
@@ -115,12 +148,24 @@ class DirectScheduler(Scheduler):
         seconds = template.max_wallclock_seconds
         if seconds is None:
             return [redirect]
+        # timeout leads a process group of its own: the wrapper (the job's pid) forwards a kill to it
         return [
             'if [ -z "${__PLAIT_UNDER_TIMEOUT:-}" ]; then',
             f"    {redirect}",
             "    if command -v timeout > /dev/null 2>&1; then",
             "        export __PLAIT_UNDER_TIMEOUT=1",
-            f'        exec timeout --kill-after={WALLTIME_KILL_AFTER} {seconds} "${{BASH:-bash}}" "$0"',
+            f'        timeout --kill-after={WALLTIME_KILL_AFTER} {seconds} "${{BASH:-bash}}" "$0" &',
+            "        __plait_timeout=$!",
+            "        trap 'kill -TERM -- -$__plait_timeout 2> /dev/null"
+            " || kill -TERM $__plait_timeout 2> /dev/null' TERM HUP INT",
+            '        wait "$__plait_timeout"; __plait_rc=$?',
+            '        while kill -0 "$__plait_timeout" 2> /dev/null; do',
+            '            wait "$__plait_timeout"; __plait_rc=$?',
+            "        done",
+            f'        if [ "$__plait_rc" -eq {WALLTIME_EXIT_STATUS} ]; then',
+            f'            echo "{WALLTIME_MARKER} of {seconds} s and was stopped" >&2',
+            "        fi",
+            '        exit "$__plait_rc"',
             "    fi",
             f'    echo "plait: no timeout command here, the wall time of {seconds} s is not enforced" >&2',
             "fi",

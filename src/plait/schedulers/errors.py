@@ -46,7 +46,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SchedulerError", "SchedulerOutputError", "SchedulerRefusedError", "SchedulerUnavailableError"]
+__all__ = [
+    "InvalidJobOptionError",
+    "SchedulerError",
+    "SchedulerOutputError",
+    "SchedulerRefusedError",
+    "SchedulerUnavailableError",
+]
 
 
 class SchedulerError(Exception):
@@ -140,3 +146,21 @@ class SchedulerOutputError(SchedulerError):
     """The command's output cannot be understood, or holds no job id: do not retry."""
 
     retryable = False
+
+
+class InvalidJobOptionError(ValueError):
+    """A calculation option the scheduler cannot honour, refused at launch (nothing stored).
+
+    Raised by :meth:`plait.schedulers.Scheduler.validate_job_options`.
+
+    Attributes:
+        option: the option's name under ``metadata.options`` (``"max_wallclock_seconds"``).
+        value: the value refused.
+        reason: why, in a few words.
+    """
+
+    def __init__(self, option: str, value: Any, reason: str) -> None:
+        self.option = option
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{option}={value!r} {reason}")

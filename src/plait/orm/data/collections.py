@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from plait.orm.errors import StoringNotAllowed
 from plait.orm.node import Data, check_json
 
 __all__ = ["Dict", "List"]
+
+_list = list  # the name ``list`` is a parameter of List.__init__
 
 
 class Dict(Data):
@@ -25,10 +28,22 @@ class Dict(Data):
     ):
         super().__init__(**kwargs)
         content = value if value is not None else dict
+        if content is not None and not isinstance(content, Mapping):
+            raise TypeError(f"Dict needs a dict, not {type(content).__name__}: {content!r}")
         for key, item in (content or {}).items():
             self[key] = item
 
     def __setitem__(self, key: str, value: Any) -> None:
+        """Set ``key`` (a str: JSON keys are strings) to a JSON value, copied.
+
+        Raises:
+            StoringNotAllowed: a key that is not a str (``{1: 2}`` is refused, not
+                turned into ``{"1": 2}``), a value that is not JSON, nests too deeply
+                or contains itself; naming the key.
+        """
+        if not isinstance(key, str):
+            raise StoringNotAllowed(f"Dict key {key!r} is not a string (JSON keys are strings)")
+        check_json(value, f"Dict[{key!r}]")  # before the copy, which would recurse without limit
         self.set_attribute(key, copy.deepcopy(value))
 
     def __getitem__(self, key: str) -> Any:
@@ -84,6 +99,16 @@ class List(Data):
         self.set_list(content or [])
 
     def set_list(self, items: list[Any]) -> None:
+        """Replace the content by a copy of ``items`` (a list or tuple of JSON values).
+
+        Raises:
+            TypeError: ``items`` is a str, bytes, a mapping or not iterable.
+            StoringNotAllowed: an item is not JSON, nests too deeply or contains itself.
+        """
+        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+            raise TypeError(f"List needs a list, not {type(items).__name__}: {items!r}")
+        if not isinstance(items, (tuple, _list)):
+            items = _list(items)
         check_json(items, "list")
         self.set_attribute("list", copy.deepcopy([*items]))
 
