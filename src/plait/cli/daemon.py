@@ -131,13 +131,22 @@ def _check_can_run(profile: Profile) -> None:
         )
 
 
-def _default_workers(profile: Profile) -> int:
-    """The profile's ``[options.daemon] workers`` (in profile.toml), else 1."""
-    options = profile.options.get("daemon", {}) if isinstance(profile.options, dict) else {}
+def _daemon_options(profile: Profile) -> dict[str, Any]:
+    """The profile's ``[options.daemon]``, checked: a bad value fails here, before any supervisor exists."""
+    from plait.daemon.options import DaemonOptionsError, daemon_options_of
+
     try:
-        return max(1, int(options.get("workers", 1)))
-    except (TypeError, ValueError):
-        return 1
+        return daemon_options_of(profile)
+    except DaemonOptionsError as exc:
+        raise CliError(
+            f"cannot start the daemon of profile '{profile.name}': {exc} (in {profile.path / 'profile.toml'})"
+        ) from None
+
+
+def _default_workers(profile: Profile) -> int:
+    """The profile's ``[options.daemon] workers`` (in profile.toml), else 1; checked with the others."""
+    workers: int = _daemon_options(profile).get("workers", 1)
+    return workers
 
 
 def _start(profile: Profile, workers: int) -> dict[str, Any]:
@@ -192,7 +201,8 @@ def start(state: CliState, workers: int | None, foreground: bool) -> None:
     N defaults to the profile's `daemon.workers` option, else 1.
     """
     profile = state.load_profile()
-    workers = workers or _default_workers(profile)
+    default = _default_workers(profile)  # checks all of [options.daemon], even with N given
+    workers = workers or default
     _check_can_run(profile)
     if foreground:
         _run_in_foreground(profile, workers)

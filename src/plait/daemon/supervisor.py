@@ -94,6 +94,17 @@ class _WorkerSlot:
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
+def restart_pause(lived: float, delay: float) -> float:
+    """Seconds to wait before restarting a worker that died after ``lived`` seconds.
+
+    A worker that died within 5 s of its start waits ``delay``, which doubles
+    (up to 60 s) with each quick death, so a broken set-up does not spin; one
+    that ran longer is restarted after 0.2 s.  The log says this pause, the
+    one really waited.
+    """
+    return delay if lived < 5 else 0.2
+
+
 class Supervisor:
     """Keeps ``workers`` worker processes running for one profile."""
 
@@ -190,16 +201,17 @@ class Supervisor:
             await self._release_leases(slot.process.pid)
             lived = time.time() - slot.started
             delay = 1.0 if lived > 60 else min(delay * 2, 60.0)
+            pause = restart_pause(lived, delay)
             slot.restarts += 1
             LOGGER.warning(
-                "worker %d (pid %d) died with exit code %s after %.0f s; restarting in %.0f s",
+                "worker %d (pid %d) died with exit code %s after %.0f s; restarting in %.1f s",
                 slot.index,
                 slot.process.pid,
                 code,
                 lived,
-                delay,
+                pause,
             )
-            await asyncio.sleep(delay if lived < 5 else 0.2)
+            await asyncio.sleep(pause)
 
     async def _release_leases(self, pid: int) -> None:
         """Free the leases of the reaped worker ``pid`` and ring the work bell; logs, never raises."""
@@ -313,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     from plait.storage import load_profile
 
     profile = load_profile(args.profile)
+    from plait.daemon.options import DaemonOptionsError, daemon_options_of
+
+    try:
+        daemon_options_of(profile)  # a bad [options.daemon] stops here, before the lock and any worker
+    except DaemonOptionsError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
     paths = daemon_paths(profile)
     paths.logs.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
