@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from plait.daemon.supervisor import daemon_paths
+from plait.daemon.supervisor import DaemonSocketError, check_peer, daemon_paths, peer_uid
 
 __all__ = [
     "DaemonError",
@@ -51,11 +51,28 @@ def _profile(profile: Any | None) -> Any:
 
 
 def _ask(profile: Any, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    path = str(daemon_paths(profile).socket)
+    """Send one command to the supervisor and return its reply.
+
+    The socket's folder is checked first (this user's, mode 700) and the process that answers
+    must run as this user (``SO_PEERCRED``): a reply names a pid that ``stop`` may kill.
+
+    Raises:
+        DaemonNotRunning: nothing listens on the socket.
+        DaemonError: no answer in time, an unsafe socket folder, a supervisor of another user, or
+            the supervisor refused.
+    """
+    try:
+        path = str(daemon_paths(profile).socket)
+    except DaemonSocketError as exc:
+        raise DaemonError(str(exc)) from None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(path)
+            try:
+                check_peer(peer_uid(sock), "supervisor")
+            except DaemonSocketError as exc:
+                raise DaemonError(f"{path}: {exc}") from None
             sock.sendall(json.dumps(request).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):
@@ -92,6 +109,10 @@ def start(
         DaemonError: it is already running, or did not come up within ``wait`` seconds.
     """
     profile = _profile(profile)
+    try:
+        daemon_paths(profile).socket  # noqa: B018 (an unsafe socket folder is refused before anything starts)
+    except DaemonSocketError as exc:
+        raise DaemonError(str(exc)) from None
     if is_running(profile):
         pid = status(profile)["pid"]
         raise DaemonError(f"the daemon of profile '{profile.name}' is already running (pid {pid})")

@@ -7,6 +7,13 @@ is refused.  It writes its pid file and answers commands on the UNIX socket
 ``<profile>/daemon/supervisor.sock`` (one JSON object per line):
 ``status``, ``incr``, ``decr``, ``stop``.
 
+Nobody else gets in (docs/security.md): the socket's folder is checked to be
+this user's and mode 700 before the socket is made or connected to (see
+:attr:`DaemonPaths.socket`), and the supervisor asks the kernel who is on the
+other end of every connection (``SO_PEERCRED``) and answers only its own
+user; the client checks the same of the supervisor before it believes a
+reply (``plait daemon stop`` kills the pid the reply names).
+
 Workers log to ``<profile>/daemon/log/worker-<n>.log``; the supervisor to
 ``supervisor.log``.  A worker that exits without being asked to is
 restarted, after a pause that grows if it keeps dying (so a broken set-up
@@ -34,6 +41,8 @@ import logging
 import os
 import signal
 import socket
+import stat
+import struct
 import sys
 import tempfile
 import time
@@ -41,7 +50,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Supervisor", "daemon_paths", "main", "release_dead_worker"]
+__all__ = [
+    "DaemonSocketError",
+    "Supervisor",
+    "check_peer",
+    "daemon_paths",
+    "main",
+    "peer_uid",
+    "release_dead_worker",
+]
 
 LOGGER = logging.getLogger("plait.supervisor")
 
@@ -60,15 +77,32 @@ class DaemonPaths:
 
     @property
     def socket(self) -> Path:
-        """The supervisor's UNIX socket.
+        """The supervisor's UNIX socket, in a folder checked to be this user's alone.
 
-        Socket paths are limited to ~100 bytes, and profile folders can be
-        deeper than that, so the socket lives in a short per-user folder
-        under the temporary directory, named by a hash of the profile folder.
+        It is ``<profile>/daemon/supervisor.sock`` when that path fits in a
+        socket address (about 100 bytes); the daemon folder is then made (or
+        tightened to) mode 700.  A deeper profile folder gets
+        ``<runtime>/plait-<uid>/<hash of the profile folder>.sock``, where
+        ``<runtime>`` is ``$XDG_RUNTIME_DIR`` when that is this user's and
+        mode 700, else the temporary folder; ``plait-<uid>`` is made mode 700,
+        and an existing one that another user owns or that group/others can
+        enter is refused (whoever made it could have swapped the socket).
+
+        Raises:
+            DaemonSocketError: the socket's folder is not this user's alone.
         """
-        digest = hashlib.sha256(str(self.folder.resolve()).encode()).hexdigest()[:20]
-        base = Path(tempfile.gettempdir()) / f"plait-{os.getuid()}"
-        base.mkdir(mode=0o700, exist_ok=True)
+        from plait.storage.permissions import InsecurePathError, private_folder
+
+        beside = self.folder / "supervisor.sock"
+        try:
+            if len(os.fsencode(beside.absolute())) <= _SOCKET_PATH_MAX:
+                private_folder(self.folder, tighten=True)  # inside the profile folder (mode 700)
+                return beside
+            digest = hashlib.sha256(str(self.folder.resolve()).encode()).hexdigest()[:20]
+            base = _runtime_folder() / f"plait-{os.getuid()}"
+            private_folder(base, tighten=False)
+        except (InsecurePathError, NotADirectoryError) as exc:
+            raise DaemonSocketError(f"the daemon's socket folder is unsafe: {exc}") from None
         return base / f"{digest}.sock"
 
     @property
@@ -82,6 +116,67 @@ class DaemonPaths:
 
 def daemon_paths(profile: Any) -> DaemonPaths:
     return DaemonPaths(Path(profile.daemon_path))
+
+
+#: the longest socket path used (Linux allows 107 bytes, macOS 103)
+_SOCKET_PATH_MAX = 100
+
+
+class DaemonSocketError(RuntimeError):
+    """The daemon's control socket, its folder or the process on its other end is not this user's."""
+
+
+def _runtime_folder() -> Path:
+    """``$XDG_RUNTIME_DIR`` if it is this user's and mode 700, else the temporary folder.
+
+    The temporary folder must be this user's, or not writable by others, or sticky (``/tmp``):
+    otherwise another user could rename ``plait-<uid>`` away and put their own in its place.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        try:
+            info = os.lstat(runtime)
+        except OSError:
+            info = None
+        if (
+            info is not None
+            and stat.S_ISDIR(info.st_mode)
+            and info.st_uid == os.getuid()
+            and info.st_mode & 0o077 == 0
+        ):
+            return Path(runtime)
+    temp = Path(tempfile.gettempdir())
+    info = os.stat(temp)
+    shared = info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX
+    if shared and info.st_uid not in (0, os.getuid()):
+        raise DaemonSocketError(
+            f"the temporary folder {temp} is writable by others and not sticky: "
+            "set XDG_RUNTIME_DIR or TMPDIR to a folder of your own"
+        )
+    return temp
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process on the other end of a UNIX socket (``SO_PEERCRED``), or None where the
+    platform cannot tell (then only the socket folder's mode keeps others out)."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def check_peer(uid: int | None, what: str) -> None:
+    """Refuse a peer whose ``uid`` is not this process's (None: the platform cannot tell; accepted).
+
+    Raises:
+        DaemonSocketError: naming ``what`` the peer is (``"client"``, ``"supervisor"``) and its uid.
+    """
+    if uid is not None and uid != os.getuid():
+        raise DaemonSocketError(
+            f"the daemon's {what} runs as uid {uid}, not as you (uid {os.getuid()}): refused"
+        )
 
 
 @dataclass
@@ -122,8 +217,13 @@ class Supervisor:
     # -- lifecycle -----------------------------------------------------------------------------
     def acquire_lock(self) -> None:
         """Take the profile's daemon lock.  Raises RuntimeError if another supervisor holds it."""
-        self.paths.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.paths.lock, os.O_CREAT | os.O_RDWR, 0o644)
+        from plait.storage.permissions import InsecurePathError, private_folder
+
+        try:
+            private_folder(self.paths.folder, tighten=True)
+        except (InsecurePathError, NotADirectoryError) as exc:
+            raise DaemonSocketError(str(exc)) from None
+        fd = os.open(self.paths.lock, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -134,11 +234,13 @@ class Supervisor:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.paths.logs.mkdir(parents=True, exist_ok=True)
+        socket_path = self.paths.socket  # its folder checked: this user's, mode 700
         with contextlib.suppress(FileNotFoundError):
-            self.paths.socket.unlink()
-        server = await asyncio.start_unix_server(self._serve, path=str(self.paths.socket))
+            socket_path.unlink()
+        server = await asyncio.start_unix_server(self._serve, path=str(socket_path))
+        os.chmod(socket_path, 0o600)
         self.paths.pid.write_text(
-            json.dumps({"pid": os.getpid(), "started": self.started, "socket": str(self.paths.socket)})
+            json.dumps({"pid": os.getpid(), "started": self.started, "socket": str(socket_path)})
         )
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
@@ -156,7 +258,7 @@ class Supervisor:
             server.close()
             await self._stop_all()
             with contextlib.suppress(FileNotFoundError):
-                self.paths.socket.unlink()
+                socket_path.unlink()
             with contextlib.suppress(FileNotFoundError):
                 self.paths.pid.unlink()
             LOGGER.info("supervisor %d stopped", os.getpid())
@@ -293,6 +395,13 @@ class Supervisor:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            try:
+                check_peer(peer_uid(writer.get_extra_info("socket")), "client")
+            except DaemonSocketError as exc:
+                LOGGER.warning("refused a command: %s", exc)
+                writer.write(json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n")
+                await writer.drain()
+                return
             line = await reader.readline()
             try:
                 request = json.loads(line or b"{}")
@@ -342,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = Supervisor(profile, args.workers, worker_slots=args.worker_slots)
     try:
         supervisor.acquire_lock()
+        supervisor.paths.socket  # noqa: B018 (checks the socket's folder before anything starts)
     except RuntimeError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 3
