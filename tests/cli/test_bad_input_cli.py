@@ -129,3 +129,46 @@ def test_supervisor_logs_the_pause_it_really_waits(plait_home, caplog, monkeypat
     assert said == module.restart_pause(10, 2.0) == 0.2
     assert slept == [said]  # the pause waited is the one logged (the log said 2 s before)
     assert module.restart_pause(1, 8.0) == 8.0
+
+
+# -- PLAIT_HOME and profile.toml -------------------------------------------------------------------
+
+
+def test_plait_home_pointing_at_a_file(invoke, plait_home, monkeypatch):
+    plait_home.parent.mkdir(parents=True, exist_ok=True)
+    a_file = plait_home.parent / "not-a-folder"
+    a_file.write_text("")
+    monkeypatch.setenv("PLAIT_HOME", str(a_file))
+    plait.storage.reset()
+    for args in (["status"], ["node", "show", "1"], ["profile", "list"]):
+        result = invoke(*args, code=None)
+        assert_one_line_error(result, f"PLAIT_HOME={a_file} is not a folder")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("user_email", "3", "user_email = 3 must be a string"),
+        ("broker_url", "[1, 2]", "broker_url = [1, 2] must be a string"),
+        ("name", "true", "name = True must be a string"),
+    ],
+)
+def test_wrong_types_in_profile_toml(invoke, plait_home, key, value, words):
+    path = _profile_toml(plait_home)
+    lines = [line for line in path.read_text().splitlines() if not line.startswith(f"{key} =")]
+    path.write_text(f"{key} = {value}\n" + "\n".join(lines) + "\n")
+    plait.storage.reset()
+    result = invoke("node", "show", "1", code=None)
+    assert_one_line_error(result, words, str(path))
+
+
+def test_options_that_is_not_a_table(invoke, plait_home):
+    path = _profile_toml(plait_home)
+    text = path.read_text()
+    assert "[options]" in text or "options =" in text
+    lines = [line for line in text.splitlines() if not line.startswith("options =")]
+    head = [line for line in lines if not line.startswith("[")]
+    path.write_text('options = "x"\n' + "\n".join(head) + "\n")
+    plait.storage.reset()
+    result = invoke("node", "show", "1", code=None)
+    assert_one_line_error(result, "options = 'x' must be a table")

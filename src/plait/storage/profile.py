@@ -78,8 +78,10 @@ class ProfileError(Exception):
 
 def get_plait_home() -> Path:
     """The folder holding every profile: ``$PLAIT_HOME`` or ``~/.plait``."""
+    from plait.storage.profile_checks import check_plait_home
+
     home = os.environ.get("PLAIT_HOME")
-    return Path(home).expanduser().resolve() if home else Path.home() / ".plait"
+    return check_plait_home(Path(home).expanduser().resolve() if home else Path.home() / ".plait")
 
 
 def _private_folder(path: Path) -> Path:
@@ -474,6 +476,9 @@ def load_profile_config(name: str | None = None, *, create_default: bool = True)
             return create_profile(DEFAULT_PROFILE_NAME)
         known = ", ".join(list_profiles()) or "none"
         raise ProfileError(f"profile '{wanted}' does not exist (known profiles: {known})")
+    from plait.storage.profile_checks import check_profile_data
+
+    check_profile_data(config, data)
     _check_config_file(config, data)
     storage_file = broker_file = None
     if "storage_url_file" in data:
