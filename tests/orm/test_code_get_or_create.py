@@ -19,7 +19,9 @@ def test_the_same_installed_code_is_found_again():
 def test_a_different_code_under_the_same_label_is_refused_naming_what_differs():
     localhost = Computer.get("localhost")
     InstalledCode.get_or_create("sh", computer=localhost, filepath_executable="/bin/sh")
-    with pytest.raises(StoringNotAllowed, match=r"'sh@localhost' exists already .*filepath_executable differ"):
+    with pytest.raises(
+        StoringNotAllowed, match=r"'sh@localhost' exists already .*filepath_executable differ"
+    ):
         InstalledCode.get_or_create("sh", computer=localhost, filepath_executable="/bin/bash")
     with pytest.raises(StoringNotAllowed, match="prepend_text differ"):
         InstalledCode.get_or_create(
@@ -32,7 +34,9 @@ def test_portable_codes_compare_their_files(tmp_path):
     folder.mkdir()
     (folder / "run").write_text("#!/bin/bash\necho one\n")
     code, created = PortableCode.get_or_create("tool", filepath_files=folder, filepath_executable="run")
-    again, created_again = PortableCode.get_or_create("tool", filepath_files=folder, filepath_executable="run")
+    again, created_again = PortableCode.get_or_create(
+        "tool", filepath_files=folder, filepath_executable="run"
+    )
     assert created and not created_again and again.pk == code.pk
     (folder / "run").write_text("#!/bin/bash\necho two\n")
     with pytest.raises(StoringNotAllowed, match="files differ"):
