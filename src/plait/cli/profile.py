@@ -1,15 +1,19 @@
 """``plait profile``: create, list, show profiles and choose the default one.
 
 A profile is a folder under ``$PLAIT_HOME/profiles`` naming a database and a
-broker.  ``setup`` opens the new profile's database once, so a wrong URL or
-an unreachable server is reported at once (and the half-made profile is
-removed) rather than at the first ``plait run``.
+broker.  ``setup`` opens the new profile's database once, and connects to
+its RabbitMQ broker once (a few seconds at most), so a wrong URL or an
+unreachable server is reported at once (and the half-made profile is
+removed) rather than at the first ``plait run``.  A PostgreSQL URL must name
+its database; a relative ``sqlite:///path`` is made absolute from the current
+folder (and said so).
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.text import Text
@@ -43,6 +47,30 @@ def _undo_setup(folder: Path, folder_existed: bool, config: Path, config_before:
         config.unlink(missing_ok=True)
     else:
         config.write_bytes(config_before)
+
+
+#: how long ``setup`` waits for the broker to accept a connection
+BROKER_TRY_TIMEOUT = 5.0
+
+
+def _try_broker(created: Any) -> None:
+    """Connect to the profile's RabbitMQ broker once and close (the database broker needs no server).
+
+    Raises:
+        BrokerError: it cannot be reached or refuses the user (the message hides the password).
+    """
+    if created.broker_url == "database":
+        return
+    import asyncio
+
+    from plait.broker.rabbitmq import RabbitMQBroker
+
+    async def attempt() -> None:
+        broker = RabbitMQBroker(created, connect_timeout=BROKER_TRY_TIMEOUT)
+        await broker.start()
+        await broker.close()
+
+    asyncio.run(attempt())
 
 
 @profile.command("setup")
@@ -96,12 +124,29 @@ def setup(name: str, storage_url: str | None, broker_url: str, set_default: bool
             ) from exc
         raise
     storage.reset()
+    try:
+        _try_broker(created)
+    except BaseException as exc:
+        _undo_setup(folder, folder_existed, config, config_before)
+        if isinstance(exc, Exception):
+            from plait.broker import BrokerError
+
+            reason = " ".join(str(exc).split()) if isinstance(exc, BrokerError) else storage_failure(exc)
+            if isinstance(exc, BrokerError):
+                reason = reason.replace(f"cannot reach RabbitMQ at {hide_password(created.broker_url)}: ", "")
+            raise CliError(
+                f"cannot use the broker {hide_password(created.broker_url)}: {reason or type(exc).__name__} "
+                f"(profile '{name}' was not created)"
+            ) from exc
+        raise
 
     from plait.storage.profile import default_profile_name
 
     out = console()
     out.print(Text(f"Created profile '{name}' in {created.path}"))
     out.print(Text(f"  storage  {url} (schema revision {revision})"))
+    if storage_url and storage_url.startswith("sqlite:///") and storage_url != created.storage_url:
+        out.print(Text(f"  (the relative path in {storage_url} was made absolute: {created.storage_url})"))
     out.print(Text(f"  broker   {hide_password(created.broker_url)}"))
     if default_profile_name() == name:
         out.print(Text(f"'{name}' is the default profile."))

@@ -56,6 +56,13 @@ def _backend():
     return get_backend()
 
 
+class _ExitCodesOfClass:
+    """``Process.exit_codes``: the spec's exit codes, read on the class or on an instance (as aiida-core)."""
+
+    def __get__(self, instance: Process | None, owner: type[Process]) -> ExitCodesNamespace:
+        return owner.spec().exit_codes
+
+
 class Process:
     """Base class of every process.  Subclasses override :meth:`define` and the run hooks."""
 
@@ -160,9 +167,8 @@ class Process:
     def pk(self) -> int:
         return self.node.pk  # type: ignore[return-value]
 
-    @property
-    def exit_codes(self) -> ExitCodesNamespace:
-        return self.spec().exit_codes
+    #: the exit codes of the class, on the class too (``Child.exit_codes.ERROR_X`` in a handler's declaration)
+    exit_codes = _ExitCodesOfClass()
 
     @property
     def metadata(self) -> AttributeDict:
