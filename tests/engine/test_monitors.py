@@ -62,6 +62,15 @@ def kill_without_retrieving(node, transport):
     return None
 
 
+def disable_all(node, transport):
+    CALLS["disable_all"] = CALLS.get("disable_all", 0) + 1
+    return CalcJobMonitorResult(action="disable-all", message="enough watching")
+
+
+def counted(node, transport):
+    CALLS["counted"] = CALLS.get("counted", 0) + 1
+
+
 def returns_a_number(node, transport):
     return 42
 
@@ -168,3 +177,31 @@ def test_monitors_run_by_priority_then_key_and_results_are_checked():
         CalcJobMonitorResult(action="stop")
     result = CalcJobMonitorResult(message="m", action="disable-all")
     assert CalcJobMonitorResult.from_json(result.to_json()) == result
+
+
+def test_disable_all_stops_every_monitor_and_the_job_runs_to_its_end():
+    CALLS.clear()
+    inputs = shell(
+        "sleep 0.5; echo done",
+        {"first": monitor("disable_all", priority=1), "second": monitor("counted")},
+    )
+    outputs, node = run_get_node(ShellJob, inputs)
+    assert node.is_finished_ok and outputs["stdout"].get_content().strip() == "done"
+    assert CALLS == {"disable_all": 1}  # the first pass stopped at its result; no monitor ran again
+    reports = [log["message"] for log in get_backend().get_logs(node.pk)]
+    assert "monitor 'first': enough watching" in reports
+
+
+def test_the_verdict_of_a_monitor_is_kept_in_the_checkpoint():
+    inputs = ShellJob.prepare_inputs(shell("true", {"m": monitor("counted")}))
+    job = ShellJob(inputs)
+    job._monitor_result = CalcJobMonitorResult(key="m", message="stop", retrieve=True, parse=False)
+    checkpoint = job._make_checkpoint()
+    assert checkpoint["monitor_result"]["action"] == "kill" and checkpoint["monitor_result"]["parse"] is False
+    again = ShellJob(inputs)
+    again._restore(checkpoint)
+    assert again._monitor_result == job._monitor_result
+    # a job taken over after its monitor stopped it calls no monitor again
+    from plait.engine.monitors import job_monitors
+
+    assert job_monitors(again) is not None and not job_monitors(again).active

@@ -50,6 +50,7 @@ from plait.engine.exit_code import ExitCode
 from plait.engine.monitors import (
     STOPPED_BY_MONITOR,
     CalcJobMonitorResult,
+    CalcJobMonitors,
     stopped_exit_code,
     validate_monitors,
     watch_job,
@@ -236,6 +237,8 @@ class CalcJob(Process):
         self._status_updates: set[asyncio.Task[Any]] = set()
         #: the verdict of the monitor that stopped the job (checkpointed), see plait.engine.monitors
         self._monitor_result: CalcJobMonitorResult | None = None
+        #: the job's monitors, made on first use (so a disabled one stays disabled across retries)
+        self._monitors: CalcJobMonitors | None = None
 
     @property
     def options(self) -> dict[str, Any]:

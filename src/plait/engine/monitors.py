@@ -358,13 +358,13 @@ def job_monitors(process: CalcJob) -> CalcJobMonitors | None:
     given = process.inputs.get("monitors") or {}
     if not given:
         return None
-    monitors: CalcJobMonitors | None = process.__dict__.get("_plait_monitors")
+    monitors = process._monitors
     if monitors is None:
         interval = float(process.computer.options.get("minimum_poll_interval") or 0.0)
         monitors = CalcJobMonitors(given, default_interval=interval)
         if process._monitor_result is not None:
             monitors.disable_all()  # a monitor stopped the job before a restart: none runs again
-        process.__dict__["_plait_monitors"] = monitors
+        process._monitors = monitors
     return monitors
 
 
