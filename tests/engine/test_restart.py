@@ -147,7 +147,7 @@ class AddBase(BaseRestartWorkChain):
         super().setup()
         self.ctx.inputs = self.exposed_inputs(ArithmeticAddCalculation, "add")
 
-    @process_handler(exit_codes=ArithmeticAddCalculation.spec().exit_codes.ERROR_NEGATIVE_NUMBER)
+    @process_handler(exit_codes=ArithmeticAddCalculation.exit_codes.ERROR_NEGATIVE_NUMBER)
     def handle_negative_sum(self, node):
         self.ctx.inputs.x = -node.inputs["x"].value
         return ProcessHandlerReport()
