@@ -17,12 +17,14 @@ __version__ = "0.1.0"
 
 _ENGINE = (
     "AttributeDict",
+    "BaseRestartWorkChain",
     "CheckpointError",
     "ExitCode",
     "InputValidationError",
     "OutputValidationError",
     "Process",
     "ProcessBuilder",
+    "ProcessHandlerReport",
     "ProcessKilledError",
     "ProcessSpec",
     "Runner",
@@ -37,6 +39,7 @@ _ENGINE = (
     "calcfunction",
     "current_process",
     "if_",
+    "process_handler",
     "resume",
     "return_",
     "run",

@@ -8,6 +8,7 @@ from plait.engine.launch import aresume, arun, arun_get_node, resume, run, run_g
 from plait.engine.ports import InputValidationError, OutputValidationError
 from plait.engine.process import Process, ProcessKilledError
 from plait.engine.process_function import calcfunction, workfunction
+from plait.engine.restart import BaseRestartWorkChain, ProcessHandlerReport, process_handler
 from plait.engine.runner import Runner
 from plait.engine.spec import ProcessSpec
 from plait.engine.waiting import aawait_processes, await_processes
@@ -15,12 +16,14 @@ from plait.engine.workchain import ToContext, WorkChain, append_, if_, return_, 
 
 __all__ = [
     "AttributeDict",
+    "BaseRestartWorkChain",
     "CheckpointError",
     "ExitCode",
     "InputValidationError",
     "OutputValidationError",
     "Process",
     "ProcessBuilder",
+    "ProcessHandlerReport",
     "ProcessKilledError",
     "ProcessSpec",
     "Runner",
@@ -35,6 +38,7 @@ __all__ = [
     "calcfunction",
     "current_process",
     "if_",
+    "process_handler",
     "resume",
     "return_",
     "run",
