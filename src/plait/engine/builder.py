@@ -10,6 +10,8 @@
 
 Setting a name the spec does not declare raises AttributeError at once,
 naming the known ports; types are checked at launch with every other rule.
+A port not set reads as its default (None without one), and the builder's
+repr shows those defaults, as aiida-core's builder does.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class ProcessBuilderNamespace:
             return sub
         if port is None:
             raise AttributeError(f"'{self._path + name}' is not an input")
-        return None
+        return port.get_default() if port.has_default else None
 
     def __delattr__(self, name: str) -> None:
         self._values.pop(name, None)
@@ -83,8 +85,27 @@ class ProcessBuilderNamespace:
                 result[key] = value
         return result
 
+    def _shown(self) -> dict[str, Any]:
+        """What was set, and the defaults of the ports not set (what a launch would get)."""
+        result: dict[str, Any] = {}
+        for key, port in self._namespace.ports.items():
+            value = self._values.get(key)
+            if isinstance(port, PortNamespace):
+                sub = value if isinstance(value, ProcessBuilderNamespace) else ProcessBuilderNamespace(port)
+                nested = sub._shown()
+                if nested:
+                    result[key] = nested
+            elif value is not None:
+                result[key] = value
+            elif port.has_default:
+                result[key] = port.get_default()
+        for key, value in self._values.items():  # names of a dynamic namespace
+            if key not in result and key not in self._namespace.ports and value is not None:
+                result[key] = value._shown() if isinstance(value, ProcessBuilderNamespace) else value
+        return result
+
     def __repr__(self) -> str:
-        return f"<inputs {self._inputs()!r}>"
+        return f"<inputs {self._shown()!r}>"
 
 
 class ProcessBuilder(ProcessBuilderNamespace):
@@ -95,4 +116,4 @@ class ProcessBuilder(ProcessBuilderNamespace):
         object.__setattr__(self, "process_class", process_class)
 
     def __repr__(self) -> str:
-        return f"<ProcessBuilder {self.process_class.__name__} {self._inputs()!r}>"
+        return f"<ProcessBuilder {self.process_class.__name__} {self._shown()!r}>"

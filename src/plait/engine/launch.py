@@ -28,6 +28,7 @@ from plait.engine.lifecycle import EngineError
 from plait.engine.loop_thread import is_engine_loop_thread, run_on_engine_loop
 from plait.engine.process import Process
 from plait.engine.process_function import ProcessFunction
+from plait.engine.resolve import check_one_way_of_giving_inputs
 from plait.engine.runner import Runner, resolve_process
 from plait.orm import ProcessNode, ProcessState
 
@@ -66,6 +67,7 @@ def run_get_node(
     """
     _console_reports_if_top_level()
     if isinstance(process, ProcessFunction):
+        check_one_way_of_giving_inputs(inputs, kwargs)
         merged = {**dict(inputs or {}), **kwargs} if isinstance(inputs, Mapping) else kwargs
         positional = (inputs, *args) if inputs is not None and not isinstance(inputs, Mapping) else args
         return process.run_get_node(*positional, **merged)
@@ -123,6 +125,7 @@ async def arun_get_node(
     _console_reports_if_top_level()
     runner = Runner.for_loop()
     if isinstance(process, ProcessFunction):
+        check_one_way_of_giving_inputs(inputs, kwargs)
         merged = {**dict(inputs or {}), **kwargs} if isinstance(inputs, Mapping) else kwargs
         positional = (inputs, *args) if inputs is not None and not isinstance(inputs, Mapping) else args
         return await runner.call_in_thread(None, lambda: process.run_get_node(*positional, **merged))

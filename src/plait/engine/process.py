@@ -160,8 +160,20 @@ class Process:
 
         Raises:
             InputValidationError: naming each bad port and why; nothing is stored.
+            TypeError: the class cannot be launched (a bare base class, a work chain without an
+                outline); nothing is stored.
         """
+        problem = cls._launch_problem()
+        if problem:
+            raise TypeError(f"cannot launch {cls.process_label_string()}: {problem}")
         return cls.spec().inputs.process(inputs, cls.process_label_string())
+
+    @classmethod
+    def _launch_problem(cls) -> str | None:
+        """Why this class cannot be launched at all, or None; subclasses add their reasons."""
+        if cls is Process:
+            return "Process is a base class: launch a subclass (a WorkChain, a CalcJob, a calcfunction)"
+        return None
 
     @property
     def pk(self) -> int:

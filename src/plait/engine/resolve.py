@@ -17,7 +17,26 @@ from plait.orm.registry import import_object
 if TYPE_CHECKING:
     from plait.engine.builder import ProcessBuilder
 
-__all__ = ["load_process_class", "resolve_process"]
+__all__ = ["check_one_way_of_giving_inputs", "load_process_class", "resolve_process"]
+
+
+def check_one_way_of_giving_inputs(inputs: Any, kwargs: Mapping[str, Any]) -> None:
+    """Refuse an inputs dict given together with keyword inputs, as aiida-core does.
+
+    ``run(Cls, {"x": 1}, y=2)`` would otherwise merge the two silently, and a
+    name given both ways would win one way or the other unnoticed.  A builder
+    with keyword inputs added on top stays allowed (aiida-core's
+    ``run(builder, **kwargs)``).
+
+    Raises:
+        ValueError: both were given; nothing is stored.
+    """
+    if isinstance(inputs, Mapping) and kwargs:
+        raise ValueError(
+            f"got both an inputs dict ({', '.join(sorted(map(str, inputs))) or 'empty'}) and keyword inputs "
+            f"({', '.join(sorted(kwargs))}): pass the inputs one way, e.g. run(Process, **inputs) or "
+            "run(Process, inputs)"
+        )
 
 
 def resolve_process(
@@ -31,6 +50,7 @@ def resolve_process(
         return process.process_class, {**process._inputs(), **dict(kwargs)}
     if isinstance(inputs, ProcessBuilder):
         return inputs.process_class, {**inputs._inputs(), **dict(kwargs)}
+    check_one_way_of_giving_inputs(inputs, kwargs)
     merged = {**dict(inputs or {}), **dict(kwargs)}
     if isinstance(process, ProcessFunction):
         return process.process_class, merged

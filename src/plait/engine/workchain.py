@@ -234,6 +234,14 @@ class WorkChain(Process):
     def define(cls, spec: ProcessSpec) -> None:
         super().define(spec)
 
+    @classmethod
+    def _launch_problem(cls) -> str | None:
+        if cls is WorkChain:
+            return "WorkChain is a base class: launch a subclass whose define() declares spec.outline(...)"
+        if not cls.spec().get_outline():
+            return f"{cls.__name__}.define() must declare spec.outline(...)"
+        return super()._launch_problem()
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Build the spec and check the outline when the class is defined, so a mistake in
         ``define`` (a non-callable step, a predicate with the wrong signature, a missing

@@ -1,0 +1,107 @@
+"""Launching as AiiDA users expect (issue 10, "Behaviours to match"): an inputs dict and keyword
+inputs together are refused, the bare WorkChain and CalcJob base classes are refused, and a
+builder shows the defaults of the ports not set; every refusal before anything is stored."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from plait import CalcJob, WorkChain, arun, calcfunction, run, submit
+from plait.orm import Int
+from plait.storage import get_backend
+from wf_library import Counter
+
+
+@calcfunction
+def add(x, y):
+    return Int(x.value + y.value)
+
+
+def _count() -> int:
+    return get_backend().count_nodes()
+
+
+@pytest.mark.parametrize("launch", ["run", "submit", "arun", "function"])
+def test_inputs_dict_and_keywords_together_are_refused(any_profile, launch):
+    before = _count()
+    with pytest.raises(ValueError, match=r"both an inputs dict \(.*\) and keyword inputs"):
+        if launch == "run":
+            run(Counter, {"n": Int(1)}, fail_at=Int(3))
+        elif launch == "submit":
+            submit(Counter, {"n": Int(1)}, fail_at=Int(3))
+        elif launch == "arun":
+            asyncio.run(arun(Counter, {"n": Int(1)}, fail_at=Int(3)))
+        else:
+            run(add, {"x": Int(1)}, y=Int(2))
+    assert _count() == before
+
+
+def test_inputs_dict_or_keywords_alone_are_fine():
+    assert run(add, {"x": Int(1), "y": Int(2)}).value == 3
+    assert run(add, x=Int(1), y=Int(2)).value == 3
+
+
+class ChildAddsTwice(WorkChain):
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.outline(cls.step)
+
+    def step(self):
+        self.submit(Counter, {"n": Int(1)}, fail_at=Int(3))
+
+
+def test_inputs_dict_and_keywords_together_are_refused_in_a_step():
+    with pytest.raises(ValueError, match=r"both an inputs dict \(.*\) and keyword inputs"):
+        run(ChildAddsTwice)
+
+
+@pytest.mark.parametrize("base", [WorkChain, CalcJob])
+@pytest.mark.parametrize("launch", [run, submit])
+def test_the_bare_base_classes_are_refused_before_anything_is_stored(any_profile, base, launch):
+    before = _count()
+    with pytest.raises(TypeError, match=rf"{base.__name__} is a base class.*subclass"):
+        launch(base)
+    assert _count() == before
+
+
+class NoOutline(WorkChain):
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("x", valid_type=Int, required=False)
+
+
+def test_a_work_chain_without_an_outline_is_refused_before_anything_is_stored():
+    before = _count()
+    with pytest.raises(TypeError, match=r"NoOutline.*spec\.outline"):
+        run(NoOutline, x=Int(1))
+    assert _count() == before
+
+
+class Defaults(WorkChain):
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("plain", valid_type=Int, default=lambda: Int(5))
+        spec.input("flag", valid_type=bool, default=True, non_db=True)
+        spec.input("unset", valid_type=Int, required=False)
+        spec.outline(cls.step)
+
+    def step(self):
+        pass
+
+
+def test_a_builder_shows_the_defaults_of_unset_ports():
+    builder = Defaults.get_builder()
+    assert builder.plain.value == 5
+    assert builder.flag is True
+    assert builder.unset is None
+    assert builder.metadata.call_link_label == "CALL"
+    text = repr(builder)
+    assert "'plain'" in text and "'flag': True" in text
+    builder.plain = Int(7)
+    assert builder.plain.value == 7
+    assert run(builder) == {}
