@@ -3,12 +3,18 @@
 Two exchanges per profile, both non-durable (a bell that nobody hears is
 simply dropped; the database still says what must run):
 
-* ``plait.<profile>.work`` — fanout; every worker binds an exclusive,
+* ``plait.<profile>.<uuid>.work`` — fanout; every worker binds an exclusive,
   auto-deleted queue and consumes with ``no_ack`` (acknowledged on
   receipt: no message ever stays unacknowledged, so RabbitMQ's
   ``consumer_timeout`` has nothing to time out);
-* ``plait.<profile>.control`` — direct; a runner binds its queue with its
+* ``plait.<profile>.<uuid>.control`` — direct; a runner binds its queue with its
   own lease-owner id as routing key.
+
+``<uuid>`` is the profile's unique id (``uuid`` in ``profile.toml``): two
+installations that both call their profile ``default`` and share a virtual
+host never hear each other's bells.  (The queues are server-named.)  Every
+process of one profile must run a plait that names exchanges this way:
+restart the daemon after upgrading from a plait that did not.
 
 The connection is *robust*: when RabbitMQ restarts it reconnects and
 re-declares the queues and consumers; meanwhile waiters keep polling the
@@ -27,9 +33,21 @@ from plait.broker.contract import Broker, BrokerError, wait_for_bell
 if TYPE_CHECKING:
     from plait.storage.profile import Profile
 
-__all__ = ["RabbitMQBroker"]
+__all__ = ["RabbitMQBroker", "exchange_names"]
 
 LOGGER = logging.getLogger("plait.broker")
+
+
+def exchange_names(profile: Profile) -> tuple[str, str]:
+    """The names of the profile's work and control exchanges: ``plait.<name>.<uuid>.work|control``.
+
+    Raises:
+        BrokerError: the profile has no uuid (a Profile made by hand, not by load_profile_config).
+    """
+    if not profile.uuid:
+        raise BrokerError(f"profile '{profile.name}' has no uuid: load it with plait.storage.load_profile")
+    prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", profile.name)
+    return f"plait.{prefix}.{profile.uuid}.work", f"plait.{prefix}.{profile.uuid}.control"
 
 
 class RabbitMQBroker(Broker):
@@ -41,9 +59,7 @@ class RabbitMQBroker(Broker):
         super().__init__(profile)
         self.url = profile.broker_url
         self.connect_timeout = connect_timeout
-        prefix = re.sub(r"[^A-Za-z0-9_.-]", "_", profile.name)
-        self._work_name = f"plait.{prefix}.work"
-        self._control_name = f"plait.{prefix}.control"
+        self._work_name, self._control_name = exchange_names(profile)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Any = None
         self._channel: Any = None
