@@ -39,16 +39,18 @@ def test_notebook_cells_run_plait_in_a_live_kernel(plait_home):
     client = NotebookClient(notebook, timeout=120, kernel_name="python3")
     client.execute()
 
-    def text(index: int) -> str:
+    def text(index: int, stream: str = "stdout") -> str:
         outputs = notebook.cells[index].outputs
         errors = [o for o in outputs if o.output_type == "error"]
         assert not errors, "\n".join("\n".join(e.traceback) for e in errors)
-        return "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+        return "".join(o.get("text", "") for o in outputs if o.output_type == "stream" and o.name == stream)
 
     assert "loop running: True" in text(0)
     assert "run 3 finished" in text(1)
     assert text(2).startswith("arun 2 ")
     assert "nested 20 ['add', 'multiply']" in text(3)
+    # the work chain's report lines show in the cell as they happen, on its stderr
+    assert "|Counter|inc]: count is now 3" in text(1, "stderr") and "count is now 2" in text(2, "stderr")
 
     from plait.storage import get_backend
 
