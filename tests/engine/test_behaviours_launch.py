@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from plait import CalcJob, WorkChain, arun, calcfunction, run, submit
-from plait.orm import Int
+from plait import CalcJob, WorkChain, arun, calcfunction, run, run_get_node, submit
+from plait.orm import Int, List
 from plait.storage import get_backend
 from wf_library import Counter
 
@@ -105,3 +105,73 @@ def test_a_builder_shows_the_defaults_of_unset_ports():
     builder.plain = Int(7)
     assert builder.plain.value == 7
     assert run(builder) == {}
+
+
+# -- calculation jobs ---------------------------------------------------------------------------------
+
+
+def test_an_unknown_parser_name_is_refused_before_anything_is_stored(any_profile):
+    from plait import InputValidationError
+    from plait.calculations.shell import ShellJob
+    from plait.orm import Str
+
+    before = _count()
+    inputs = {"command": Str("true"), "metadata": {"options": {"parser_name": "no-such-parser"}}}
+    with pytest.raises(
+        InputValidationError, match=r"metadata\.options\.parser_name.*no parser 'no-such-parser'"
+    ):
+        run(ShellJob, inputs)
+    assert _count() == before
+
+
+class Nested(CalcJob):
+    """Writes files in nested folders and retrieves them with (source, target, depth) tuples."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("retrieve", valid_type=List)
+
+    def prepare_for_submission(self, folder):
+        from plait import CalcInfo, CodeInfo
+
+        script = (
+            "mkdir -p out/sub/deeper out/other && echo a > out/sub/a.txt && echo b > out/sub/b.txt "
+            "&& echo c > out/other/c.dat && echo d > out/sub/deeper/d.dat && echo e > top.log"
+        )
+        return CalcInfo(
+            codes_info=[CodeInfo(executable="/bin/sh", cmdline_params=["-c", script])],
+            retrieve_list=[
+                tuple(item) if isinstance(item, list) else item for item in self.inputs.retrieve.get_list()
+            ],
+        )
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        (["out/sub/*.txt", "flat", 1], ["flat/a.txt", "flat/b.txt"]),
+        (["out/sub/*.txt", "deep", None], ["deep/out/sub/a.txt", "deep/out/sub/b.txt"]),
+        (["out/sub/a.txt", "two", 2], ["two/sub/a.txt"]),
+        (["out/sub/a.txt", "renamed.txt", 0], ["renamed.txt"]),
+        (["out/*/*.dat", ".", 2], ["other/c.dat"]),
+        (["out/*/*/*.dat", "", 1], ["d.dat"]),
+        (["out/sub/deeper", "folder", 1], ["folder/deeper/d.dat"]),
+        (["missing/*.txt", "none", 1], []),
+        ("top.log", ["top.log"]),
+    ],
+)
+def test_retrieve_list_accepts_source_target_depth_tuples(item, expected):
+    outputs, node = run_get_node(Nested, retrieve=List([item]))
+    assert node.is_finished_ok, node.exit_message
+    kept = sorted(p for p in outputs["retrieved"].list_file_paths() if not p.startswith("_scheduler-"))
+    assert kept == expected
+
+
+def test_a_malformed_retrieve_item_is_refused_at_launch():
+    from plait import InputValidationError
+
+    before = _count()
+    with pytest.raises(InputValidationError, match="additional_retrieve_list.*depth"):
+        run(Nested, retrieve=List([]), metadata={"options": {"additional_retrieve_list": [["a", "b", -1]]}})
+    assert _count() == before

@@ -70,6 +70,10 @@ SCRIPT_NAME = "_plait_submit.sh"
 _GLOB = set("*?[")
 
 
+#: an item of a retrieve list: a path or glob, or ``(source glob, target, depth)``
+RetrieveItem = str | tuple[str, str, int | None]
+
+
 @dataclass
 class CodeInfo:
     """One command of the job: the code (default: the ``code`` input) and its arguments and files.
@@ -99,16 +103,19 @@ class CalcInfo:
             files of stored nodes copied into the job folder.
         remote_copy_list: ``(absolute path on the computer, target path)``: copied on the computer.
         remote_symlink_list: ``(absolute path on the computer, link path)``: linked instead.
-        retrieve_list: paths or globs (relative to the job folder) kept in ``retrieved``.
-        retrieve_temporary_list: paths or globs given to the parser only, then thrown away.
+        retrieve_list: paths or globs (relative to the job folder) kept in ``retrieved``; an item
+            may also be ``(source, target, depth)`` as in aiida-core: each match of ``source``
+            (a path or glob, wildcards allowed in any part) is put in ``target`` under the last
+            ``depth`` parts of its path (``None``: all of them; ``0``: at ``target`` itself).
+        retrieve_temporary_list: the same, given to the parser only, then thrown away.
     """
 
     codes_info: list[CodeInfo] = field(default_factory=list)
     local_copy_list: list[tuple[Node, str, str]] = field(default_factory=list)
     remote_copy_list: list[tuple[str, str]] = field(default_factory=list)
     remote_symlink_list: list[tuple[str, str]] = field(default_factory=list)
-    retrieve_list: list[str] = field(default_factory=list)
-    retrieve_temporary_list: list[str] = field(default_factory=list)
+    retrieve_list: list[RetrieveItem] = field(default_factory=list)
+    retrieve_temporary_list: list[RetrieveItem] = field(default_factory=list)
 
 
 def _check_resources(value: Any) -> str | None:
@@ -122,6 +129,15 @@ def _check_resources(value: Any) -> str | None:
         JobResources.from_dict(value)
     except (ValueError, TypeError) as exc:
         return str(exc)
+    return None
+
+
+def _check_retrieve_list(value: Any) -> str | None:
+    for item in value if isinstance(value, list) else []:
+        try:
+            _retrieve_key(item)
+        except ValueError as exc:
+            return str(exc)
     return None
 
 
@@ -173,7 +189,8 @@ class CalcJob(Process):
             "metadata.options.scheduler_stderr", valid_type=str, default="_scheduler-stderr.txt", non_db=True
         )
         option("metadata.options.parser_name", valid_type=str, required=False, non_db=True)
-        option("metadata.options.additional_retrieve_list", valid_type=list, default=lambda: [], non_db=True)
+        option("metadata.options.additional_retrieve_list", valid_type=list, default=lambda: [], non_db=True,
+               validator=_check_retrieve_list)  # fmt: skip
         option("metadata.options.ignore_nonzero_exit_status", valid_type=bool, default=False, non_db=True,
                help="a code exiting non-zero is not an error by itself (let the parser decide)")  # fmt: skip
         spec.output("remote_folder", valid_type=RemoteData, help="the job's folder on the computer")
@@ -209,6 +226,7 @@ class CalcJob(Process):
 
         processed = super().prepare_inputs(inputs)
         check_job_options(cls.process_label_string(), processed)
+        cls._check_parser_name(processed)
         return processed
 
     # -- to override -----------------------------------------------------------------------
@@ -219,6 +237,34 @@ class CalcJob(Process):
         ``self.options`` the ``metadata.options``.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement prepare_for_submission(folder)")
+
+    @classmethod
+    def _launch_problem(cls) -> str | None:
+        if cls is CalcJob:
+            return "CalcJob is a base class: launch a subclass that implements prepare_for_submission(folder)"
+        if cls.prepare_for_submission is CalcJob.prepare_for_submission:
+            return f"{cls.__name__} must implement prepare_for_submission(folder)"
+        return super()._launch_problem()
+
+    @classmethod
+    def _check_parser_name(cls, processed: dict[str, Any]) -> None:
+        """Refuse, at launch, a parser that does not exist (it would only fail after the job ran).
+
+        Raises:
+            InputValidationError: naming ``metadata.options.parser_name`` and the known parsers.
+        """
+        from plait.engine.parser import get_parser_class
+        from plait.engine.ports import InputValidationError
+
+        name = processed.get("metadata", {}).get("options", {}).get("parser_name")
+        if not name:
+            return
+        try:
+            get_parser_class(name)
+        except (ValueError, ImportError, AttributeError) as exc:
+            raise InputValidationError(
+                cls.process_label_string(), [("metadata.options.parser_name", str(exc))]
+            ) from None
 
     # -- state --------------------------------------------------------------------------------
     def __init__(self, inputs: Any, **kwargs: Any) -> None:
@@ -484,6 +530,8 @@ class CalcJob(Process):
                     f"{type(self).__name__}.prepare_for_submission returned "
                     f"{type(calc_info).__name__}, not CalcInfo"
                 )
+            for item in [*calc_info.retrieve_list, *calc_info.retrieve_temporary_list]:
+                _retrieve_key(item)  # a malformed item fails here, not after the job ran
             script = self.computer.get_scheduler().get_submit_script(self._job_template(calc_info))
             (sandbox / SCRIPT_NAME).write_text(script)
             self._stage_portable_codes(calc_info, sandbox)
@@ -638,8 +686,8 @@ class CalcJob(Process):
         try:
             async with self._transport() as transport:
                 listing: dict[str, dict[str, Any]] = {}
-                for name in dict.fromkeys(names):
-                    await _retrieve_item(transport, self._workdir, name, target, listing)
+                for name in dict.fromkeys(_retrieve_key(item) for item in names):
+                    await _retrieve_entry(transport, self._workdir, name, target, listing)
                 exit_file = posixpath.join(self._workdir, JobTemplate.exit_code_file)  # type: ignore[arg-type]
                 try:
                     text = (await transport.read_bytes(exit_file)).decode().strip()
@@ -677,7 +725,7 @@ class CalcJob(Process):
         async with self._transport() as transport:
             listing: dict[str, dict[str, Any]] = {}
             for name in calc_info.retrieve_temporary_list:
-                await _retrieve_item(transport, self._workdir, name, target, listing)
+                await _retrieve_entry(transport, self._workdir, _retrieve_key(name), target, listing)
         self._temporary_folder = target
 
     # -- parse -----------------------------------------------------------------------------------------
@@ -801,6 +849,91 @@ async def _ensure_parent(transport: Any, workdir: str, target: str) -> None:
         await transport.mkdir(posixpath.join(workdir, parent), parents=True, exist_ok=True)
 
 
+def _retrieve_key(item: Any) -> RetrieveItem:
+    """A retrieve list item checked and made hashable (a JSON list becomes a tuple).
+
+    Raises:
+        ValueError: neither a path nor ``(source, target, depth)``.
+    """
+    if isinstance(item, str):
+        return item
+    if isinstance(item, (list, tuple)) and len(item) == 3:
+        source, target, depth = item
+        if (
+            isinstance(source, str)
+            and isinstance(target, str)
+            and (depth is None or (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 0))
+        ):
+            return (source, target, depth)
+    raise ValueError(
+        f"retrieve list item {item!r}: give a path or glob, or (source, target, depth) with depth an "
+        "int >= 0 or None"
+    )
+
+
+async def _retrieve_entry(
+    transport: Any, workdir: str | None, item: RetrieveItem, target: Path, listing: dict[str, dict[str, Any]]
+) -> None:
+    """Retrieve one item of a retrieve list: a path or glob, or ``(source, target, depth)``."""
+    if isinstance(item, str):
+        await _retrieve_item(transport, workdir, item, target, listing)
+        return
+    assert workdir is not None
+    source, into, depth = item
+    for relative in await _matches(transport, workdir, source, listing):
+        parts = relative.split("/")
+        kept = parts if depth is None else (parts[-depth:] if depth > 0 else [])
+        local = posixpath.normpath(posixpath.join(into, *kept)) if (into or kept) else ""
+        if local in ("", ".") or local.startswith("../") or posixpath.isabs(local):
+            raise ValueError(f"retrieve list item {item!r}: '{relative}' would be put outside the folder")
+        await _fetch(transport, posixpath.join(workdir, relative), target / local, listing)
+
+
+async def _matches(
+    transport: Any, workdir: str, pattern: str, listing: dict[str, dict[str, Any]]
+) -> list[str]:
+    """The paths (relative to ``workdir``) that ``pattern`` names; wildcards may be in any part."""
+    found = [""]
+    for part in [p for p in pattern.split("/") if p and p != "."]:
+        following: list[str] = []
+        for base in found:
+            entries = await _listing(transport, posixpath.join(workdir, base) if base else workdir, listing)
+            if _GLOB & set(part):
+                names = sorted(name for name in entries if fnmatch.fnmatchcase(name, part))
+            else:
+                names = [part] if part in entries else []
+            following.extend(posixpath.join(base, name) if base else name for name in names)
+        found = following
+    return [path for path in found if path]
+
+
+async def _listing(transport: Any, remote_dir: str, listing: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The entries of ``remote_dir`` (empty if it is missing), listed once per retrieval."""
+    if remote_dir not in listing:
+        from plait.transports import NotADirectoryTransportError, PathNotFoundError
+
+        try:
+            listing[remote_dir] = await transport.listdir_with_attributes(remote_dir)
+        except (PathNotFoundError, NotADirectoryTransportError):
+            listing[remote_dir] = {}
+    return listing[remote_dir]
+
+
+async def _fetch(transport: Any, remote: str, local: Path, listing: dict[str, dict[str, Any]]) -> None:
+    """Copy the file or folder ``remote`` to ``local`` (its parents made as needed)."""
+    parent, name = posixpath.split(remote)
+    attributes = (await _listing(transport, parent, listing)).get(name)
+    if attributes is None:
+        return
+    if attributes.is_symlink:
+        attributes = await transport.stat(remote)
+    await asyncio.to_thread(os.makedirs, local.parent, exist_ok=True)
+    if attributes.is_dir:
+        await transport.gettree(remote, local)
+    elif attributes.is_file:
+        await transport.get(remote, local)
+
+
 async def _retrieve_item(
     transport: Any, workdir: str | None, name: str, target: Path, listing: dict[str, dict[str, Any]]
 ) -> None:
@@ -812,30 +945,14 @@ async def _retrieve_item(
     assert workdir is not None
     directory, pattern = posixpath.split(name)
     remote_dir = posixpath.join(workdir, directory) if directory else workdir
-    if remote_dir not in listing:
-        from plait.transports import NotADirectoryTransportError, PathNotFoundError
-
-        try:
-            listing[remote_dir] = await transport.listdir_with_attributes(remote_dir)
-        except (PathNotFoundError, NotADirectoryTransportError):
-            listing[remote_dir] = {}
-    entries = listing[remote_dir]
+    entries = await _listing(transport, remote_dir, listing)
     if _GLOB & set(pattern):
         names = [item for item in entries if fnmatch.fnmatchcase(item, pattern)]
     else:
         names = [pattern] if pattern in entries else []
     for item in names:
-        remote = posixpath.join(remote_dir, item)
         local = target / directory / item if directory else target / item
-        attributes = entries[item]
-        if attributes.is_symlink:
-            attributes = await transport.stat(remote)
-        if attributes.is_dir:
-            await transport.gettree(remote, local)
-        elif attributes.is_file:
-            if directory:
-                await asyncio.to_thread(os.makedirs, local.parent, exist_ok=True)
-            await transport.get(remote, local)
+        await _fetch(transport, posixpath.join(remote_dir, item), local, listing)
 
 
 def _store_folder(path: Path) -> FolderData:
