@@ -12,6 +12,7 @@ import pytest
 
 from plait import (
     BaseRestartWorkChain,
+    CheckpointError,
     ExitCode,
     InputValidationError,
     ProcessHandlerReport,
@@ -290,6 +291,20 @@ def test_a_handler_returning_something_else_excepts_the_chain(any_profile):
 
     with pytest.raises(TypeError, match="process handler bad returned bool"):
         run_get_node(Bad, check={"x": Int(2)})
+
+
+def test_an_unstored_node_in_ctx_inputs_is_refused_saying_what_to_do(any_profile):
+    class Unstored(CheckBase):
+        @process_handler(priority=1000, exit_codes=[NEGATIVE])
+        def unstored(self, node):
+            self.ctx.inputs.x = Int(2)  # a new node, neither stored nor made by a calcfunction
+            return ProcessHandlerReport(do_break=True)
+
+    with pytest.raises(CheckpointError, match=r"ctx\.inputs.*unstored Int: store it"):
+        run_get_node(Unstored, check={"x": Int(-1)})
+    # a plain value is fine: the child's port wraps it
+    outputs, node = run_get_node(CheckBase, check={"x": Int(-1)}, handler_overrides={"handle_odd": True})
+    assert node.is_finished_ok and outputs["result"].value == 20
 
 
 # -- pausing for the user ----------------------------------------------------------------------------------

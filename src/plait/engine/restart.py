@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from plait.engine.exit_code import ExitCode
 from plait.engine.workchain import ToContext, WorkChain, append_
-from plait.orm import Bool, CalcJobNode, Dict, Int, ProcessNode, Str
+from plait.orm import Bool, CalcJobNode, Dict, Int, Node, ProcessNode, Str
 
 if TYPE_CHECKING:
     from plait.engine.process import Process
@@ -192,9 +192,7 @@ def validate_handler_overrides(process_class: type[BaseRestartWorkChain], value:
 def _copy_mappings(values: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of the nested mappings of ``values`` (the nodes and plain values inside are shared)."""
     return {
-        key: _copy_mappings(value)
-        if isinstance(value, Mapping) and not isinstance(value, ProcessNode)
-        else value
+        key: _copy_mappings(value) if isinstance(value, Mapping) and not isinstance(value, Node) else value
         for key, value in values.items()
     }
 
