@@ -276,3 +276,23 @@ def test_float_ports_keep_their_auto_wrapping():
 
     processed = Exposes.prepare_inputs({"t": {"f": 1.5}})
     assert isinstance(processed["t"]["f"], Float) and processed["t"]["f"].value == 1.5
+
+
+def test_include_reaches_into_a_namespace_of_the_child():
+    class Picks(WorkChain):
+        @classmethod
+        def define(cls, spec):
+            super().define(spec)
+            spec.expose_inputs(Child, namespace="c", include=("x", "options.scale"))
+            spec.expose_outputs(Child, exclude=("info",))
+            spec.outline(cls.run)
+
+        def run(self):
+            pass
+
+    inputs = Picks.spec().inputs
+    assert sorted(inputs.get_port("c").ports) == ["options", "x"]
+    assert list(inputs.get_port("c.options").ports) == ["scale"]
+    assert inputs.get_port("c.options").help == "knobs"  # the namespace keeps its properties
+    assert list(Picks.spec().outputs.ports) == ["sum"]
+    assert Picks.spec()._exposed_inputs == {"c": {Child: ["x", "options"]}}
