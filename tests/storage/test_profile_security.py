@@ -136,14 +136,6 @@ def test_a_profile_folder_of_another_user_is_refused(plait_home):
         os.chown(folder, 0, 0)
 
 
-def test_plait_home_that_is_a_file_is_one_clear_error(tmp_path, monkeypatch):
-    target = tmp_path / "not-a-folder"
-    target.write_text("")
-    monkeypatch.setenv("PLAIT_HOME", str(target))
-    with pytest.raises(ProfileError, match="is a file"):
-        create_profile("x")
-
-
 def test_the_database_password_can_come_from_the_environment(plait_home, monkeypatch):
     create_profile("pg", storage_url="postgresql://plait@db.example:5432/plait")
     monkeypatch.setenv("PLAIT_DB_PASSWORD", "p@ss/word")
