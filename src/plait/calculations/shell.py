@@ -15,6 +15,10 @@ Inputs:
 
 * ``command`` — the executable, an absolute path or a name found in
   ``PATH`` on the computer;
+* or ``code`` instead — an ``InstalledCode`` (its executable on its
+  computer, which runs the job) or a ``PortableCode`` (uploaded into the
+  job's folder); the job runs exactly the code it records as its input.
+  Giving both, or neither, is refused before anything is stored;
 * ``arguments`` — a list of strings; ``{name}`` is replaced by the file name
   of the node ``nodes.name`` (or by the value of a ``Str``/``Int``/``Float``);
 * ``nodes`` — files (``SinglefileData``, copied under their file name) and
@@ -32,9 +36,10 @@ import string
 from pathlib import Path
 from typing import Any
 
-from plait.engine.calcjob import CalcInfo, CalcJob, CodeInfo
+from plait.engine.calcjob import CalcInfo, CalcJob, CodeInfo, RetrieveItem
 from plait.engine.spec import ProcessSpec
 from plait.orm import BaseType, Data, FolderData, List, Node, ProcessNode, SinglefileData, Str
+from plait.orm.code import Code
 
 __all__ = ["ShellJob", "output_label", "run_shell_job"]
 
@@ -46,6 +51,18 @@ def output_label(filename: str) -> str:
     """The output link label of a retrieved file: ``out.txt`` becomes ``out_txt``."""
     label = re.sub(r"[^0-9A-Za-z_]", "_", filename.rsplit("/", 1)[-1]).strip("_") or "file"
     return f"file_{label}" if label[0].isdigit() else label
+
+
+def _check_code_or_command(inputs: Any, _namespace: Any = None) -> str | None:
+    """Exactly one of ``code`` and ``command``: what runs is what the provenance records."""
+    if "code" in inputs and "command" in inputs:
+        return (
+            "give a `code` or a `command`, not both: the job runs the code's executable, so a "
+            "command beside it would be recorded but not run"
+        )
+    if "code" not in inputs and "command" not in inputs:
+        return "give a `code` or a `command` (the executable to run)"
+    return None
 
 
 def _check_arguments(value: Any) -> str | None:
@@ -66,7 +83,12 @@ class ShellJob(CalcJob):
     @classmethod
     def define(cls, spec: ProcessSpec) -> None:
         super().define(spec)
-        spec.input("command", valid_type=Str, help="the executable: absolute path or name in PATH")
+        spec.input(
+            "command",
+            valid_type=Str,
+            required=False,
+            help="the executable: absolute path or name in PATH (or give a code instead)",
+        )
         spec.input("arguments", valid_type=List, required=False, validator=_check_arguments)
         spec.input_namespace("nodes", dynamic=True, valid_type=Data, help="files, folders and values")
         spec.input("outputs", valid_type=List, required=False, help="file names or globs to attach")
@@ -74,6 +96,7 @@ class ShellJob(CalcJob):
         spec.output(STDERR, valid_type=SinglefileData, required=False)
         spec.outputs.dynamic = True
         spec.outputs.valid_type = (Data,)
+        spec.inputs.validator = _check_code_or_command
 
     def _substitutions(self) -> dict[str, str]:
         values: dict[str, str] = {}
@@ -103,13 +126,14 @@ class ShellJob(CalcJob):
                 copies.append((node, node.filename, node.filename))
             elif isinstance(node, FolderData):
                 copies.append((node, "", key))
-        retrieve = [STDOUT, STDERR]
+        retrieve: list[RetrieveItem] = [STDOUT, STDERR]
         if "outputs" in self.inputs:
             retrieve.extend(self.inputs["outputs"].get_list())
         return CalcInfo(
             codes_info=[
                 CodeInfo(
-                    executable=self.inputs["command"].value,
+                    # with a `code` input the engine runs that code (executable, prepend text, MPI)
+                    executable=self.inputs["command"].value if "command" in self.inputs else None,
                     cmdline_params=arguments,
                     stdout_name=STDOUT,
                     stderr_name=STDERR,
@@ -121,8 +145,9 @@ class ShellJob(CalcJob):
 
 
 def run_shell_job(
-    command: str,
+    command: str | None = None,
     *,
+    code: Code | None = None,
     arguments: list[str] | None = None,
     nodes: dict[str, Data] | None = None,
     outputs: list[str] | None = None,
@@ -130,11 +155,23 @@ def run_shell_job(
     options: dict[str, Any] | None = None,
     submit: bool = False,
 ) -> tuple[dict[str, Any], ProcessNode]:
-    """Run (or submit) a :class:`ShellJob`; returns ``(outputs, node)`` (outputs empty when submitted)."""
+    """Run (or submit) a :class:`ShellJob` of ``command`` or of ``code``; returns ``(outputs, node)``
+    (outputs empty when submitted).
+
+    Raises:
+        ValueError: both ``command`` and ``code``, or neither (nothing stored).
+    """
     from plait.engine.launch import run_get_node
     from plait.engine.launch import submit as submit_process
 
-    inputs: dict[str, Any] = {"command": Str(command), "nodes": dict(nodes or {})}
+    problem = _check_code_or_command({k for k, v in (("code", code), ("command", command)) if v is not None})
+    if problem:
+        raise ValueError(f"run_shell_job: {problem}")
+    inputs: dict[str, Any] = {"nodes": dict(nodes or {})}
+    if code is not None:
+        inputs["code"] = code
+    else:
+        inputs["command"] = Str(command)
     if arguments is not None:
         inputs["arguments"] = List(list(arguments))
     if outputs is not None:

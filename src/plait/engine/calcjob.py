@@ -64,7 +64,7 @@ from plait.orm.computer import Computer
 if TYPE_CHECKING:
     from plait.transports import BlockingTransport
 
-__all__ = ["CalcInfo", "CalcJob", "CodeInfo"]
+__all__ = ["CalcInfo", "CalcJob", "CodeInfo", "RetrieveItem"]
 
 SCRIPT_NAME = "_plait_submit.sh"
 _GLOB = set("*?[")
