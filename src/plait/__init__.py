@@ -60,6 +60,8 @@ _LAZY.update(
         "CalcInfo": "plait.engine.calcjob",
         "CodeInfo": "plait.engine.calcjob",
         "Parser": "plait.engine.parser",
+        "CalcJobMonitorAction": "plait.engine.monitors",
+        "CalcJobMonitorResult": "plait.engine.monitors",
     }
 )
 

@@ -6,9 +6,9 @@ import posixpath
 
 import pytest
 
-from plait import InputValidationError, run_get_node
+from plait import CalcJobMonitorResult, InputValidationError, run_get_node
 from plait.calculations.shell import ShellJob
-from plait.engine.monitors import CalcJobMonitorResult, CalcJobMonitors
+from plait.engine.monitors import CalcJobMonitors
 from plait.orm import Dict, List, Str
 from plait.storage import get_backend
 
