@@ -172,6 +172,6 @@ def test_a_malformed_retrieve_item_is_refused_at_launch():
     from plait import InputValidationError
 
     before = _count()
-    with pytest.raises(InputValidationError, match="additional_retrieve_list.*depth"):
+    with pytest.raises(InputValidationError, match=r"additional_retrieve_list.*depth"):
         run(Nested, retrieve=List([]), metadata={"options": {"additional_retrieve_list": [["a", "b", -1]]}})
     assert _count() == before
