@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import reprlib
 import uuid as _uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -51,6 +52,29 @@ class LinkType(enum.StrEnum):
 MAX_JSON_DEPTH = 200
 
 
+def _make_short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, 60, 60
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = short.maxfrozenset = 6
+    return short
+
+
+_SHORT_REPR = _make_short_repr()
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` cut to a few levels and characters, for error messages.
+
+    A plain ``repr`` of a value nested thousands of levels deep raises
+    ``RecursionError`` (and one of a huge value floods the terminal); an error
+    message about a bad value must never fail itself.
+    """
+    try:
+        return _SHORT_REPR.repr(value)
+    except Exception:  # a user's __repr__ may raise anything: still name the type
+        return f"<{type(value).__name__}>"
+
+
 def check_json(value: Any, where: str) -> None:
     """Refuse anything that is not plain JSON (dict with str keys, list, str, int, finite float, bool, None).
 
@@ -69,7 +93,9 @@ def _check_json(value: Any, where: str, depth: int, path: set[int]) -> None:
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise StoringNotAllowed(f"{where}: {value!r} cannot be stored (JSON has no NaN or infinity)")
+            raise StoringNotAllowed(
+                f"{where}: {short_repr(value)} cannot be stored (JSON has no NaN or infinity)"
+            )
         return
     if not isinstance(value, (list, tuple, dict)):
         raise StoringNotAllowed(
@@ -78,13 +104,16 @@ def _check_json(value: Any, where: str, depth: int, path: set[int]) -> None:
     if id(value) in path:
         raise StoringNotAllowed(f"{where}: the value contains itself, which JSON cannot hold")
     if depth >= MAX_JSON_DEPTH:
-        raise StoringNotAllowed(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep")
+        shown = where if len(where) <= 80 else f"{where[:60]}...{where[-16:]}"
+        raise StoringNotAllowed(f"{shown}: nested more than {MAX_JSON_DEPTH} levels deep")
     path.add(id(value))
     try:
         if isinstance(value, dict):
             for key, item in value.items():
                 if not isinstance(key, str):
-                    raise StoringNotAllowed(f"{where}: key {key!r} is not a string (JSON keys are strings)")
+                    raise StoringNotAllowed(
+                        f"{where}: key {short_repr(key)} is not a string (JSON keys are strings)"
+                    )
                 _check_json(item, f"{where}[{key!r}]", depth + 1, path)
         else:
             for index, item in enumerate(value):

@@ -520,10 +520,61 @@ class Scheduler(abc.ABC):
                 raise InvalidJobOptionError(name, value, "must not contain a NUL character")
         for name in ("additional_retrieve_list",):
             for item in options.get(name) or ():
-                if not isinstance(item, str) or "\n" in item or "\r" in item or "\0" in item:
+                if not isinstance(item, str) or not item or "\n" in item or "\r" in item or "\0" in item:
                     raise InvalidJobOptionError(
                         name, item, "must hold file names without a newline or NUL character"
                     )
+        self._check_expressible(options)
+
+    #: the calculation option behind each :class:`JobTemplate` field whose name differs.
+    _OPTION_OF_FIELD: ClassVar[Mapping[str, str]] = {"environment": "environment_variables"}
+
+    def _check_expressible(self, options: Mapping[str, Any]) -> None:
+        """Build the template the options describe and this plugin's script header from it.
+
+        The same checks as when the job is written after it was stored (the
+        template's field checks, then :meth:`_header` and :meth:`_preamble`,
+        which refuse what this scheduler cannot express), done at launch.
+
+        Raises:
+            InvalidJobOptionError: naming the option the template or the plugin refused.
+        """
+        from plait.schedulers.errors import InvalidJobOptionError
+
+        fields_of_options = {
+            name: options[name]
+            for name in (
+                "max_wallclock_seconds",
+                "queue_name",
+                "account",
+                "qos",
+                "max_memory_kb",
+                "custom_scheduler_commands",
+                "prepend_text",
+                "append_text",
+                "scheduler_stdout",
+                "scheduler_stderr",
+            )
+            if options.get(name) is not None
+        }
+        environment = options.get("environment_variables") or {}
+        try:
+            template = JobTemplate(
+                resources=JobResources.from_dict(options.get("resources") or {}),
+                environment={str(key): str(value) for key, value in environment.items()},
+                **fields_of_options,
+            )
+            self._header(template)
+            self._preamble(template)
+        except (ValueError, TypeError) as exc:
+            message = str(exc)
+            match = re.match(r"(?:JobTemplate|JobResources)\.(\w+)", message)
+            field_name = match.group(1) if match else ""
+            option = self._OPTION_OF_FIELD.get(field_name, field_name)
+            if message.startswith("JobResources") or option not in options:
+                option = "resources" if message.startswith("JobResources") else (option or "options")
+            value = options.get(option, options) if option != "options" else dict(options)
+            raise InvalidJobOptionError(option, value, f"is refused: {message}") from None
 
     def failure_from_output(self, stdout: str, stderr: str) -> str | None:
         """What the job's own scheduler output says about how it ended, or None.

@@ -109,15 +109,15 @@ class DirectScheduler(Scheduler):
         Raises:
             InvalidJobOptionError: naming the option and its value.
         """
-        super().validate_job_options(options)
         resources = options.get("resources") or {}
-        machines = resources.get("num_machines", 1)
-        if machines != 1:
+        machines = resources.get("num_machines", 1) if isinstance(resources, Mapping) else 1
+        if isinstance(machines, int) and not isinstance(machines, bool) and machines > 1:
             raise InvalidJobOptionError(
                 "resources.num_machines",
                 machines,
                 "is refused: the direct scheduler runs on one machine only",
             )
+        super().validate_job_options(options)
 
     def failure_from_output(self, stdout: str, stderr: str) -> str | None:
         """``"walltime"`` when the wrapper's :data:`WALLTIME_MARKER` is in the job's stderr."""

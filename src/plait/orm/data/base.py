@@ -12,7 +12,7 @@ import operator
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from plait.orm.node import Data, Node
+from plait.orm.node import Data, Node, short_repr
 
 __all__ = ["BaseType", "Bool", "Float", "Int", "NumericType", "Str", "to_node"]
 
@@ -39,7 +39,7 @@ class BaseType(Data):
         except (TypeError, ValueError) as exc:
             raise TypeError(
                 f"{type(self).__name__} needs a {self.value_type.__name__}, got "
-                f"{type(value).__name__} {value!r}"
+                f"{type(value).__name__} {short_repr(value)}"
             ) from exc
         self.set_attribute("value", converted)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from plait.orm.errors import StoringNotAllowed
-from plait.orm.node import Data, check_json
+from plait.orm.node import Data, check_json, short_repr
 
 __all__ = ["Dict", "List"]
 
@@ -29,7 +29,7 @@ class Dict(Data):
         super().__init__(**kwargs)
         content = value if value is not None else dict
         if content is not None and not isinstance(content, Mapping):
-            raise TypeError(f"Dict needs a dict, not {type(content).__name__}: {content!r}")
+            raise TypeError(f"Dict needs a dict, not {type(content).__name__}: {short_repr(content)}")
         for key, item in (content or {}).items():
             self[key] = item
 
@@ -42,7 +42,7 @@ class Dict(Data):
                 or contains itself; naming the key.
         """
         if not isinstance(key, str):
-            raise StoringNotAllowed(f"Dict key {key!r} is not a string (JSON keys are strings)")
+            raise StoringNotAllowed(f"Dict key {short_repr(key)} is not a string (JSON keys are strings)")
         check_json(value, f"Dict[{key!r}]")  # before the copy, which would recurse without limit
         self.set_attribute(key, copy.deepcopy(value))
 
@@ -106,7 +106,7 @@ class List(Data):
             StoringNotAllowed: an item is not JSON, nests too deeply or contains itself.
         """
         if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
-            raise TypeError(f"List needs a list, not {type(items).__name__}: {items!r}")
+            raise TypeError(f"List needs a list, not {type(items).__name__}: {short_repr(items)}")
         if not isinstance(items, (tuple, _list)):
             items = _list(items)
         check_json(items, "list")
