@@ -245,3 +245,22 @@ def test_direct_job_within_its_wall_time_is_fine():
     outputs, node = run_shell_job("echo", arguments=["hi"], options={"max_wallclock_seconds": 30})
     assert node.is_finished_ok, node.exit_message
     assert outputs["stdout"].get_content() == "hi\n"
+
+
+# -- group identifiers --------------------------------------------------------------------------------
+
+
+def test_group_identifiers_edge_values(any_profile):
+    from plait.orm import Group, load_group
+
+    groups = [Group(label=f"g{i}").store() for i in range(4)]
+    pk = groups[-1].pk
+    arabic = "".join(chr(0x0660 + int(d)) for d in str(pk))
+    for identifier in (arabic, str(2**63), "9" * 30, "%%%%", "____"):
+        with pytest.raises(NotExistentError):
+            load_group(identifier)
+    for kwargs in ({"pk": 2**64}, {"pk": -(2**70)}, {"uuid": "%"}, {"uuid": "____"}):
+        with pytest.raises(NotExistentError):
+            Group.get(**kwargs)
+    assert load_group(str(pk)).pk == pk
+    assert Group.get(uuid=groups[0].uuid[:8]).pk == groups[0].pk

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Self, overload
 
 from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNotAllowed
-from plait.orm.node import Node, check_json, node_from_row
+from plait.orm.node import MAX_PK, Node, check_json, node_from_row
 
 if TYPE_CHECKING:
     from plait.storage.backend import StorageBackend
@@ -421,7 +421,12 @@ class Group:
             raise ValueError(
                 f"Group.get needs exactly one of label, pk, uuid (got {', '.join(given) or 'none'})"
             )
-        row = _backend().get_group(label=label, pk=pk, uuid=uuid)
+        if pk is not None and not 0 < pk <= MAX_PK:  # names no row; the database would overflow
+            row = None
+        elif uuid is not None and not _UUID_PREFIX.match(uuid):
+            row = None  # a prefix is matched literally: '%' and '_' are no wildcards
+        else:
+            row = _backend().get_group(label=label, pk=pk, uuid=uuid.lower() if uuid else uuid)
         if row is None:
             what = (
                 f"label '{label}'"
@@ -559,8 +564,8 @@ def load_group(
         return Group.get(pk=identifier)
     backend = _backend()
     row = backend.get_group(label=identifier)
-    if row is None and identifier.isdigit():
-        row = backend.get_group(pk=int(identifier))
+    if row is None and identifier.isascii() and identifier.isdigit() and 0 < int(identifier) <= MAX_PK:
+        row = backend.get_group(pk=int(identifier))  # ASCII digits only: '٣' is not pk 3
     if row is None and len(identifier) >= 4 and _UUID_PREFIX.match(identifier):
         row = backend.get_group(uuid=identifier.lower())
     if row is None:
