@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from plait import WorkChain, calcfunction, run_get_node, workfunction
-from plait.orm import Int, LinkType, ProcessState, load_node
+from plait.orm import Int, LinkType, ProcessState, Str, load_node
 from plait.storage import get_backend
 
 
@@ -180,3 +180,48 @@ def test_a_storage_error_on_outputs_ends_the_process_excepted(any_profile, monke
     node = load_node(row["node_id"])
     assert node.process_state is ProcessState.EXCEPTED
     assert "disk full" in (node.exception or "")
+
+
+def test_an_integrity_error_on_outputs_ends_the_process_excepted(any_profile):
+    """A real IntegrityError from the database (an output whose uuid is taken) ends the process
+    excepted on both databases; it is never left running."""
+    existing = Int(1).store()
+
+    @calcfunction
+    def clashing():
+        value = Int(2)
+        value._uuid = existing.uuid
+        return value
+
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        clashing()
+    (row,) = [r for r in get_backend().list_processes() if r["process_label"] == "clashing"]
+    assert row["state"] == ProcessState.EXCEPTED.value
+    assert load_node(row["node_id"]).process_state is ProcessState.EXCEPTED
+
+
+class ReturnsClash(WorkChain):
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("uuid", valid_type=Str)
+        spec.output("value", valid_type=Int)
+        spec.outline(cls.step)
+
+    def step(self):
+        self.out("value", _clash(self.inputs.uuid))
+
+
+@calcfunction
+def _clash(uuid):
+    value = Int(3)
+    value._uuid = uuid.value
+    return value
+
+
+def test_an_integrity_error_in_a_work_chain_step_ends_both_excepted(any_profile):
+    existing = Int(1).store()
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        run_get_node(ReturnsClash, uuid=Str(existing.uuid))
+    states = {r["process_label"]: r["state"] for r in get_backend().list_processes()}
+    assert states == {"ReturnsClash": "excepted", "_clash": "excepted"}
