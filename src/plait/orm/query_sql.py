@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.selectable import FromClause, Select
+from sqlalchemy.sql.schema import Table
+from sqlalchemy.sql.selectable import FromClause, NamedFromClause, Select
 
 from plait.orm.node import LinkType, node_from_row
 from plait.orm.query_filters import (
@@ -97,6 +99,14 @@ _SQLITE_TYPES = {
 _NODE_COLUMNS = [column.name for column in nodes.columns]
 _PROCESS_COLUMNS = [column.name for column in processes.columns]
 _GROUP_COLUMNS = [column.name for column in groups.columns]
+
+
+@functools.cache
+def _alias(table: Table, name: str) -> NamedFromClause[Any]:
+    """The alias ``name`` of ``table``, made once: an alias is a plain description of a FROM item,
+    shared by every statement that names it, and making its column proxies is most of the
+    Python time of building a small query."""
+    return table.alias(name)
 
 
 def _utc(value: Any) -> Any:
@@ -204,17 +214,26 @@ class _Sql:
 
     # -- conditions -------------------------------------------------------------------------------
     def condition(
-        self, condition: Condition, column: Callable[[FieldRef], ColumnElement[Any]]
+        self,
+        condition: Condition,
+        column: Callable[[FieldRef], ColumnElement[Any]],
+        negated_above: bool = False,
     ) -> ColumnElement[bool]:
-        """The SQL of ``condition``, never NULL (so that a negation is the exact complement)."""
+        """The SQL of ``condition``.
+
+        Under a negation it is never NULL, so that the negation is the exact complement: a
+        comparison on a nullable column is guarded by ``IS NOT NULL`` there (and only there,
+        where it changes the answer, so that plain filters stay plain for the planner).
+        """
+        negated = negated_above or condition.negated
         if isinstance(condition, Junction):
-            parts = [self.condition(part, column) for part in condition.parts]
+            parts = [self.condition(part, column, negated) for part in condition.parts]
             expression = and_(*parts) if condition.kind == "and" else or_(*parts)
         elif condition.field.is_json:
             json_value = _Json(column(condition.field), condition.field.path, self.sqlite)
             expression = self.json_comparison(json_value, condition.operator, condition.value)
         else:
-            expression = self.column_comparison(condition, column(condition.field))
+            expression = self.column_comparison(condition, column(condition.field), guard=negated)
         return not_(expression) if condition.negated else expression
 
     def like(self, expression: ColumnElement[Any], pattern: str, insensitive: bool) -> ColumnElement[bool]:
@@ -231,7 +250,9 @@ class _Sql:
         array: ARRAY[Any] = ARRAY(BigInteger) if kind == INT else ARRAY(Text)
         return expression == any_(bindparam(None, values, type_=array))
 
-    def column_comparison(self, comparison: Comparison, column: ColumnElement[Any]) -> ColumnElement[bool]:
+    def column_comparison(
+        self, comparison: Comparison, column: ColumnElement[Any], guard: bool = True
+    ) -> ColumnElement[bool]:
         operator, value, kind = comparison.operator, comparison.value, comparison.field.column.kind
         if operator == "==" and value is None:
             return column.is_(None)
@@ -257,16 +278,22 @@ class _Sql:
             expression = self.like(column, value, operator == "ilike")
         else:  # pragma: no cover - query_filters refuses the other operators on columns
             raise AssertionError(operator)
-        if comparison.field.column.nullable:
+        if guard and comparison.field.column.nullable:
             expression = and_(column.is_not(None), expression)
         return expression
 
-    def _guarded(
-        self, condition: ColumnElement[bool], comparison: ColumnElement[bool]
+    def _typed(
+        self, condition: ColumnElement[bool], comparison: ColumnElement[bool], can_fail: bool = False
     ) -> ColumnElement[bool]:
-        """``comparison`` where ``condition`` holds, else false: the CASE keeps PostgreSQL from casting
-        a value of another type (``'abc'::numeric`` fails), which an AND would not."""
-        return case((condition, comparison), else_=false())
+        """``comparison`` where the type ``condition`` holds, else false.
+
+        A plain AND, which the planner can estimate and reorder; a CASE only on PostgreSQL for a
+        ``comparison`` that would fail on a value of another type (``jsonb_array_length`` of an
+        object), since SQL does not promise to test the type first in an AND.
+        """
+        if can_fail and not self.sqlite:
+            return case((condition, comparison), else_=false())
+        return and_(condition, comparison)
 
     def json_equal(self, value_at: _Json, value: Any) -> ColumnElement[bool]:
         """``value_at`` is exactly ``value`` (a nested null is a null, not a missing key)."""
@@ -279,9 +306,9 @@ class _Sql:
         if isinstance(value, bool):
             return value_at.kind == ("true" if value else "false")
         if isinstance(value, (int, float)):
-            return self._guarded(value_at.is_type("number"), value_at.extract() == value)
+            return self._typed(value_at.is_type("number"), value_at.extract() == value)
         if isinstance(value, str):
-            return self._guarded(value_at.is_type("string"), value_at.extract() == value)
+            return self._typed(value_at.is_type("string"), value_at.extract() == value)
         if isinstance(value, list):
             parts = [value_at.is_type("array"), value_at.length() == len(value)]
             parts += [self.json_equal(value_at.child(index), item) for index, item in enumerate(value)]
@@ -306,11 +333,16 @@ class _Sql:
             return at.is_type("null", "missing") if value is None else self.json_equal(at, value)
         if operator in (">", "<", ">=", "<="):
             numeric = not isinstance(value, str)
-            left = at.number() if numeric else at.string(collated=True)
-            compared = {">": left > value, "<": left < value, ">=": left >= value, "<=": left <= value}[
+            left = at.string(collated=True)
+            right: Any = value
+            if numeric:  # PostgreSQL compares jsonb numbers as numbers, with no cast that could fail
+                left, right = (
+                    (at.extract(), value) if self.sqlite else (at.node, bindparam(None, value, type_=JSONB))
+                )
+            compared = {">": left > right, "<": left < right, ">=": left >= right, "<=": left <= right}[
                 operator
             ]
-            return self._guarded(at.is_type("number" if numeric else "string"), compared)
+            return self._typed(at.is_type("number" if numeric else "string"), compared)
         if operator == "in":
             if not value:
                 return false()
@@ -318,10 +350,13 @@ class _Sql:
             if isinstance(first, bool):
                 return or_(*[self.json_equal(at, item) for item in dict.fromkeys(value)])
             if isinstance(first, str):
-                return self._guarded(at.is_type("string"), at.string().in_(value))
-            return self._guarded(at.is_type("number"), at.number().in_(value))
+                return self._typed(at.is_type("string"), at.string().in_(value))
+            if self.sqlite:
+                return self._typed(at.is_type("number"), at.extract().in_(value))
+            numbers = [bindparam(None, item, type_=JSONB) for item in value]
+            return self._typed(at.is_type("number"), at.node.in_(numbers))
         if operator in ("like", "ilike"):
-            return self._guarded(at.is_type("string"), self.like(at.string(), value, operator == "ilike"))
+            return self._typed(at.is_type("string"), self.like(at.string(), value, operator == "ilike"))
         if operator == "contains":
             if not self.sqlite:
                 wanted = bindparam(None, value, type_=JSONB)
@@ -340,7 +375,7 @@ class _Sql:
         if operator == "has_key":
             if not self.sqlite:
                 key = bindparam(None, value, type_=Text)
-                return self._guarded(at.is_type("object", "array"), at.node.op("?", return_type=Boolean)(key))
+                return self._typed(at.is_type("object", "array"), at.node.op("?", return_type=Boolean)(key))
             in_object = at.each()
             in_array = at.each()
             return or_(
@@ -362,7 +397,7 @@ class _Sql:
             compared = {"of_length": length == value, "longer": length > value, "shorter": length < value}[
                 operator
             ]
-            return self._guarded(at.is_type("array"), compared)
+            return self._typed(at.is_type("array"), compared, can_fail=True)
         assert operator == "of_type"
         return at.is_type("null", "missing") if value == "null" else at.is_type(value)
 
@@ -410,6 +445,7 @@ class CompiledQuery:
         self.sql_of = _Sql(self.sqlite)
         self.tables: dict[str, Any] = {}
         self.process_tables: dict[str, Any] = {}
+        self.inner_processes: dict[str, bool] = {}
         self.edge_tables: dict[str, Any] = {}
         self.vertices = {vertex.tag: vertex for vertex in spec.path}
         self.edge_owner = {vertex.edge_tag: vertex for vertex in spec.path if vertex.edge_tag}
@@ -442,21 +478,40 @@ class CompiledQuery:
 
     def _vertex_table(self, vertex: Vertex, index: int) -> FromClause:
         table = nodes if vertex.entity == "node" else groups
-        alias = table.alias(f"v{index}")
+        alias = _alias(table, f"v{index}")
         self.tables[vertex.tag] = alias
         return alias
 
-    def _with_processes(self, from_clause: Any, vertex: Vertex, index: int) -> Any:
+    def _process_join(self, vertex: Vertex, uses_processes: bool) -> str | None:
+        """How ``vertex`` joins ``processes``: ``inner``, ``outer`` or not at all (None).
+
+        Inner when every node of the vertex is a process node, or when its filters keep only
+        nodes that have a process row (a plain condition on a process field): then the database
+        may start from ``processes`` and its indexes.  Outer otherwise, so that data nodes stay.
+        """
         if vertex.entity != "node":
-            return from_clause
-        wanted = self._uses(vertex.tag, "process") or (
+            return None
+        if vertex.processes_only:
+            return "inner"
+        if not uses_processes:
+            return None
+        if any(_needs_process_row(condition) for condition in self.spec.filters.get(vertex.tag, ())):
+            return "inner"
+        return "outer"
+
+    def _with_processes(self, from_clause: Any, vertex: Vertex, index: int) -> Any:
+        uses = self._uses(vertex.tag, "process") or (
             vertex.may_hold_processes and self._projects_star(vertex.tag)
         )
-        if not wanted:
+        how = self._process_join(vertex, uses)
+        if how is None:
             return from_clause
-        process = processes.alias(f"p{index}")
+        process = _alias(processes, f"p{index}")
         self.process_tables[vertex.tag] = process
-        return from_clause.outerjoin(process, process.c.node_id == self.tables[vertex.tag].c.id)
+        self.inner_processes[vertex.tag] = how == "inner"
+        return from_clause.join(
+            process, process.c.node_id == self.tables[vertex.tag].c.id, isouter=how == "outer"
+        )
 
     def _from_clause(self) -> Any:
         first = self.spec.path[0]
@@ -468,7 +523,7 @@ class CompiledQuery:
             table = self._vertex_table(vertex, index)
             relationship = vertex.relationship
             if relationship in ("with_incoming", "with_outgoing"):
-                edge = links.alias(f"e{index}")
+                edge = _alias(links, f"e{index}")
                 near, far = (
                     (edge.c.input_id, edge.c.output_id)
                     if relationship == "with_incoming"
@@ -476,7 +531,7 @@ class CompiledQuery:
                 )
                 from_clause = from_clause.join(edge, near == target.c.id).join(table, table.c.id == far)
             elif relationship in ("with_group", "with_node"):
-                edge = group_nodes.alias(f"e{index}")
+                edge = _alias(group_nodes, f"e{index}")
                 near, far = (
                     (edge.c.group_id, edge.c.node_id)
                     if relationship == "with_group"
@@ -500,14 +555,18 @@ class CompiledQuery:
         conditions = [
             c for c in (anchor.type_condition, *self.spec.filters.get(anchor.tag, ())) if c is not None
         ]
-        if not conditions:
+        if not conditions and not anchor.processes_only:
             return None
-        table = nodes.alias(f"w{index}_anchor")
+        table = _alias(nodes, f"w{index}_anchor")
         from_clause: Any = table
         process = None
-        if any(field.column.table == "process" for condition in conditions for field in _fields(condition)):
-            process = processes.alias(f"w{index}_anchor_process")
-            from_clause = table.outerjoin(process, process.c.node_id == table.c.id)
+        uses = any(
+            field.column.table == "process" for condition in conditions for field in _fields(condition)
+        )
+        how = self._process_join(anchor, uses)
+        if how is not None:
+            process = _alias(processes, f"w{index}_anchor_process")
+            from_clause = table.join(process, process.c.node_id == table.c.id, isouter=how == "outer")
 
         def column(field: FieldRef) -> ColumnElement[Any]:
             source = process if field.column.table == "process" else table
@@ -539,7 +598,7 @@ class CompiledQuery:
         assert vertex.target is not None and vertex.edge_tag is not None
         downward = vertex.relationship == "with_ancestors"  # the new vertex is a descendant of the target
         with_depth = any(field.column.name == "depth" for field in self._fields_of(vertex.edge_tag))
-        first = links.alias(f"w{index}_first")
+        first = _alias(links, f"w{index}_first")
         start, end = (
             (first.c.input_id, first.c.output_id) if downward else (first.c.output_id, first.c.input_id)
         )
@@ -554,13 +613,21 @@ class CompiledQuery:
         if anchors is not None:
             base = base.where(start.in_(anchors))
         walk = base.cte(f"walk_{index}", recursive=True)
-        step_link = links.alias(f"w{index}_step")
+        step_link = _alias(links, f"w{index}_step")
         if downward:
             columns = [walk.c.ancestor_id, step_link.c.output_id]
-            joined = walk.join(step_link, step_link.c.input_id == walk.c.descendant_id)
+            near, frontier = step_link.c.input_id, walk.c.descendant_id
         else:
             columns = [step_link.c.input_id, walk.c.descendant_id]
-            joined = walk.join(step_link, step_link.c.output_id == walk.c.ancestor_id)
+            near, frontier = step_link.c.output_id, walk.c.ancestor_id
+        on = near == frontier
+        if self.sqlite:
+            # the same join, written as a lookup of the link ids: with ANALYZE statistics SQLite
+            # otherwise builds a Bloom filter over the whole links index at every step of the walk
+            lookup = _alias(links, f"w{index}_lookup")
+            side = lookup.c.input_id if downward else lookup.c.output_id
+            on = step_link.c.id.in_(select(lookup.c.id).where(side == frontier))
+        joined = walk.join(step_link, on)
         step = select(*columns, *([walk.c.depth + 1] if with_depth else [])).select_from(joined)
         step = step.where(step_link.c.link_type.in_(FOLLOWED_LINK_TYPES))
         bound = self._depth_bound(vertex.edge_tag) if with_depth else None
@@ -662,6 +729,14 @@ class CompiledQuery:
 
     def _order(self, item: OrderItem) -> list[Any]:
         column = self._column(item.tag, item.field)
+        if (
+            item.field.column.table == "node"
+            and item.field.column.name == "id"
+            and self.inner_processes.get(item.tag)
+        ):
+            # the same value; SQLite then reads processes in key order and stops at the LIMIT,
+            # where ordering by the node's id made it sort every process first
+            column = self.process_tables[item.tag].c.node_id
         if item.field.is_json:
             at = _Json(column, item.field.path, self.sqlite)
             keys = [self.sql_of.json_cast(at, item.cast)] if item.cast else self.sql_of.json_order(at)
@@ -755,6 +830,18 @@ class CompiledQuery:
         for (tag, text), value in zip(self.keys, row, strict=True):
             result.setdefault(tag, {})[text] = value
         return result
+
+
+def _needs_process_row(condition: Condition) -> bool:
+    """Whether only a node with a process row can pass ``condition`` (a plain, non-NULL comparison
+    on a process field, alone or in an AND)."""
+    if condition.negated:
+        return False
+    if isinstance(condition, Junction):
+        return condition.kind == "and" and any(_needs_process_row(part) for part in condition.parts)
+    if condition.field.column.table != "process":
+        return False
+    return not (condition.operator == "==" and condition.value is None)
 
 
 def _json_kind(value: Any) -> str:

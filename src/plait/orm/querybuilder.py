@@ -60,6 +60,7 @@ from plait.orm.query_filters import (
     Junction,
     parse_filters,
 )
+from plait.orm.registry import _entry_point_data_types
 
 if TYPE_CHECKING:
     from plait.orm.query_sql import CompiledQuery
@@ -115,6 +116,10 @@ class Vertex:
     fields: FieldCatalog
     type_condition: Condition | None
     may_hold_processes: bool
+    #: every node of the vertex is a process node, so each has its process row (the engine writes
+    #: both in one transaction): ``processes`` is inner-joined, which lets the database start
+    #: from that table and its indexes, and for ``ProcessNode`` the join alone is the type filter
+    processes_only: bool = False
     relationship: str | None = None
     target: str | None = None
     edge_tag: str | None = None
@@ -165,10 +170,6 @@ def _known_node_types(cls: type[Node]) -> set[str]:
     return {cls.node_type} | {sub.node_type for sub in _all_subclasses(cls) if issubclass(sub, Node)}
 
 
-def _like_literal(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 _NODE_TYPE = DATA_FIELDS.resolve("node_type", "node type")
 
 
@@ -177,9 +178,11 @@ def _class_condition(cls: type[Node], subclassing: bool) -> Condition | None:
 
     Node types are not one hierarchy of strings (``process.workchain`` is a subclass of
     ``process.workflow``), so a class stands for the node types of itself and of every subclass
-    imported now, plus the dotted family below its own type (``data.core.code.*``).  ``Data`` and
-    ``ProcessNode`` partition all nodes: process types start with ``process.``; data is the rest,
-    so a ``module:QualName`` data type is found even when its module is not imported.
+    imported now, plus the data plugins registered below its own type (``data.core.code.x`` for
+    the entry point ``core.code.x``), as one ``IN`` list that the ``node_type`` index serves.
+    ``Data`` and ``ProcessNode`` partition all nodes: process types start with ``process.``;
+    data is the rest, so a ``module:QualName`` data type is found even when its module is not
+    imported.
     """
     if not subclassing:
         return Comparison(_NODE_TYPE, "==", cls.node_type)
@@ -201,13 +204,16 @@ def _class_condition(cls: type[Node], subclassing: bool) -> Condition | None:
             if custom_process
             else prefix
         )
-    exact = Comparison(_NODE_TYPE, "in", sorted(_known_node_types(cls)))
-    if ":" in cls.node_type:
-        return exact
-    return Junction("or", (exact, Comparison(_NODE_TYPE, "like", _like_literal(cls.node_type) + ".%")))
+    types = _known_node_types(cls)
+    if ":" not in cls.node_type:
+        family = cls.node_type + "."
+        types |= {node_type for node_type in _entry_point_data_types() if node_type.startswith(family)}
+    return Comparison(_NODE_TYPE, "in", sorted(types))
 
 
 def _type_condition(classes: tuple[type[Node], ...], subclassing: bool) -> Condition | None:
+    if subclassing and ProcessNode in classes and all(issubclass(c, ProcessNode) for c in classes):
+        return None  # every node with a process row: the inner join with ``processes`` selects them
     parts = []
     for cls in classes:
         condition = _class_condition(cls, subclassing)
@@ -382,13 +388,14 @@ class QueryBuilder:
         if entity == "group":
             fields = GROUP_FIELDS
             type_condition = None
-            holds_processes = False
+            holds_processes = processes_only = False
         else:
             node_classes = tuple(c for c in classes if issubclass(c, Node))
             data_only = all(issubclass(c, Data) for c in node_classes)
             fields = DATA_FIELDS if data_only else NODE_FIELDS
             type_condition = _type_condition(node_classes, subclassing)
             holds_processes = not data_only
+            processes_only = all(issubclass(c, ProcessNode) for c in node_classes)
         vertex = Vertex(
             tag,
             entity,
@@ -396,6 +403,7 @@ class QueryBuilder:
             fields,
             type_condition,
             holds_processes,
+            entity == "node" and processes_only,
             relationship,
             target,
             edge_tag,
