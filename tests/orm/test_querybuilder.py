@@ -156,6 +156,19 @@ def test_classes_and_subclassing(graph):
     assert labels(CalcFunctionNode, subclassing=False) == ["add1", "add2", "broken", "fail"]
 
 
+def test_data_and_process_node_find_types_whose_module_is_not_imported(graph):
+    """A ``module:QualName`` node type of a class nobody imported is data for Data, never a process."""
+    from plait.storage.backend import utcnow
+
+    row = Int(0, label="ghost")._row(utcnow())
+    row["node_type"] = "nowhere.to.be.found:Ghost"
+    get_backend().insert_nodes([row])
+    assert "ghost" in labels(Data) and "ghost" in labels(Node)
+    assert "ghost" not in labels(ProcessNode) and "ghost" not in labels(Int)
+    [ghost] = QueryBuilder().append(Data, filters={"label": "ghost"}).all(flat=True)
+    assert isinstance(ghost, Node) and ghost.get_attribute("value") == 0
+
+
 def test_default_tags_and_first_one_count(graph):
     qb = QueryBuilder().append(Int, filters={"label": "x2"})
     node = qb.one()[0]
@@ -172,6 +185,8 @@ def test_default_tags_and_first_one_count(graph):
     assert QueryBuilder().append(Int).count() == 5
     assert QueryBuilder().append(Int).limit(2).count() == 2
     assert QueryBuilder().append(Int).offset(4).count() == 1
+    ordered = QueryBuilder().append(Int, tag="i", project="label").order_by({"i": "id"})
+    assert ordered.offset(1).first(flat=True) == "x2" and ordered.limit(0).first() is None
 
 
 # -- filters on columns --------------------------------------------------------------------------------
