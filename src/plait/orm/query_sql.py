@@ -2,15 +2,17 @@
 
 :class:`CompiledQuery` turns a :class:`~plait.orm.querybuilder.QuerySpec` into a SQLAlchemy Core
 ``SELECT`` on the tables of :mod:`plait.storage.schema`, for the dialect of the profile's
-database, runs it and decodes the rows.  Only this module of the orm writes SQL, and only with
-bound parameters.
+database, runs it and decodes the rows.  Every value of the query is a bound parameter, JSON
+keys and patterns included.
 
 How the path becomes SQL:
 
-* each vertex is an alias of ``nodes`` (with ``processes`` outer-joined when its filters,
-  projections or order use process fields, or when it projects ``*`` and may hold processes) or
-  of ``groups``; vertices after the first are joined through their edge: an alias of ``links``,
-  of ``group_nodes``, or of a recursive walk;
+* each vertex is an alias of ``nodes`` or of ``groups``; a vertex of process nodes only has
+  ``processes`` inner-joined (the join is then the type filter of ``ProcessNode``, and the
+  database may start from that table's indexes), another one has it outer-joined when its
+  filters, projections or order use process fields or when it projects ``*`` (inner-joined when
+  a filter keeps only nodes with a process row); vertices after the first are joined through
+  their edge: an alias of ``links``, of ``group_nodes``, or of a recursive walk;
 * a walk (``with_ancestors`` / ``with_descendants``) is a recursive CTE of (ancestor,
   descendant) pairs along ``create`` and ``input_calc`` links, started from the links of the
   nodes that pass the anchor vertex's own filters, with ``UNION`` so that each pair is found
@@ -448,8 +450,6 @@ class CompiledQuery:
         self.inner_processes: dict[str, bool] = {}
         self.edge_tables: dict[str, Any] = {}
         self.vertices = {vertex.tag: vertex for vertex in spec.path}
-        self.edge_owner = {vertex.edge_tag: vertex for vertex in spec.path if vertex.edge_tag}
-        self._walks = 0
         from_clause = self._from_clause()
         self.where = [expression for expression in self._conditions() if expression is not None]
         self.from_clause = from_clause
