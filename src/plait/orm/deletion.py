@@ -44,11 +44,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from plait.orm.errors import ModificationNotAllowed, NotExistentError
-from plait.orm.node import LinkType, _backend
+from plait.orm.graph_traversal import DELETE_RULES, TraversalRule, traversal_link_types
+from plait.orm.node import _backend
 from plait.orm.process_nodes import ProcessState
 
 if TYPE_CHECKING:
@@ -72,33 +72,9 @@ class DeletionRefusedError(ModificationNotAllowed):
         self.active = dict(active or {})
 
 
-@dataclass(frozen=True)
-class TraversalRule:
-    """One provenance rule of deletion: follow ``link_type`` in ``direction``, if ``follow``."""
-
-    link_type: LinkType
-    direction: Literal["forward", "backward"]
-    #: may the caller switch it?
-    toggleable: bool
-    #: is the link followed (when not switched)?
-    follow: bool
-
-
-#: AiiDA's deletion rules (``GraphTraversalRules.DELETE``), by the names its users pass.
-DELETION_RULES: dict[str, TraversalRule] = {
-    "input_calc_forward": TraversalRule(LinkType.INPUT_CALC, "forward", False, True),
-    "input_calc_backward": TraversalRule(LinkType.INPUT_CALC, "backward", False, False),
-    "create_forward": TraversalRule(LinkType.CREATE, "forward", True, True),
-    "create_backward": TraversalRule(LinkType.CREATE, "backward", False, True),
-    "return_forward": TraversalRule(LinkType.RETURN, "forward", False, False),
-    "return_backward": TraversalRule(LinkType.RETURN, "backward", False, True),
-    "input_work_forward": TraversalRule(LinkType.INPUT_WORK, "forward", False, True),
-    "input_work_backward": TraversalRule(LinkType.INPUT_WORK, "backward", False, False),
-    "call_calc_forward": TraversalRule(LinkType.CALL_CALC, "forward", True, True),
-    "call_calc_backward": TraversalRule(LinkType.CALL_CALC, "backward", False, True),
-    "call_work_forward": TraversalRule(LinkType.CALL_WORK, "forward", True, True),
-    "call_work_backward": TraversalRule(LinkType.CALL_WORK, "backward", False, True),
-}
+#: AiiDA's deletion rules (``GraphTraversalRules.DELETE``), by the names its users pass; the rule
+#: sets of deletion and export live together in :mod:`plait.orm.graph_traversal`.
+DELETION_RULES: dict[str, TraversalRule] = DELETE_RULES
 
 
 def deletion_link_types(**traversal_rules: bool) -> tuple[list[str], list[str]]:
@@ -108,26 +84,7 @@ def deletion_link_types(**traversal_rules: bool) -> tuple[list[str], list[str]]:
         ValueError: an unknown rule name, a value that is not a bool, or a fixed rule set
             against its fixed value (the message names the rule and the switchable ones).
     """
-    switchable = ", ".join(name for name, rule in DELETION_RULES.items() if rule.toggleable)
-    forward: list[str] = []
-    backward: list[str] = []
-    for name, value in traversal_rules.items():
-        rule = DELETION_RULES.get(name)
-        if rule is None:
-            raise ValueError(
-                f"unknown deletion rule '{name}': the rules that can be switched are {switchable}"
-            )
-        if not isinstance(value, bool):
-            raise ValueError(f"deletion rule '{name}' must be True or False, not {value!r}")
-        if not rule.toggleable and value != rule.follow:
-            raise ValueError(
-                f"deletion rule '{name}' is fixed to {rule.follow} (provenance would break otherwise); "
-                f"the rules that can be switched are {switchable}"
-            )
-    for name, rule in DELETION_RULES.items():
-        if traversal_rules.get(name, rule.follow):
-            (forward if rule.direction == "forward" else backward).append(rule.link_type.value)
-    return forward, backward
+    return traversal_link_types(DELETE_RULES, "deletion", **traversal_rules)
 
 
 def _seed_pks(pks: Iterable[int]) -> list[int]:

@@ -1396,3 +1396,32 @@ class StorageBackend:
             "database_after": after,
             "database_free": free,
         }
+
+    # -- archives: the process rows of imported nodes -------------------------------------------
+    def insert_terminated_processes(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert the process rows of nodes imported from an archive, in one statement.
+
+        The one writer of process rows is the engine's lifecycle module, which checks every
+        transition; an imported process made its transitions elsewhere and arrives terminated, so
+        its row is inserted as it is, with no lease, not paused, no checkpoint and nothing to run
+        (``submitted`` false).  Only ``plait.archive`` calls this.
+
+        Raises:
+            ValueError: a row whose state is not terminal (finished, excepted, killed), naming its pk.
+        """
+        if not rows:
+            return
+        values = []
+        for row in rows:
+            if row.get("state") not in TERMINAL_STATES:
+                raise ValueError(
+                    f"process {row.get('node_id')} is {row.get('state')!r}: only terminated processes "
+                    f"({', '.join(TERMINAL_STATES)}) can be imported"
+                )
+            value = dict(row)
+            value.update(paused=False, lease_owner=None, lease_expires=None, checkpoint=None, wake_at=None)
+            value["submitted"] = False
+            value.setdefault("mtime", utcnow())
+            values.append(value)
+        with self.transaction() as conn:
+            conn.execute(_INSERT_PROCESS, values)
