@@ -1,6 +1,7 @@
 """The engine: processes, work chains, process functions, the runner and the launch functions."""
 
 from plait.engine.builder import ProcessBuilder
+from plait.engine.caching import disable_caching, enable_caching
 from plait.engine.checkpoint import AttributeDict, CheckpointError
 from plait.engine.context import current_process
 from plait.engine.exit_code import ExitCode
@@ -12,6 +13,7 @@ from plait.engine.restart import BaseRestartWorkChain, ProcessHandlerReport, pro
 from plait.engine.runner import Runner
 from plait.engine.spec import ProcessSpec
 from plait.engine.waiting import aawait_processes, await_processes
+from plait.engine.watch import ProcessEvent, asubmit, wait, watch
 from plait.engine.workchain import ToContext, WorkChain, append_, if_, return_, while_
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "OutputValidationError",
     "Process",
     "ProcessBuilder",
+    "ProcessEvent",
     "ProcessHandlerReport",
     "ProcessKilledError",
     "ProcessSpec",
@@ -34,9 +37,12 @@ __all__ = [
     "aresume",
     "arun",
     "arun_get_node",
+    "asubmit",
     "await_processes",
     "calcfunction",
     "current_process",
+    "disable_caching",
+    "enable_caching",
     "if_",
     "process_handler",
     "resume",
@@ -45,6 +51,8 @@ __all__ = [
     "run_get_node",
     "run_get_pk",
     "submit",
+    "wait",
+    "watch",
     "while_",
     "workfunction",
 ]

@@ -84,6 +84,13 @@ class Process:
             non_db=True,
             help="label of the link from the calling workflow",
         )
+        spec.input(
+            "metadata.disable_cache",
+            valid_type=bool,
+            required=False,
+            non_db=True,
+            help="run even if caching is on and an identical calculation finished (see plait.engine.caching)",
+        )
         spec.exit_code(10, "ERROR_INVALID_OUTPUT", "the process returned an invalid output: {message}")
         spec.exit_code(
             11, "ERROR_MISSING_OUTPUT", "the process did not return the required output(s): {ports}"
@@ -153,6 +160,10 @@ class Process:
         self._lease_lost = False
         #: what made the process except (re-raised by ``run``)
         self._exception: BaseException | None = None
+        #: whether this launch may reuse a cached result (decided at store time; None: decide when run)
+        self._use_cache: bool | None = None
+        #: a restart of another process: ``restarted_from`` and friends, recorded on the new node
+        self._restart_attributes: dict[str, Any] = {}
 
     @classmethod
     def prepare_inputs(cls, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -192,6 +203,9 @@ class Process:
 
     # -- storing the node --------------------------------------------------------------------
     def _process_hash(self, input_nodes: Mapping[str, Node], non_db: Mapping[str, Any]) -> str:
+        """The node's hash: what :mod:`plait.engine.caching` matches a new launch against."""
+        from plait.engine.caching import hash_extras, hashed_options
+
         payload = json.dumps(
             [
                 self.process_type_string(),
@@ -199,7 +213,8 @@ class Process:
                     (label, node.node_hash or node._compute_hash()) for label, node in input_nodes.items()
                 ),
                 {k: v for k, v in non_db.items() if k != "metadata"},
-                non_db.get("metadata", {}).get("options"),
+                hashed_options(non_db.get("metadata", {}).get("options")),
+                hash_extras(self),
             ],
             sort_keys=True,
             default=str,
@@ -217,6 +232,7 @@ class Process:
         rest = {k: v for k, v in non_db.items() if k != "metadata"}
         if rest:
             attributes["non_db_inputs"] = rest
+        attributes.update(self._restart_attributes)  # set by plait.engine.restart_from
         return attributes
 
     def _store_new(
@@ -250,6 +266,9 @@ class Process:
         if parent_process is not None:
             call_key = encode_call_key(parent_process.pk, parent_process._call_counter)
 
+        from plait.engine.caching import get_use_cache
+
+        self._use_cache = get_use_cache(type(self), metadata)  # decided where the launch was made
         backend = _backend()
         row = {
             "node_id": None,
@@ -597,13 +616,13 @@ class Process:
 
     def _except(self, exc: BaseException) -> None:
         """Mark the process excepted with its traceback; outputs registered so far stay linked."""
-        if lifecycle.except_(self.node, self._owner, exc):
+        if lifecycle.except_(self.node, self._owner, exc, step=self._step_name):
             self._terminated = True
             self._call_on_terminated()
 
     def _killed(self, message: str) -> None:
         """Mark the process killed (a runner that lost it, or a process already ended, stays silent)."""
-        if lifecycle.kill(self.node, self._owner, message):
+        if lifecycle.kill(self.node, self._owner, message, step=self._step_name):
             self._terminated = True
             self._call_on_terminated()
 

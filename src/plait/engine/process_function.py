@@ -222,6 +222,11 @@ class FunctionProcess(Process):
         return None
 
     def _run_function(self) -> ExitCode | None:
+        if isinstance(self.node, CalcFunctionNode):
+            from plait.engine.caching import reuse_cached_outputs
+
+            if reuse_cached_outputs(self):
+                return None  # finished ok with the source's outputs, without running
         args, kwargs = self._function_arguments()
         return self._register_result(self._func(*args, **kwargs))
 

@@ -222,6 +222,45 @@ class ProcessNode(Node):
     def is_killed(self) -> bool:
         return self.process_state is ProcessState.KILLED
 
+    # -- caching (see plait.engine.caching) ----------------------------------------------
+    #: attribute of a node created from the cache: the uuid of the node whose outputs it reused
+    CACHED_FROM_KEY = "_plait_cached_from"
+    #: extra that, when False, stops the node from serving as a cache (aiida-core: ``_aiida_valid_cache``)
+    VALID_CACHE_KEY = "_plait_valid_cache"
+
+    @property
+    def cached_from(self) -> ProcessNode | None:
+        """The node whose outputs this one reused from the cache, or None if it really ran."""
+        uuid = self.get_attribute(self.CACHED_FROM_KEY, None)
+        if uuid is None:
+            return None
+        from plait.orm.node import load_node
+
+        return cast(ProcessNode, load_node(uuid=uuid))
+
+    @property
+    def is_created_from_cache(self) -> bool:
+        """True if this node reused another's outputs instead of running (as aiida-core)."""
+        return self.get_attribute(self.CACHED_FROM_KEY, None) is not None
+
+    @property
+    def is_valid_cache(self) -> bool:
+        """Whether a new launch may reuse this node's outputs: finished ok and not marked invalid.
+
+        Set it to False to stop the node serving (stored as an extra, so it is
+        allowed on a finished node); failed, excepted and killed processes never serve.
+        """
+        return self.is_finished_ok and self.get_extra(self.VALID_CACHE_KEY, True) is not False
+
+    @is_valid_cache.setter
+    def is_valid_cache(self, valid: bool) -> None:
+        if not isinstance(valid, bool):
+            raise TypeError(f"is_valid_cache is True or False, not {valid!r}")
+        if valid:
+            self.delete_extra(self.VALID_CACHE_KEY)
+        else:
+            self.set_extra(self.VALID_CACHE_KEY, False)
+
     # -- provenance --------------------------------------------------------------------
     @property
     def caller(self) -> ProcessNode | None:

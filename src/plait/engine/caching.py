@@ -1,0 +1,355 @@
+"""Caching: a calculation launched again with the same inputs reuses the result of the first run.
+
+When a *calculation* (a calcfunction or a calculation job; never a workflow)
+is launched with caching on for its class, and a stored process node of the
+same node type with the same hash finished ok (exit status 0) and is a valid
+cache, the new process is not run: it goes through the lifecycle like any
+process (created -> running -> finished, written by
+:mod:`plait.engine.lifecycle` only), and its finishing commit links *clones*
+of the source's outputs and records the source's uuid in the attribute
+:data:`CACHED_FROM_KEY` (``node.cached_from`` reads it back).  Outputs,
+the attribute and the finished state are one transaction, so a crash leaves
+either a running process that its holder's successor looks up again, or a
+finished one.
+
+Whether caching is on for a class, by its *identifier* (the entry point name
+of a calculation plugin such as ``core.arithmetic.add``, or its class path
+``module:QualName``; both are tried), is decided in this order:
+
+1. ``metadata.disable_cache=True`` on the launch: off;
+2. the innermost :func:`enable_caching` / :func:`disable_caching` block whose
+   identifier matches (or that has none): on / off.  Blocks are held in a
+   :mod:`contextvars` variable, so they are per thread and per asyncio task;
+3. the profile options ``caching.enabled_for`` / ``caching.disabled_for``
+   (lists of identifiers, ``*`` globs allowed): the most specific matching
+   pattern wins (a pattern without ``*`` beats any glob, a longer fixed part
+   beats a shorter one); the same specificity in both lists is an error;
+4. ``caching.default_enabled`` (default False).
+
+The hash (computed when the node is stored, kept in ``nodes.node_hash``)
+covers the process class, the version of the plugin distribution that
+provides it (see :func:`plugin_version`), the hashes of the input nodes, the
+non-database inputs, the options that change results (not the scheduler's
+queue, account, qos, priority, wall time or memory: :data:`HASH_IGNORED_OPTIONS`,
+as aiida-core) and, for a calculation job, the uuid of its computer; for a
+calcfunction also the function's source text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import fnmatch
+import functools
+import inspect
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from plait.orm import CalculationNode, Node, ProcessNode
+
+if TYPE_CHECKING:
+    from plait.engine.process import Process
+
+__all__ = [
+    "CACHED_FROM_KEY",
+    "HASH_IGNORED_OPTIONS",
+    "CachingConfig",
+    "caching_identifiers",
+    "disable_caching",
+    "enable_caching",
+    "find_cache_source",
+    "get_use_cache",
+    "hash_extras",
+    "plugin_version",
+    "reuse_cached_outputs",
+]
+
+#: the attribute of a process node created from the cache: the uuid of its source
+CACHED_FROM_KEY = ProcessNode.CACHED_FROM_KEY
+#: the extra that stops a node from serving as a cache when False (as aiida-core's ``_aiida_valid_cache``)
+VALID_CACHE_KEY = ProcessNode.VALID_CACHE_KEY
+#: options of a calculation job that do not change its results (left out of the hash, as aiida-core)
+HASH_IGNORED_OPTIONS = frozenset(
+    {"queue_name", "account", "qos", "priority", "max_wallclock_seconds", "max_memory_kb"}
+)
+
+
+@dataclass(frozen=True)
+class _Override:
+    enabled: bool
+    identifier: str | None
+
+
+_overrides: contextvars.ContextVar[tuple[_Override, ...]] = contextvars.ContextVar(
+    "plait_caching_overrides", default=()
+)
+
+
+def _check_identifier(identifier: str | None) -> None:
+    if identifier is not None and (not isinstance(identifier, str) or not identifier.strip()):
+        raise ValueError(
+            f"identifier must be an entry point name or a class path ('module:QualName'), "
+            f"optionally with '*' globs, not {identifier!r}"
+        )
+
+
+@contextlib.contextmanager
+def _override(enabled: bool, identifier: str | None) -> Iterator[None]:
+    _check_identifier(identifier)
+    token = _overrides.set((*_overrides.get(), _Override(enabled, identifier)))
+    try:
+        yield
+    finally:
+        _overrides.reset(token)
+
+
+def enable_caching(*, identifier: str | None = None) -> contextlib.AbstractContextManager[None]:
+    """Turn caching on inside a ``with`` block: for every calculation, or for ``identifier`` only.
+
+    ``identifier`` is an entry point name (``core.arithmetic.add``) or a class
+    path (``mymodule:MyJob``), ``*`` globs allowed.  The block affects processes
+    launched in this thread or asyncio task (not those a daemon runs).
+
+    Raises:
+        ValueError: ``identifier`` is empty or not a string.
+    """
+    return _override(True, identifier)
+
+
+def disable_caching(*, identifier: str | None = None) -> contextlib.AbstractContextManager[None]:
+    """Turn caching off inside a ``with`` block (see :func:`enable_caching`)."""
+    return _override(False, identifier)
+
+
+@dataclass(frozen=True)
+class CachingConfig:
+    """The caching options of a profile (``[options.caching]`` in its profile.toml)."""
+
+    default_enabled: bool = False
+    enabled_for: tuple[str, ...] = ()
+    disabled_for: tuple[str, ...] = ()
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> CachingConfig:
+        """Read ``options["caching"]`` (or flat ``"caching.x"`` keys).
+
+        Raises:
+            ValueError: an option has the wrong type (naming it).
+        """
+        section = dict(options.get("caching") or {})
+        for key, value in options.items():
+            if key.startswith("caching."):
+                section[key.split(".", 1)[1]] = value
+        unknown = set(section) - {"default_enabled", "enabled_for", "disabled_for"}
+        if unknown:
+            raise ValueError(f"unknown caching option(s): {', '.join(sorted(unknown))}")
+        default = section.get("default_enabled", False)
+        if not isinstance(default, bool):
+            raise ValueError(f"caching.default_enabled must be true or false, not {default!r}")
+        lists = {}
+        for name in ("enabled_for", "disabled_for"):
+            value = section.get(name, [])
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+                raise ValueError(f"caching.{name} must be a list of identifiers, not {value!r}")
+            lists[name] = tuple(value)
+        return cls(default, lists["enabled_for"], lists["disabled_for"])
+
+    @classmethod
+    def current(cls) -> CachingConfig:
+        """The options of the loaded profile."""
+        from plait.storage import get_profile
+
+        return cls.from_options(get_profile().options)
+
+    def decide(self, identifiers: tuple[str, ...]) -> bool:
+        """Whether caching is on for a class known by these identifiers (most specific pattern wins).
+
+        Raises:
+            ValueError: the most specific match is in both lists.
+        """
+        best: tuple[tuple[int, int], bool, str] | None = None
+        for enabled, patterns in ((True, self.enabled_for), (False, self.disabled_for)):
+            for pattern in patterns:
+                if not any(_matches(pattern, ident) for ident in identifiers):
+                    continue
+                rank = _specificity(pattern)
+                if best is None or rank > best[0]:
+                    best = (rank, enabled, pattern)
+                elif rank == best[0] and enabled != best[1]:
+                    raise ValueError(
+                        f"caching of {identifiers[0]} is both enabled ('{best[2]}' or '{pattern}') and "
+                        "disabled by equally specific patterns in caching.enabled_for/disabled_for"
+                    )
+        return best[1] if best is not None else self.default_enabled
+
+
+def _matches(pattern: str, identifier: str) -> bool:
+    return fnmatch.fnmatchcase(identifier, pattern)
+
+
+def _specificity(pattern: str) -> tuple[int, int]:
+    return (0 if "*" in pattern else 1, len(pattern.replace("*", "")))
+
+
+@functools.cache
+def _entry_point_names() -> dict[str, str]:
+    """class path -> entry point name, for the calculation plugins."""
+    from importlib.metadata import entry_points
+
+    return {ep.value: ep.name for ep in entry_points(group="plait.calculations")}
+
+
+def caching_identifiers(process_class: type[Process]) -> tuple[str, ...]:
+    """The names a class is known by in caching options: its entry point name (if any), its class path."""
+    path = process_class.process_type_string()
+    name = _entry_point_names().get(path)
+    return (name, path) if name else (path,)
+
+
+def get_use_cache(process_class: type[Process], metadata: Mapping[str, Any] | None = None) -> bool:
+    """Whether a launch of ``process_class`` (with this ``metadata``) may reuse a cached result.
+
+    Workflows never do.  See the module docstring for the order of the rules.
+    """
+    if not issubclass(process_class._node_class, CalculationNode):
+        return False
+    if metadata and metadata.get("disable_cache"):
+        return False
+    identifiers = caching_identifiers(process_class)
+    for override in reversed(_overrides.get()):
+        if override.identifier is None or any(_matches(override.identifier, i) for i in identifiers):
+            return override.enabled
+    return CachingConfig.current().decide(identifiers)
+
+
+@functools.cache
+def _distribution_version(path: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, entry_points, packages_distributions, version
+
+    for ep in entry_points(group="plait.calculations"):
+        if ep.value == path and ep.dist is not None:
+            return f"{ep.dist.name}=={ep.dist.version}"
+    top = path.split(":", 1)[0].split(".", 1)[0]
+    for dist in packages_distributions().get(top, []):
+        with contextlib.suppress(PackageNotFoundError):
+            return f"{dist}=={version(dist)}"
+    module = sys.modules.get(top)
+    found = getattr(module, "__version__", None)
+    return f"{top}=={found}" if isinstance(found, str) else None
+
+
+def plugin_version(process_class: type[Process]) -> str | None:
+    """``dist==version`` of the distribution that provides the class, or None for a loose script.
+
+    The distribution of the class's ``plait.calculations`` entry point, else the
+    one that installs the class's top-level package, else that package's
+    ``__version__``.  It is part of the hash, so upgrading a plugin makes its
+    old results stop serving (``plait node rehash`` recomputes stored hashes).
+    """
+    return _distribution_version(process_class.process_type_string())
+
+
+def hash_extras(process: Process) -> dict[str, Any]:
+    """What the hash of ``process``'s node covers besides the class path and the inputs."""
+    extras: dict[str, Any] = {"plugin_version": plugin_version(type(process))}
+    func = getattr(type(process), "_func", None)
+    if func is not None:
+        try:
+            extras["source"] = inspect.getsource(func)
+        except (OSError, TypeError):  # defined interactively: its compiled code stands in
+            extras["source"] = func.__code__.co_code.hex()
+    computer = getattr(process, "computer", None) if hasattr(type(process), "computer") else None
+    if computer is not None:
+        extras["computer"] = computer.uuid
+    return extras
+
+
+def hashed_options(options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The options that change results (:data:`HASH_IGNORED_OPTIONS` left out)."""
+    if options is None:
+        return None
+    return {k: v for k, v in options.items() if k not in HASH_IGNORED_OPTIONS}
+
+
+def find_cache_source(node: ProcessNode) -> ProcessNode | None:
+    """The oldest valid cache for ``node``: same node type and hash, finished ok, not ``node`` itself.
+
+    One query on the indexed ``nodes.node_hash`` joined with ``processes``;
+    the rare candidates marked ``is_valid_cache = False`` are skipped here.
+    """
+    from sqlalchemy import select
+
+    from plait.orm.node import node_from_row
+    from plait.storage import get_backend
+    from plait.storage.schema import nodes, processes
+
+    if not node.node_hash:
+        return None
+    query = (
+        select(nodes)
+        .join(processes, processes.c.node_id == nodes.c.id)
+        .where(
+            nodes.c.node_hash == node.node_hash,
+            nodes.c.node_type == node.node_type,
+            nodes.c.id != node.pk,
+            processes.c.state == "finished",
+            processes.c.exit_status == 0,
+        )
+        .order_by(nodes.c.id)
+        .limit(20)
+    )
+    with get_backend().database.read() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query).all()]
+    for row in rows:
+        if (row["extras"] or {}).get(VALID_CACHE_KEY, True) is not False:
+            found = node_from_row(row)
+            assert isinstance(found, ProcessNode)
+            return found
+    return None
+
+
+def clone_output(node: Node) -> Node:
+    """An unstored copy of an output node: same class, attributes, files and computer, no extras.
+
+    A :class:`~plait.orm.RemoteData` whose folder was cleaned stays marked cleaned.
+    """
+    from plait.orm import RemoteData
+
+    cls = type(node)
+    clone = cls.__new__(cls)
+    Node.__init__(clone, label=node.label, description=node.description)
+    clone._attributes = dict(node._attributes)
+    clone._files = {key: list(value) for key, value in node._files.items()}
+    clone._computer_id = node._computer_id
+    if isinstance(node, RemoteData) and node.is_cleaned:
+        clone._extras[RemoteData.KEY_EXTRA_CLEANED] = True
+    return clone
+
+
+def reuse_cached_outputs(process: Process) -> bool:
+    """If ``process`` may use the cache and a source exists: register clones of its outputs.
+
+    Returns True when it did (the process then finishes ok without running:
+    the clones and :data:`CACHED_FROM_KEY` are written with that finishing
+    commit), False when the process must run.  Called when a calculation
+    starts (not on a resume past its start), in the thread or task that runs it.
+    """
+    decision = process.__dict__.get("_use_cache")
+    if decision is None:
+        decision = get_use_cache(type(process), process._inputs_raw.get("metadata"))
+    if not decision:
+        return False
+    source = find_cache_source(process.node)
+    if source is None:
+        return False
+    from plait.orm import LinkType
+
+    for label, _, value in source.get_outgoing((LinkType.CREATE,)):
+        process.out(label.replace("__", "."), clone_output(value))
+    process.node.set_runtime_attributes(**{CACHED_FROM_KEY: source.uuid})
+    process.report(f"reused the outputs of process {source.pk} from the cache (same hash)")
+    return True

@@ -1,0 +1,235 @@
+"""Caching: an identical calculation reuses the outputs of the first run instead of running again."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+import plait
+from plait import calcfunction, enable_caching, run_get_node, workfunction
+from plait.calculations.arithmetic import ArithmeticAddCalculation
+from plait.calculations.shell import run_shell_job
+from plait.engine import caching
+from plait.engine.caching import CachingConfig, get_use_cache
+from plait.orm import Computer, InstalledCode, Int, ProcessState, RemoteData, load_node
+from plait.storage import get_profile
+
+CALLS: list[int] = []
+
+
+@calcfunction
+def add(x, y):
+    CALLS.append(1)
+    return x + y
+
+
+@calcfunction
+def negative(x):
+    CALLS.append(1)
+    if x.value < 0:
+        return plait.ExitCode(400, "negative")
+    return Int(-x.value)
+
+
+@workfunction
+def wf(x):
+    return {"out": add(x, Int(1))}
+
+
+@pytest.fixture(autouse=True)
+def _reset_calls():
+    CALLS.clear()
+
+
+@pytest.fixture
+def bash() -> InstalledCode:
+    return InstalledCode(
+        computer=Computer.get("localhost"), filepath_executable="/bin/bash", label="bash"
+    ).store()
+
+
+def _set_options(**section):
+    get_profile().options["caching"] = section
+
+
+# -- calcfunctions -------------------------------------------------------------------------------------
+
+
+def test_calcfunction_cached_only_when_enabled(any_profile):
+    r1, n1 = add.run_get_node(Int(1), Int(2))
+    _, n2 = add.run_get_node(Int(1), Int(2))  # caching is off by default
+    assert len(CALLS) == 2 and n2.cached_from is None
+    with enable_caching():
+        r3, n3 = add.run_get_node(Int(1), Int(2))
+    assert len(CALLS) == 2  # not run
+    assert n3.is_finished_ok and n3.process_state is ProcessState.FINISHED
+    assert n3.cached_from == n1 and n3.is_created_from_cache
+    assert r3.value == 3 and r3.pk != r1.pk and r3.node_hash == r1.node_hash
+    assert r3.creator == n3  # a clone created by the new node, not the source's output
+    assert n3.node_hash == n1.node_hash
+    with enable_caching():
+        _, n4 = add.run_get_node(Int(1), Int(3))  # other inputs: runs
+    assert len(CALLS) == 3 and n4.cached_from is None
+    assert all(load_node(n.pk).is_terminated for n in (n1, n2, n3, n4))
+
+
+def test_failed_and_invalid_sources_never_serve():
+    _, failed = negative.run_get_node(Int(-1))
+    assert failed.is_failed and not failed.is_valid_cache
+    with enable_caching():
+        _, again = negative.run_get_node(Int(-1))
+    assert len(CALLS) == 2 and again.cached_from is None  # a failed run never serves
+    _, ok = negative.run_get_node(Int(5))
+    ok.is_valid_cache = False
+    assert not load_node(ok.pk).is_valid_cache
+    with enable_caching():
+        _, rerun = negative.run_get_node(Int(5))
+    assert len(CALLS) == 4 and rerun.cached_from is None
+    assert rerun.is_valid_cache
+    with enable_caching():
+        _, cached = negative.run_get_node(Int(5))
+    assert len(CALLS) == 4 and cached.cached_from == rerun  # the valid one serves
+    ok.is_valid_cache = True
+    assert load_node(ok.pk).is_valid_cache
+    with pytest.raises(TypeError, match="True or False"):
+        ok.is_valid_cache = "no"  # type: ignore[assignment]
+
+
+def test_disable_cache_per_launch_and_workflows_never_cached():
+    add.run_get_node(Int(1), Int(2))
+    with enable_caching():
+        _, node = add.run_get_node(Int(1), Int(2), metadata={"disable_cache": True})
+        assert node.cached_from is None and len(CALLS) == 2
+        _, w1 = wf.run_get_node(Int(1))
+        _, w2 = wf.run_get_node(Int(1))
+    assert w1.cached_from is None and w2.cached_from is None  # the workfunction ran both times
+    assert [c.cached_from is not None for c in w2.called] == [True]  # its calcfunction was cached
+
+
+def test_plugin_version_change_invalidates(monkeypatch):
+    add.run_get_node(Int(1), Int(2))
+    monkeypatch.setattr(caching, "plugin_version", lambda cls: "myplugin==2.0")
+    with enable_caching():
+        _, node = add.run_get_node(Int(1), Int(2))
+    assert node.cached_from is None and len(CALLS) == 2
+
+
+# -- configuration ------------------------------------------------------------------------------------
+
+
+def test_profile_options_and_globs():
+    ident = ("core.arithmetic.add", "mypackage.calculations:AddCalculation")
+    assert CachingConfig.from_options({}).decide(ident) is False
+    assert CachingConfig.from_options({"caching": {"default_enabled": True}}).decide(ident) is True
+    config = CachingConfig.from_options(
+        {
+            "caching": {
+                "default_enabled": False,
+                "enabled_for": ["core.*"],
+                "disabled_for": ["core.arithmetic.*"],
+            }
+        }
+    )
+    assert config.decide(ident) is False  # the longer glob is more specific
+    assert config.decide(("core.shell",)) is True
+    exact = CachingConfig.from_options(
+        {"caching.enabled_for": ["core.arithmetic.add"], "caching.disabled_for": ["*"]}
+    )
+    assert exact.decide(ident) is True and exact.decide(("x:y",)) is False
+    tie = CachingConfig.from_options({"caching": {"enabled_for": ["core.*"], "disabled_for": ["core.*"]}})
+    with pytest.raises(ValueError, match="equally specific"):
+        tie.decide(ident)
+    with pytest.raises(ValueError, match="default_enabled"):
+        CachingConfig.from_options({"caching": {"default_enabled": "yes"}})
+    with pytest.raises(ValueError, match="enabled_for"):
+        CachingConfig.from_options({"caching": {"enabled_for": [1]}})
+    with pytest.raises(ValueError, match="unknown caching option"):
+        CachingConfig.from_options({"caching": {"enable": True}})
+
+
+def test_profile_option_turns_caching_on_for_a_class_path():
+    add.run_get_node(Int(1), Int(2))
+    _set_options(enabled_for=[f"{__name__}:a*"])
+    _, node = add.run_get_node(Int(1), Int(2))
+    assert node.cached_from is not None
+    _set_options(enabled_for=[f"{__name__}:*"], disabled_for=[f"{__name__}:add"])
+    _, node = add.run_get_node(Int(1), Int(2))
+    assert node.cached_from is None
+
+
+def test_context_managers_nest_and_stay_in_their_thread_and_task():
+    cls = add.process_class
+    assert get_use_cache(cls) is False
+    with enable_caching():
+        assert get_use_cache(cls) is True
+        with plait.disable_caching(identifier=f"{__name__}:*"):
+            assert get_use_cache(cls) is False
+            with enable_caching(identifier=f"{__name__}:add"):
+                assert get_use_cache(cls) is True
+            assert get_use_cache(cls) is False
+        assert get_use_cache(cls) is True
+        assert get_use_cache(cls, {"disable_cache": True}) is False
+        seen: list[bool] = []
+        thread = threading.Thread(target=lambda: seen.append(get_use_cache(cls)))
+        thread.start()
+        thread.join()
+        assert seen == [False]  # another thread does not see this block
+    assert get_use_cache(cls) is False
+
+    async def main():
+        async def in_block():
+            with enable_caching():
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                return get_use_cache(cls)
+
+        async def outside():
+            await asyncio.sleep(0)
+            return get_use_cache(cls)
+
+        return await asyncio.gather(in_block(), outside())
+
+    assert asyncio.run(main()) == [True, False]
+    with pytest.raises(ValueError, match="identifier"):
+        with enable_caching(identifier=""):
+            pass
+
+
+# -- calculation jobs on localhost ---------------------------------------------------------------------
+
+
+def test_arithmetic_add_cached_and_remote_cleaned(any_profile, bash):
+    out1, n1 = run_get_node(ArithmeticAddCalculation, code=bash, x=Int(3), y=Int(4))
+    assert n1.is_finished_ok and n1.get_attribute("job_id") is not None
+    remote = out1["remote_folder"]
+    remote.set_extra(RemoteData.KEY_EXTRA_CLEANED, True)  # as plait calcjob cleanworkdir records it
+    with enable_caching(identifier="arithmetic.add"):
+        out2, n2 = run_get_node(ArithmeticAddCalculation, code=bash, x=Int(3), y=Int(4))
+        out3, n3 = run_get_node(
+            ArithmeticAddCalculation, code=bash, x=Int(3), y=Int(4), metadata={"disable_cache": True}
+        )
+    assert n2.cached_from == n1 and n2.is_finished_ok
+    assert n2.get_attribute("job_id") is None  # no job ran
+    assert out2["sum"].value == 7 and out2["sum"].pk != out1["sum"].pk
+    assert out2["remote_folder"].is_cleaned  # the source's folder is gone: the clone says so
+    assert out2["retrieved"].list_object_names() == out1["retrieved"].list_object_names()
+    assert n3.cached_from is None and not out3["remote_folder"].is_cleaned  # a real run
+    # the scheduler options that do not change results do not change the hash
+    with enable_caching():
+        _, n4 = run_get_node(
+            ArithmeticAddCalculation,
+            code=bash,
+            x=Int(3),
+            y=Int(4),
+            metadata={"options": {"max_wallclock_seconds": 600}},
+        )
+    assert n4.cached_from is not None
+
+
+def test_shell_job_cached():
+    _, n1 = run_shell_job("echo", arguments=["hello"])
+    with enable_caching():
+        outputs, n2 = run_shell_job("echo", arguments=["hello"])
+    assert n2.cached_from == n1 and outputs["stdout"].get_content() == "hello\n"
