@@ -162,8 +162,6 @@ class Process:
         self._exception: BaseException | None = None
         #: whether this launch may reuse a cached result (decided at store time; None: decide when run)
         self._use_cache: bool | None = None
-        #: a restart of another process: ``restarted_from`` and friends, recorded on the new node
-        self._restart_attributes: dict[str, Any] = {}
 
     @classmethod
     def prepare_inputs(cls, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -232,7 +230,6 @@ class Process:
         rest = {k: v for k, v in non_db.items() if k != "metadata"}
         if rest:
             attributes["non_db_inputs"] = rest
-        attributes.update(self._restart_attributes)  # set by plait.engine.restart_from
         return attributes
 
     def _store_new(
@@ -616,13 +613,13 @@ class Process:
 
     def _except(self, exc: BaseException) -> None:
         """Mark the process excepted with its traceback; outputs registered so far stay linked."""
-        if lifecycle.except_(self.node, self._owner, exc, step=self._step_name):
+        if lifecycle.except_(self.node, self._owner, exc):
             self._terminated = True
             self._call_on_terminated()
 
     def _killed(self, message: str) -> None:
         """Mark the process killed (a runner that lost it, or a process already ended, stays silent)."""
-        if lifecycle.kill(self.node, self._owner, message, step=self._step_name):
+        if lifecycle.kill(self.node, self._owner, message):
             self._terminated = True
             self._call_on_terminated()
 
