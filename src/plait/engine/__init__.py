@@ -13,6 +13,7 @@ from plait.engine.restart import BaseRestartWorkChain, ProcessHandlerReport, pro
 from plait.engine.runner import Runner
 from plait.engine.spec import ProcessSpec
 from plait.engine.waiting import aawait_processes, await_processes
+from plait.engine.watch import ProcessEvent, asubmit, wait, watch
 from plait.engine.workchain import ToContext, WorkChain, append_, if_, return_, while_
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "OutputValidationError",
     "Process",
     "ProcessBuilder",
+    "ProcessEvent",
     "ProcessHandlerReport",
     "ProcessKilledError",
     "ProcessSpec",
@@ -35,6 +37,7 @@ __all__ = [
     "aresume",
     "arun",
     "arun_get_node",
+    "asubmit",
     "await_processes",
     "calcfunction",
     "current_process",
@@ -48,6 +51,8 @@ __all__ = [
     "run_get_node",
     "run_get_pk",
     "submit",
+    "wait",
+    "watch",
     "while_",
     "workfunction",
 ]

@@ -15,11 +15,19 @@ Where the blocking functions run the work (no loop is ever re-entered):
 
 ``arun``/``arun_get_node`` are native coroutines for code that already runs
 in a loop.  ``submit`` stores the process for a daemon worker to run.
+
+Called from code whose thread runs an event loop (an async web service),
+``run`` and ``submit`` work but freeze that loop until they return, so
+they warn (a ``RuntimeWarning``, shown once per calling line) and name the
+async form to use: ``await plait.arun(...)``, ``await plait.asubmit(...)``.
+A notebook cell, whose loop belongs to the kernel, does not warn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +104,7 @@ def run_get_node(
             "plait.run() was called inside an async step, where it would block the event loop: "
             "use `await plait.arun(...)` (or `await self.arun(...)`) there"
         )
+    warn_if_blocking_a_loop("run", "await plait.arun(...)")
     return run_on_engine_loop(_arun_in_fresh_loop(process, inputs, kwargs))
 
 
@@ -171,6 +180,7 @@ def submit(
         refuse_inside_process("plait.submit(..., wait=True)")
     if parent is not None and parent.runner is not None and hasattr(parent, "submit"):
         return parent.submit(process, inputs, **kwargs)
+    warn_if_blocking_a_loop("submit", "await plait.asubmit(...)")
     cls, merged = resolve_process(process, inputs, kwargs)
     problem = cls.check_importable()
     if problem:
@@ -189,6 +199,44 @@ def submit(
 
         await_processes([node], wait_interval=wait_interval)
     return node
+
+
+def in_notebook_kernel() -> bool:
+    """True in a Jupyter (IPython kernel) cell, where blocking the cell's loop is what the user wants."""
+    if "IPython" not in sys.modules:
+        return False
+    get_ipython = getattr(sys.modules["IPython"], "get_ipython", None)
+    shell = get_ipython() if callable(get_ipython) else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def warn_if_blocking_a_loop(name: str, async_form: str) -> None:
+    """Warn when blocking ``plait.<name>`` is called on a thread whose event loop is running.
+
+    That is an async service (a web app's handler) freezing its own loop
+    until the call returns; a notebook cell is exempt.  The warning points
+    at the caller's line (the first frame outside this module), so Python's
+    default filter shows it once per call site.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if in_notebook_kernel():
+        return
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    warnings.warn_explicit(
+        f"plait.{name}() blocks this thread's running event loop until it returns; "
+        f"in async code use `{async_form}` instead",
+        RuntimeWarning,
+        frame.f_code.co_filename,
+        frame.f_lineno,
+        module=frame.f_globals.get("__name__", "__main__"),
+        registry=frame.f_globals.setdefault("__warningregistry__", {}),
+        module_globals=frame.f_globals,
+    )
 
 
 def _console_reports_if_top_level() -> None:
