@@ -20,10 +20,14 @@ Inputs:
   job's folder); the job runs exactly the code it records as its input.
   Giving both, or neither, is refused before anything is stored;
 * ``arguments`` — a list of strings; ``{name}`` is replaced by the file name
-  of the node ``nodes.name`` (or by the value of a ``Str``/``Int``/``Float``);
+  of the node ``nodes.name`` (``./-x`` for a file named ``-x``, so that the
+  command never takes it for an option), or by the value of a
+  ``Str``/``Int``/``Float``;
 * ``nodes`` — files (``SinglefileData``, copied under their file name) and
   folders (``FolderData``, copied as a folder named like the key);
-* ``outputs`` — file names or globs to retrieve and attach as outputs.
+* ``outputs`` — file names or globs to retrieve and attach as outputs:
+  relative paths inside the job's folder (absolute paths, ``..`` and NUL are
+  refused at launch, before anything is stored).
 
 Outputs: ``stdout``, ``stderr`` and each retrieved file as ``SinglefileData``
 (the label is the file name with ``.`` and ``-`` turned into ``_``).
@@ -40,6 +44,7 @@ from plait.engine.calcjob import CalcInfo, CalcJob, CodeInfo, RetrieveItem
 from plait.engine.spec import ProcessSpec
 from plait.orm import BaseType, Data, FolderData, List, Node, ProcessNode, SinglefileData, Str
 from plait.orm.code import Code
+from plait.transports.relative_paths import UnsafePathError, as_operand, check_relative_path
 
 __all__ = ["ShellJob", "output_label", "run_shell_job"]
 
@@ -75,6 +80,19 @@ def _check_arguments(value: Any) -> str | None:
     return None
 
 
+def _check_outputs(value: Any) -> str | None:
+    """Each output is a file name or glob inside the job's folder (it is fetched to the same place)."""
+    items = value.get_list() if isinstance(value, List) else None
+    if items is None or not all(isinstance(item, str) for item in items):
+        return "outputs must be a List of file names or globs"
+    for item in items:
+        try:
+            check_relative_path(item, "output")
+        except UnsafePathError as exc:
+            return str(exc)
+    return None
+
+
 class ShellJob(CalcJob):
     """Run a shell command as a calculation job (see the module docstring)."""
 
@@ -91,7 +109,13 @@ class ShellJob(CalcJob):
         )
         spec.input("arguments", valid_type=List, required=False, validator=_check_arguments)
         spec.input_namespace("nodes", dynamic=True, valid_type=Data, help="files, folders and values")
-        spec.input("outputs", valid_type=List, required=False, help="file names or globs to attach")
+        spec.input(
+            "outputs",
+            valid_type=List,
+            required=False,
+            validator=_check_outputs,
+            help="file names or globs (relative, inside the job's folder) to attach",
+        )
         spec.output(STDOUT, valid_type=SinglefileData, required=False)
         spec.output(STDERR, valid_type=SinglefileData, required=False)
         spec.outputs.dynamic = True
@@ -102,7 +126,7 @@ class ShellJob(CalcJob):
         values: dict[str, str] = {}
         for key, node in (self.inputs.get("nodes") or {}).items():
             if isinstance(node, SinglefileData):
-                values[key] = node.filename
+                values[key] = as_operand(node.filename)  # a file "-rf" reaches the command as ./-rf
             elif isinstance(node, FolderData):
                 values[key] = key
             elif isinstance(node, BaseType):

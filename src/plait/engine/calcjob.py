@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from plait.engine import lifecycle
 from plait.engine.checkpoint import CHECKPOINT_VERSION
 from plait.engine.exit_code import ExitCode
+from plait.engine.job_paths import check_calc_info_paths, check_option_paths
 from plait.engine.monitors import (
     STOPPED_BY_MONITOR,
     CalcJobMonitorResult,
@@ -60,6 +61,8 @@ from plait.engine.spec import ProcessSpec
 from plait.orm import CalcJobNode, Dict, FolderData, Node, ProcessState, RemoteData, load_node
 from plait.orm.code import Code, InstalledCode
 from plait.orm.computer import Computer
+from plait.transports._local_files import walk_local_tree
+from plait.transports.relative_paths import UnsafePathError
 
 if TYPE_CHECKING:
     from plait.transports import BlockingTransport
@@ -226,6 +229,7 @@ class CalcJob(Process):
 
         processed = super().prepare_inputs(inputs)
         check_job_options(cls.process_label_string(), processed)
+        check_option_paths(cls.process_label_string(), processed)
         cls._check_parser_name(processed)
         return processed
 
@@ -535,6 +539,7 @@ class CalcJob(Process):
                     f"{type(self).__name__}.prepare_for_submission returned "
                     f"{type(calc_info).__name__}, not CalcInfo"
                 )
+            check_calc_info_paths(type(self).__name__, calc_info)  # a plugin bug: the job excepts
             for item in [*calc_info.retrieve_list, *calc_info.retrieve_temporary_list]:
                 _retrieve_key(item)  # a malformed item fails here, not after the job ran
             script = self.computer.get_scheduler().get_submit_script(self._job_template(calc_info))
@@ -703,9 +708,14 @@ class CalcJob(Process):
                     if not isinstance(exc, PathNotFoundError):
                         raise
                     self._job_exit_status = None
-            folder = await self.runner.call_in_thread(self, _store_folder, target)  # type: ignore[union-attr]
+            folder, links = await self.runner.call_in_thread(self, _store_folder, target)  # type: ignore[union-attr]
         finally:
             await asyncio.to_thread(shutil.rmtree, target, True)
+        if links:
+            await self._report_async(
+                "retrieved symlinks are not stored (a link is not followed on this side): "
+                + ", ".join(f"{path} -> {link}" for path, link in links)
+            )
         self._retrieved_pk = folder.pk
         self._outputs["retrieved"] = folder
         self._pending_outputs.append(("retrieved", folder))
@@ -720,7 +730,9 @@ class CalcJob(Process):
         """(thread) On resume the retrieve list is recomputed by preparing the inputs again."""
         sandbox = Path(tempfile.mkdtemp(prefix=f"plait-{self.pk}-again-"))
         try:
-            return self.prepare_for_submission(sandbox)
+            calc_info = self.prepare_for_submission(sandbox)
+            check_calc_info_paths(type(self).__name__, calc_info)
+            return calc_info
         finally:
             shutil.rmtree(sandbox, ignore_errors=True)
 
@@ -891,7 +903,7 @@ async def _retrieve_entry(
         local = posixpath.normpath(posixpath.join(into, *kept)) if (into or kept) else ""
         if local in ("", ".") or local.startswith("../") or posixpath.isabs(local):
             raise ValueError(f"retrieve list item {item!r}: '{relative}' would be put outside the folder")
-        await _fetch(transport, posixpath.join(workdir, relative), target / local, listing)
+        await _fetch(transport, posixpath.join(workdir, relative), target, target / local, listing)
 
 
 async def _matches(
@@ -924,19 +936,38 @@ async def _listing(transport: Any, remote_dir: str, listing: dict[str, dict[str,
     return listing[remote_dir]
 
 
-async def _fetch(transport: Any, remote: str, local: Path, listing: dict[str, dict[str, Any]]) -> None:
-    """Copy the file or folder ``remote`` to ``local`` (its parents made as needed)."""
+async def _fetch(
+    transport: Any, remote: str, root: Path, local: Path, listing: dict[str, dict[str, Any]]
+) -> None:
+    """Copy the file or folder ``remote`` to ``local`` below ``root`` (its parents made as needed)."""
     parent, name = posixpath.split(remote)
     attributes = (await _listing(transport, parent, listing)).get(name)
     if attributes is None:
         return
     if attributes.is_symlink:
         attributes = await transport.stat(remote)
-    await asyncio.to_thread(os.makedirs, local.parent, exist_ok=True)
+    await asyncio.to_thread(_make_local_parent, root, local)
     if attributes.is_dir:
         await transport.gettree(remote, local)
     elif attributes.is_file:
         await transport.get(remote, local)
+
+
+def _make_local_parent(root: Path, local: Path) -> None:
+    """(thread) Make the parents of ``local`` below ``root``, never through a symlink fetched earlier.
+
+    Raises:
+        UnsafePathError: a parent is a symlink (an earlier item of the retrieve list brought it).
+    """
+    current = root
+    for part in local.parent.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            raise UnsafePathError(
+                f"retrieving '{local.relative_to(root)}' would go through the retrieved symlink "
+                f"'{current.relative_to(root)}'; retrieve the folder it is in, or the file, not both"
+            )
+    os.makedirs(local.parent, exist_ok=True)
 
 
 async def _retrieve_item(
@@ -957,10 +988,19 @@ async def _retrieve_item(
         names = [pattern] if pattern in entries else []
     for item in names:
         local = target / directory / item if directory else target / item
-        await _fetch(transport, posixpath.join(remote_dir, item), local, listing)
+        await _fetch(transport, posixpath.join(remote_dir, item), target, local, listing)
 
 
-def _store_folder(path: Path) -> FolderData:
-    folder = FolderData(tree=path)
+def _store_folder(path: Path) -> tuple[FolderData, list[tuple[str, str]]]:
+    """(thread) Store the files fetched into ``path`` as a ``FolderData``; symlinks are left out.
+
+    A link that the remote side put into a retrieved folder would resolve on
+    *this* machine (``../../../home/me/.ssh/id_rsa``), so it is never followed:
+    it is not stored, and returned as ``(path, link target)`` for the job's report.
+    """
+    tree = walk_local_tree(path)
+    folder = FolderData()
+    for relpath in tree.files:
+        folder.put_object_from_file(relpath, path / relpath)
     folder.store()
-    return folder
+    return folder, tree.symlinks

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, Self, overload
 
 from plait.orm.errors import ModificationNotAllowed, NotExistentError, StoringNotAllowed
+from plait.transports.relative_paths import UnsafePathError, check_relative_path
 
 if TYPE_CHECKING:
     from plait.orm.comments import Comment
@@ -299,10 +300,13 @@ class Node:
     # -- files -------------------------------------------------------------------------
     @staticmethod
     def _clean_relpath(relpath: str) -> str:
-        parts = [p for p in Path(relpath).as_posix().split("/") if p not in ("", ".")]
-        if not parts or ".." in parts or Path(relpath).is_absolute():
-            raise ValueError(f"'{relpath}' is not a relative file path inside the node")
-        return "/".join(parts)
+        """``relpath`` as a clean relative path, or UnsafePathError (a ValueError): absolute, ``..``, NUL."""
+        try:
+            return check_relative_path(os.fspath(relpath), "file name")
+        except (UnsafePathError, TypeError) as exc:
+            raise UnsafePathError(
+                f"{relpath!r} is not a relative file path inside the node ({exc})"
+            ) from None
 
     def put_object_from_bytes(self, relpath: str, data: bytes) -> None:
         """Add a file with content ``data`` under ``relpath`` (before storing)."""

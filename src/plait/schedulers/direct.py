@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from plait.schedulers._common import parse_duration, sanitize_job_name
 from plait.schedulers.contract import JobInfo, JobState, JobTemplate, Scheduler
 from plait.schedulers.errors import InvalidJobOptionError, SchedulerOutputError
+from plait.transports.relative_paths import as_operand
 
 if TYPE_CHECKING:
     from plait.transports.contract import Transport
@@ -174,7 +175,7 @@ class DirectScheduler(Scheduler):
 
     async def submit(self, transport: Transport, workdir: str, script_name: str) -> str:
         """Start ``bash <script>`` in ``workdir`` as a detached process group; return its PID."""
-        script = shlex.quote(script_name)
+        script = shlex.quote(as_operand(script_name))  # ./-x: bash never takes it for an option
         launch = f"nohup bash {script} > /dev/null 2>&1 < /dev/null &"
         command = (
             f"if [ ! -f {script} ]; then echo 'no such job script: '{script} >&2; exit 2; fi; "

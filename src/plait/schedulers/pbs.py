@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 
 from plait.schedulers._common import check_header_value, format_hms, parse_duration, sanitize_job_name
 from plait.schedulers.contract import JobInfo, JobState, JobTemplate, Scheduler
+from plait.transports.relative_paths import as_operand
 
 if TYPE_CHECKING:
     from plait.transports.contract import Transport
@@ -255,7 +256,7 @@ class PbsScheduler(Scheduler):
 
     async def submit(self, transport: Transport, workdir: str, script_name: str) -> str:
         """``qsub <script>`` run in ``workdir``; the id is what qsub prints (``1234.server``)."""
-        command = f"qsub {shlex.quote(script_name)}"
+        command = f"qsub {shlex.quote(as_operand(script_name))}"  # ./-x: never an option
         return await self._submit_printing_id(
             transport, workdir, command, lambda line: line if _JOB_ID.match(line) else ""
         )

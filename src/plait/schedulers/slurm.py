@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from plait.schedulers._common import check_header_value, parse_duration, sanitize_job_name
 from plait.schedulers.contract import JobInfo, JobState, JobTemplate, Scheduler
 from plait.schedulers.errors import SchedulerOutputError
+from plait.transports.relative_paths import as_operand
 
 if TYPE_CHECKING:
     from plait.transports.contract import Transport
@@ -199,7 +200,7 @@ class SlurmScheduler(Scheduler):
 
     async def submit(self, transport: Transport, workdir: str, script_name: str) -> str:
         """``sbatch --parsable <script>`` run in ``workdir``; the id is the part before any ``;cluster``."""
-        command = f"sbatch --parsable {shlex.quote(script_name)}"
+        command = f"sbatch --parsable {shlex.quote(as_operand(script_name))}"  # ./-x: never an option
 
         def job_id_of(line: str) -> str:
             job_id = line.split(";", 1)[0].strip()

@@ -79,7 +79,12 @@ class SinglefileData(Data):
 
 
 class FolderData(Data):
-    """A folder of files.  ``FolderData(tree="path/to/folder")`` copies a local folder."""
+    """A folder of files.  ``FolderData(tree="path/to/folder")`` copies a local folder.
+
+    File names are relative paths inside the folder: an absolute name, a
+    ``..`` part or a NUL character is refused with a ``ValueError`` when the
+    file is added, and again when the folder is written out (:meth:`copy_tree_to`).
+    """
 
     node_type = "data.core.folder"
 
@@ -89,9 +94,18 @@ class FolderData(Data):
             self.put_object_from_tree(tree)
 
     def copy_tree_to(self, destination: str | os.PathLike[str]) -> None:
-        """Write every file of the folder below the local folder ``destination``."""
+        """Write every file of the folder below the local folder ``destination``.
+
+        Every name is checked first (relative, no ``..``, no NUL), so a folder
+        whose stored names were tampered with (a hostile database or archive)
+        writes nothing outside ``destination``.
+
+        Raises:
+            ValueError: a file name that would leave ``destination``; nothing was written.
+        """
         root = Path(destination)
-        for relpath in self.list_file_paths():
+        relpaths = [self._clean_relpath(relpath) for relpath in self.list_file_paths()]
+        for relpath in relpaths:
             target = root / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
             self.copy_file_to(relpath, target)
