@@ -257,7 +257,8 @@ def list_(
     limit: int | None,
     paused: bool,
 ) -> None:
-    """List processes, oldest first (by default only the active ones: created, running, waiting).
+    """List processes, oldest first or by --order-by (by default only the active ones: created,
+    running, waiting).
 
     --exit-status and --failed list finished processes (whatever -a says); --limit keeps the N
     most recent, shown in the order of --order-by.  The holder is the daemon worker
