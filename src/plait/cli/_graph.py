@@ -108,6 +108,7 @@ def _node_statement(
     row: dict[str, Any], process: dict[str, Any] | None, center: bool, highlight: bool
 ) -> str:
     from plait.cli._common import node_summary, state_text
+    from plait.orm import ProcessNode
     from plait.orm.node import node_from_row
 
     pk = row["id"]
@@ -117,6 +118,9 @@ def _node_statement(
     if process is not None:
         title = f"{process['process_label']} ({pk})"
         detail = state_text(process["state"], process.get("exit_status"), bool(process.get("paused")))
+        source = (row.get("attributes") or {}).get(ProcessNode.CACHED_FROM_KEY)
+        if source:
+            detail += f"\ncached from {source[:8]}"
         is_workflow = node_type.startswith(("process.workflow", "process.workchain", "process.workfunction"))
         attrs["shape"] = "octagon" if is_workflow else "box"
         fill = "#e1d5f5" if is_workflow else "#d6e6f7"

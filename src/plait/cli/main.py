@@ -90,6 +90,7 @@ def cli(ctx: click.Context, profile_name: str | None) -> None:
 
 
 def _register() -> None:
+    from plait.cli.archive import archive
     from plait.cli.calcjob import calcjob
     from plait.cli.code import code
     from plait.cli.computer import computer
@@ -110,6 +111,7 @@ def _register() -> None:
     cli.add_command(calcjob)
     cli.add_command(daemon)
     cli.add_command(group)
+    cli.add_command(archive)
 
 
 _register()

@@ -690,3 +690,35 @@ def delete(
                 style="green",
             )
         )
+
+
+@node.command("rehash")
+@click.argument("identifiers", nargs=-1, metavar="[PK_OR_UUID]...")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=1000, show_default=True, help="Nodes per transaction."
+)
+@pass_state
+def rehash(state: CliState, identifiers: tuple[str, ...], batch_size: int) -> None:
+    """Recompute the hash of the nodes given (every node when none is given).
+
+    Caching matches calculations by hash, and the hash of a calculation covers the version of
+    the plugin that provides it: after upgrading a plugin (or plait), rehash so that old results
+    stop serving where they should (see docs/caching.md).
+    """
+    from plait.engine.caching import rehash_nodes
+    from plait.orm import load_node
+
+    state.backend()
+    pks = [load_node(identifier).pk for identifier in identifiers] or None
+    report = rehash_nodes([pk for pk in pks if pk is not None] if pks else None, batch_size=batch_size)
+    out = console()
+    out.print(Text(f"Rehashed {report.changed + report.unchanged} nodes: {report.changed} hashes changed."))
+    if report.skipped:
+        shown = ", ".join(map(str, report.skipped[:20])) + (" ..." if len(report.skipped) > 20 else "")
+        out.print(
+            Text(
+                f"Kept the old hash of {len(report.skipped)} process nodes whose class cannot be "
+                f"imported: {shown}",
+                style="yellow",
+            )
+        )

@@ -366,6 +366,17 @@ def _last_line(traceback_text: str) -> str:
     return lines[-1].strip() if lines else traceback_text
 
 
+def _cache_source_text(node: Any) -> str:
+    """``<pk> <label>`` of the node whose outputs ``node`` reused, or its uuid if it was deleted since."""
+    from plait.orm.errors import NotExistentError
+
+    try:
+        source = node.cached_from
+    except NotExistentError:
+        return f"{node.get_attribute(node.CACHED_FROM_KEY)} (deleted)"
+    return f"{source.pk} {source.process_label}"
+
+
 @process.command("show")
 @click.argument("identifier", metavar="PK")
 @pass_state
@@ -395,6 +406,8 @@ def show(state: CliState, identifier: str) -> None:
         grid.add_row("exit message", Text(node.exit_message))
     if node.exception:
         grid.add_row("exception", Text(_last_line(node.exception), style="red"))
+    if node.is_created_from_cache:
+        grid.add_row("cached from", Text(_cache_source_text(node)))
     caller = node.caller
     grid.add_row(
         "caller",

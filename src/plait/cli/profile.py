@@ -230,3 +230,68 @@ def set_default(name: str) -> None:
     env = os.environ.get("PLAIT_PROFILE")
     if env and env != name:
         out.print(Text(f"Note: $PLAIT_PROFILE={env} still selects '{env}' in this shell."))
+
+
+#: the options ``plait profile configure`` sets: name -> (takes a list, help)
+CONFIGURABLE_OPTIONS = {
+    "caching.default_enabled": (False, "true/false: cache every calculation unless a pattern says otherwise"),
+    "caching.enabled_for": (True, "identifiers (entry point names or module:Class, '*' globs) to cache"),
+    "caching.disabled_for": (True, "identifiers never to cache (the most specific pattern wins)"),
+}
+
+
+def _option_value(option: str, values: tuple[str, ...]) -> Any:
+    """The TOML value of ``option`` from the words typed, checked; raises click.BadParameter."""
+    is_list, _ = CONFIGURABLE_OPTIONS[option]
+    if is_list:
+        if not all(v.strip() for v in values):
+            raise click.BadParameter(f"{option}: an identifier cannot be empty", param_hint="VALUE")
+        return list(values)
+    if len(values) != 1 or values[0].lower() not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+        raise click.BadParameter(
+            f"{option} takes one value, true or false, not {' '.join(values)!r}", param_hint="VALUE"
+        )
+    return values[0].lower() in ("true", "yes", "1", "on")
+
+
+@profile.command("configure")
+@click.argument("option", type=click.Choice(sorted(CONFIGURABLE_OPTIONS)), metavar="OPTION")
+@click.argument("values", nargs=-1, metavar="[VALUE]...")
+@click.option("--unset", is_flag=True, help="remove the option (back to its default)")
+@pass_state
+def configure(state: CliState, option: str, values: tuple[str, ...], unset: bool) -> None:
+    """Set OPTION of the profile (the one of --profile, or the default) to VALUE(s).
+
+    \b
+    Options:
+      caching.default_enabled true|false
+      caching.enabled_for IDENTIFIER...   (entry point names or module:Class, '*' globs)
+      caching.disabled_for IDENTIFIER...
+    """
+    from plait.engine.caching import CachingConfig
+    from plait.storage import load_profile_config
+    from plait.storage.profile import ProfileError, set_profile_option
+
+    if unset and values:
+        raise click.UsageError("give either VALUE(s) or --unset, not both")
+    if not unset and not values:
+        raise click.UsageError(f"{option} needs a value (or --unset to remove it)")
+    value = None if unset else _option_value(option, values)
+    try:
+        found = load_profile_config(state.profile_name, create_default=state.profile_name is None)
+        options = dict(found.options)
+        section = dict(options.get("caching") or {})
+        key = option.split(".", 1)[1]
+        if value is None:
+            section.pop(key, None)
+        else:
+            section[key] = value
+        options["caching"] = section
+        CachingConfig.from_options(options)  # refuse what caching would refuse later
+        updated = set_profile_option(found.name, option, value)
+    except (ProfileError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    shown = (updated.options.get("caching") or {}).get(key)
+    console().print(
+        Text(f"{option} of profile '{updated.name}' " + ("removed" if unset else f"set to {shown!r}"))
+    )

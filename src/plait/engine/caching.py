@@ -43,8 +43,8 @@ import fnmatch
 import functools
 import inspect
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from plait.orm import CalculationNode, Node, ProcessNode
@@ -56,13 +56,17 @@ __all__ = [
     "CACHED_FROM_KEY",
     "HASH_IGNORED_OPTIONS",
     "CachingConfig",
+    "RehashReport",
     "caching_identifiers",
+    "clone_output",
+    "compute_node_hash",
     "disable_caching",
     "enable_caching",
     "find_cache_source",
     "get_use_cache",
     "hash_extras",
     "plugin_version",
+    "rehash_nodes",
     "reuse_cached_outputs",
 ]
 
@@ -353,3 +357,89 @@ def reuse_cached_outputs(process: Process) -> bool:
     process.node.set_runtime_attributes(**{CACHED_FROM_KEY: source.uuid})
     process.report(f"reused the outputs of process {source.pk} from the cache (same hash)")
     return True
+
+
+@dataclass
+class RehashReport:
+    """What :func:`rehash_nodes` did: nodes whose hash changed, kept, and process nodes it could not
+    hash (their class cannot be imported any more: their old hash is kept)."""
+
+    changed: int = 0
+    unchanged: int = 0
+    skipped: list[int] = field(default_factory=list)
+
+
+def compute_node_hash(node: Node) -> str:
+    """The hash ``node`` would get if stored now: for a process node, from its class as installed now.
+
+    Raises:
+        ImportError: the class of a process node cannot be imported.
+    """
+    if not isinstance(node, ProcessNode):
+        return node._compute_hash()
+    from plait.engine.ports import extract_non_db, flatten_nodes
+    from plait.engine.resolve import load_process_class
+
+    cls = load_process_class(node)
+    process = cls._load(node, None)
+    spec = cls.spec()
+    inputs = process._inputs_raw
+    return process._process_hash(flatten_nodes(inputs, spec.inputs), extract_non_db(inputs, spec.inputs))
+
+
+def rehash_nodes(pks: Sequence[int] | None = None, *, batch_size: int = 1000) -> RehashReport:
+    """Recompute and store ``node_hash`` of the nodes ``pks`` (all nodes when None), in batches.
+
+    Run it after upgrading a plugin (whose version is part of its calculations'
+    hashes) or after a change of plait's hashing.  Each batch is one transaction.
+
+    Raises:
+        NotExistentError: a pk of ``pks`` names no node (nothing is changed).
+        ValueError: ``batch_size`` is not positive.
+    """
+    from sqlalchemy import select, update
+
+    from plait.orm.errors import NotExistentError
+    from plait.orm.node import node_from_row
+    from plait.storage import get_backend
+    from plait.storage.schema import nodes
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, not {batch_size}")
+    backend = get_backend()
+    report = RehashReport()
+    if pks is not None:
+        missing = set(pks) - backend.existing_node_ids(pks)
+        if missing:
+            raise NotExistentError(f"no node with pk {', '.join(map(str, sorted(missing)))}")
+    wanted = sorted(set(pks)) if pks is not None else None
+    last = 0
+    while True:
+        query = select(nodes).where(nodes.c.id > last).order_by(nodes.c.id).limit(batch_size)
+        if wanted is not None:
+            batch_ids = [pk for pk in wanted if pk > last][:batch_size]
+            if not batch_ids:
+                break
+            query = select(nodes).where(nodes.c.id.in_(batch_ids)).order_by(nodes.c.id)
+        with backend.database.read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query).all()]
+        if not rows:
+            break
+        last = rows[-1]["id"]
+        changes: list[tuple[int, str]] = []
+        for row in rows:
+            try:
+                new = compute_node_hash(node_from_row(row))
+            except ImportError:
+                report.skipped.append(row["id"])
+                continue
+            if new != row["node_hash"]:
+                changes.append((row["id"], new))
+            else:
+                report.unchanged += 1
+        if changes:
+            with backend.transaction() as conn:
+                for pk, new in changes:
+                    conn.execute(update(nodes).where(nodes.c.id == pk).values(node_hash=new))
+            report.changed += len(changes)
+    return report

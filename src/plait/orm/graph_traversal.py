@@ -97,7 +97,7 @@ EXPORT_RULES: dict[str, TraversalRule] = _rules(
 
 
 def traversal_link_types(
-    rules: dict[str, TraversalRule], what: str = "traversal", **switches: bool
+    rules: dict[str, TraversalRule], what: str = "traversal", /, **switches: bool
 ) -> tuple[list[str], list[str]]:
     """The link types followed forward and backward under ``rules`` with these switches.
 
@@ -128,9 +128,11 @@ def traversal_link_types(
     return forward, backward
 
 
-def applied_rules(rules: dict[str, TraversalRule], **switches: bool) -> dict[str, bool]:
+def applied_rules(
+    rules: dict[str, TraversalRule], what: str = "traversal", /, **switches: bool
+) -> dict[str, bool]:
     """Every rule of ``rules`` with the value it takes under ``switches`` (validated as above)."""
-    traversal_link_types(rules, **switches)
+    traversal_link_types(rules, what, **switches)
     return {name: switches.get(name, rule.follow) for name, rule in rules.items()}
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "list_profiles",
     "load_profile_config",
     "set_default_profile",
+    "set_profile_option",
 ]
 
 DEFAULT_PROFILE_NAME = "default"
@@ -511,3 +512,36 @@ def load_profile_config(name: str | None = None, *, create_default: bool = True)
         storage_url_file=storage_file,
         broker_url_file=broker_file,
     )
+
+
+def set_profile_option(name: str | None, key: str, value: Any) -> Profile:
+    """Set option ``key`` of a profile in its ``profile.toml`` and return the profile read again.
+
+    A dotted key names a table: ``caching.enabled_for`` is ``enabled_for`` in
+    ``[options.caching]``.  ``value=None`` removes the option.  Everything else
+    in the file is kept as it was; the write holds the profile folder's lock and
+    replaces the file atomically (mode 600).  The caller checks the value (the
+    storage layer does not know what each option means).
+
+    Raises:
+        ProfileError: the profile does not exist, its file is malformed, or ``key`` is empty or
+            crosses an option that is not a table.
+    """
+    parts = key.split(".")
+    if not all(parts):
+        raise ProfileError(f"invalid option name '{key}': use names like 'caching.default_enabled'")
+    profile = load_profile_config(name, create_default=False)
+    config = profile.path / "profile.toml"
+    with _folder_lock(profile.path):
+        data = _read_toml(config)
+        table = data.setdefault("options", {})
+        for part in parts[:-1]:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ProfileError(f"option '{key}': '{part}' is a value in {config}, not a table")
+        if value is None:
+            table.pop(parts[-1], None)
+        else:
+            table[parts[-1]] = value
+        _write_toml(config, data)
+    return load_profile_config(profile.name, create_default=False)

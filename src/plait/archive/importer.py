@@ -1,0 +1,633 @@
+"""Reading a plait archive into a profile: check everything first, then one transaction.
+
+The order, and why:
+
+1. **The zip** (:func:`plait.archive.safety.open_checked`): no truncated file, no member that
+   could leave a folder, no symlink, no zip bomb; only the members of the format.
+2. **The manifest**: format name and a version this plait reads.
+3. **The database** is copied out with its SHA-256 checked, opened read-only with SQLite's
+   defences on (``trusted_schema=OFF``, no views or triggers allowed, ``quick_check``), and its
+   references checked (every link, process, log, comment, membership and file points at a
+   record of the archive; every process is terminated; every file path stays inside its node).
+4. **Every object**'s content is hashed against its name.
+5. Then, in **one write transaction**: computers (by UUID; a label taken by another computer
+   gets ``-imported-N``), nodes (by UUID: a node already there with the same content is kept as
+   it is, one with other content stops the import), process rows of the new processes, links,
+   logs of the new nodes, comments (by UUID), groups (by UUID; a label taken by another group
+   gets ``-imported-N``) and their members, the import group, and the files into the repository.
+   Anything failing rolls all of it back; files already put are unreferenced and go with the
+   next ``plait storage maintain``.
+
+Importing the same archive twice adds nothing the second time.  Rows are read from the archive
+in batches; the map of archive pks to profile pks is the one structure that grows with the
+archive (about 100 bytes a node).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plait.archive import format as fmt
+from plait.archive._progress import progress_bar
+from plait.archive.errors import (
+    ArchiveVersionError,
+    CorruptArchiveError,
+    ImportConflictError,
+    UnsafeArchiveError,
+)
+from plait.archive.safety import MemberReader, copy_member, open_checked
+
+if TYPE_CHECKING:
+    from plait.storage.backend import StorageBackend
+
+__all__ = ["ImportResult", "import_plait_archive", "read_manifest"]
+
+DEFAULT_BATCH_SIZE = 2000
+MAX_MANIFEST_BYTES = 1 << 20
+TERMINAL = ("finished", "excepted", "killed")
+LINK_TYPES = ("input_calc", "input_work", "create", "return", "call_calc", "call_work")
+#: what an existing node must share with the archive's to be the same node
+CONTENT = ("node_type", "process_type", "attributes", "files", "computer_id")
+
+
+@dataclass
+class ImportResult:
+    """What an import added and what was there already."""
+
+    path: Path
+    #: rows added per kind: nodes, processes, links, logs, comments, computers, groups, group_nodes, files
+    added: dict[str, int] = field(default_factory=dict)
+    #: of the archive's rows, those the profile had already (matched by UUID; files by hash)
+    existing: dict[str, int] = field(default_factory=dict)
+    #: archive pk -> profile pk of every node (empty with ``pk_map=False``)
+    node_pks: dict[int, int] = field(default_factory=dict)
+    #: archive pk -> profile pk of every computer and group
+    computer_pks: dict[int, int] = field(default_factory=dict)
+    group_pks: dict[int, int] = field(default_factory=dict)
+    #: computers and groups imported under another label: ``(kind, archive label, new label)``
+    relabelled: list[tuple[str, str, str]] = field(default_factory=list)
+    #: the pk of the group every imported node was added to (``group=``), or None
+    import_group: int | None = None
+
+
+def read_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
+    """The manifest of an opened archive, its format and version checked.
+
+    Raises:
+        CorruptArchiveError: no manifest, or not JSON.
+        ArchiveVersionError: another format, or a version this plait does not read.
+    """
+    try:
+        info = archive.getinfo(fmt.MANIFEST)
+    except KeyError:
+        if "metadata.json" in archive.namelist():
+            raise ArchiveVersionError(
+                "this is an AiiDA archive (it has metadata.json): plait reads plait archives only so far"
+            ) from None
+        raise CorruptArchiveError(f"the archive has no {fmt.MANIFEST}: not a plait archive") from None
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise UnsafeArchiveError(f"archive member {fmt.MANIFEST!r} is {info.file_size} bytes (at most 1 MiB)")
+    chunks: list[bytes] = []
+    copy_member(archive, fmt.MANIFEST, chunks.append)
+    try:
+        manifest = json.loads(b"".join(chunks))
+    except ValueError as exc:
+        raise CorruptArchiveError(f"archive member {fmt.MANIFEST!r} is not JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt.FORMAT_NAME:
+        named = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ArchiveVersionError(
+            f"archive member {fmt.MANIFEST!r} names format {named!r}, not {fmt.FORMAT_NAME!r}"
+        )
+    version = manifest.get("version")
+    if version not in fmt.READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in sorted(fmt.READABLE_VERSIONS))
+        raise ArchiveVersionError(
+            f"archive format version {version!r} is unknown to this plait (it reads {readable}): "
+            "a newer plait may read it"
+        )
+    database = manifest.get("database")
+    if not isinstance(database, dict) or not isinstance(database.get("sha256"), str):
+        raise CorruptArchiveError(f"archive member {fmt.MANIFEST!r} gives no checksum of the database")
+    return manifest
+
+
+def _check_members(archive: zipfile.ZipFile) -> set[str]:
+    """The object hashes among the members; refuse any member the format does not have."""
+    keys: set[str] = set()
+    for name in archive.namelist():
+        if name in (fmt.MANIFEST, fmt.DATABASE) or name == fmt.OBJECTS or fmt.OBJECT_FOLDER.match(name):
+            continue  # the members, and the folder entries some zip tools add
+        match = fmt.OBJECT_MEMBER.match(name)
+        if match is None:
+            raise UnsafeArchiveError(f"archive member {name!r} is not part of the plait archive format")
+        keys.add(match.group(1) + match.group(2))
+    return keys
+
+
+_ALLOWED_SQL = re.compile(r"^(table|index):")
+
+
+@contextlib.contextmanager
+def open_database(archive: zipfile.ZipFile, manifest: dict[str, Any]) -> Iterator[sqlite3.Connection]:
+    """The archive's database, copied out with its checksum checked, opened read-only and checked."""
+    with tempfile.TemporaryDirectory(prefix="plait-import-") as scratch:
+        path = os.path.join(scratch, fmt.DATABASE)
+        with open(path, "wb") as handle:
+            copy_member(archive, fmt.DATABASE, handle.write, sha256=manifest["database"]["sha256"])
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise CorruptArchiveError(f"archive member {fmt.DATABASE!r} cannot be opened ({exc})") from None
+        try:
+            conn.row_factory = sqlite3.Row
+            _check_database(conn)
+            yield conn
+        finally:
+            conn.close()
+
+
+def _check_database(conn: sqlite3.Connection) -> None:
+    where = f"archive member {fmt.DATABASE!r}"
+    try:
+        conn.execute("PRAGMA trusted_schema=OFF")
+        conn.execute("PRAGMA cell_size_check=ON")
+        entries = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+        for kind, name in entries:
+            if kind not in ("table", "index"):
+                raise UnsafeArchiveError(
+                    f"{where}: a {kind} ({name!r}) — only tables and indexes are allowed"
+                )
+        tables = {name for kind, name in entries if kind == "table"}
+        for table, columns in fmt.COLUMNS.items():
+            if table not in tables:
+                raise CorruptArchiveError(f"{where}: no table {table!r}")
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            missing = set(columns) - have
+            if missing:
+                raise CorruptArchiveError(f"{where}: table {table!r} lacks {', '.join(sorted(missing))}")
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise CorruptArchiveError(f"{where}: the database is damaged ({check})")
+    except sqlite3.DatabaseError as exc:
+        raise CorruptArchiveError(f"{where} is not a valid SQLite database ({exc})") from None
+
+
+def _first(conn: sqlite3.Connection, query: str) -> Any:
+    return conn.execute(query).fetchone()
+
+
+def _check_references(conn: sqlite3.Connection, objects: set[str]) -> None:
+    """Every row of the archive database points at records of the archive (else refuse, naming one)."""
+    checks = [
+        (
+            "SELECT p.node_id FROM processes p LEFT JOIN nodes n ON n.id = p.node_id WHERE n.id IS NULL",
+            "a process row refers to node {0}, which the archive lacks",
+        ),
+        (
+            "SELECT p.node_id, p.caller_id FROM processes p LEFT JOIN nodes n ON n.id = p.caller_id "
+            "WHERE p.caller_id IS NOT NULL AND n.id IS NULL",
+            "process {0} names caller {1}, which the archive lacks",
+        ),
+        (
+            f"SELECT node_id, state FROM processes WHERE state NOT IN {TERMINAL!r}",
+            "process {0} is {1}: an archive holds terminated processes only",
+        ),
+        (
+            "SELECT l.input_id, l.output_id FROM links l LEFT JOIN nodes a ON a.id = l.input_id "
+            "LEFT JOIN nodes b ON b.id = l.output_id WHERE a.id IS NULL OR b.id IS NULL",
+            "a link {0} -> {1} refers to a node the archive lacks",
+        ),
+        (
+            f"SELECT input_id, output_id, link_type FROM links WHERE link_type NOT IN {LINK_TYPES!r}",
+            "link {0} -> {1} has unknown type {2!r}",
+        ),
+        (
+            "SELECT n.uuid, n.computer_id FROM nodes n LEFT JOIN computers c ON c.id = n.computer_id "
+            "WHERE n.computer_id IS NOT NULL AND c.id IS NULL",
+            "node {0} refers to computer {1}, which the archive lacks",
+        ),
+        (
+            "SELECT g.group_id, g.node_id FROM group_nodes g LEFT JOIN groups a ON a.id = g.group_id "
+            "LEFT JOIN nodes b ON b.id = g.node_id WHERE a.id IS NULL OR b.id IS NULL",
+            "membership of node {1} in group {0} refers to a record the archive lacks",
+        ),
+        (
+            "SELECT l.id, l.node_id FROM logs l LEFT JOIN nodes n ON n.id = l.node_id WHERE n.id IS NULL",
+            "log {0} refers to node {1}, which the archive lacks",
+        ),
+        (
+            "SELECT c.uuid, c.node_id FROM comments c LEFT JOIN nodes n ON n.id = c.node_id "
+            "WHERE n.id IS NULL",
+            "comment {0} refers to node {1}, which the archive lacks",
+        ),
+    ]
+    for query, message in checks:
+        row = _first(conn, query)
+        if row is not None:
+            raise CorruptArchiveError(f"archive database: {message.format(*tuple(row))}")
+    listed = {row[0] for row in conn.execute("SELECT sha256 FROM objects")}
+    if listed != objects:
+        extra = sorted(objects - listed)
+        lacking = sorted(listed - objects)
+        if extra:
+            raise UnsafeArchiveError(
+                f"archive member {fmt.object_member(extra[0])!r} is not listed in the database's objects"
+            )
+        raise CorruptArchiveError(
+            f"archive member {fmt.object_member(lacking[0])!r} is missing (listed in objects)"
+        )
+    from plait.orm.node import Node
+
+    for uuid, files in conn.execute("SELECT uuid, files FROM nodes"):
+        try:
+            mapping = json.loads(files)
+            assert isinstance(mapping, dict)
+            for relpath, entry in mapping.items():
+                key, size = entry
+                assert isinstance(key, str) and isinstance(size, int)
+                if Node._clean_relpath(relpath) != relpath:
+                    raise UnsafeArchiveError(
+                        f"node {uuid}: file path {relpath!r} is not a clean relative path"
+                    )
+                if key not in objects:
+                    raise CorruptArchiveError(
+                        f"node {uuid}: file {relpath!r} refers to object {key}, not in the archive"
+                    )
+        except (ValueError, TypeError, AssertionError):
+            raise CorruptArchiveError(f"node {uuid}: its files column is malformed") from None
+
+
+def _archive_rows(
+    conn: sqlite3.Connection, table: str, order: str, batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows of an archive table as profile values, in batches (one cursor, streamed)."""
+    columns = fmt.COLUMNS[table]
+    cursor = conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}")
+    while True:
+        chunk = cursor.fetchmany(batch_size)
+        if not chunk:
+            return
+        try:
+            yield [{c: fmt.from_text(c, row[c]) for c in columns} for row in chunk]
+        except ValueError as exc:
+            raise CorruptArchiveError(
+                f"archive database: a {table} row has a malformed value ({exc})"
+            ) from None
+
+
+def _free_label(label: str, taken: Any) -> str:
+    """``label`` if ``taken(label)`` is false, else ``label-imported-N`` with the first free N."""
+    if not taken(label):
+        return label
+    for number in range(1, 10000):
+        candidate = f"{label[:230]}-imported-{number}"
+        if not taken(candidate):
+            return candidate
+    raise ImportConflictError(f"no free label for '{label}' (tried {label}-imported-1 to -9999)")
+
+
+def _differences(existing: dict[str, Any], incoming: dict[str, Any]) -> list[str]:
+    return [key for key in CONTENT if existing.get(key) != incoming.get(key)]
+
+
+def import_plait_archive(
+    path: str | os.PathLike[str],
+    *,
+    group: str | None = None,
+    backend: StorageBackend | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool | None = None,
+    pk_map: bool = True,
+) -> ImportResult:
+    """Import a plait archive (see :func:`plait.archive.import_archive`, which documents the arguments)."""
+    from plait.orm.node import _backend
+
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
+    if group is not None:
+        from plait.orm.groups import _check_label
+
+        _check_label(group)
+    backend = backend or _backend()
+    archive = open_checked(path)
+    with archive:
+        manifest = read_manifest(archive)
+        objects = _check_members(archive)
+        if fmt.DATABASE not in archive.namelist():
+            raise CorruptArchiveError(f"the archive has no {fmt.DATABASE!r}")
+        with open_database(archive, manifest) as conn:
+            _check_references(conn, objects)
+            with progress_bar("Checking files", len(objects), progress) as advance:
+                for key in sorted(objects):
+                    copy_member(archive, fmt.object_member(key), sha256=key)
+                    advance(1)
+            result = ImportResult(path=Path(path))
+            with backend.transaction():
+                _Import(conn, archive, backend, batch_size, progress, result).run(objects, group)
+            if not pk_map:
+                result.node_pks = {}
+    return result
+
+
+class _Import:
+    """The writes of one import, all inside the caller's transaction."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        archive: zipfile.ZipFile,
+        backend: StorageBackend,
+        batch_size: int,
+        progress: bool | None,
+        result: ImportResult,
+    ) -> None:
+        self.conn, self.archive, self.backend = conn, archive, backend
+        self.batch_size, self.progress, self.result = batch_size, progress, result
+        self.added = dict.fromkeys(
+            (
+                "computers",
+                "nodes",
+                "processes",
+                "links",
+                "logs",
+                "comments",
+                "groups",
+                "group_nodes",
+                "files",
+            ),
+            0,
+        )
+        self.existing = dict(self.added)
+        self.ids: dict[int, int] = {}  # archive node pk -> profile pk
+        self.new: set[int] = set()  # archive pks of the nodes this import adds
+        self.relabel: dict[int, tuple[str, str]] = {}  # archive computer pk -> (archive label, new label)
+
+    def run(self, objects: set[str], group: str | None) -> None:
+        self._computers()
+        self._nodes()
+        self._processes()
+        self._links()
+        self._logs()
+        self._comments()
+        self._groups()
+        if group is not None:
+            self._import_group(group)
+        self._files(objects)
+        self.result.added, self.result.existing = self.added, self.existing
+        self.result.node_pks = self.ids
+
+    # -- computers --------------------------------------------------------------------------
+    def _computers(self) -> None:
+        known = self.backend.list_computers()
+        by_uuid = {c["uuid"]: c for c in known}
+        labels = {c["label"] for c in known}
+        for batch in _archive_rows(self.conn, "computers", "id", self.batch_size):
+            for row in batch:
+                pk = row.pop("id")
+                found = by_uuid.get(row["uuid"])
+                if found is not None:
+                    self.result.computer_pks[pk] = found["id"]
+                    self.existing["computers"] += 1
+                    if found["label"] != row["label"]:
+                        self.relabel[pk] = (row["label"], found["label"])
+                    continue
+                label = _free_label(row["label"], labels.__contains__)
+                if label != row["label"]:
+                    self.result.relabelled.append(("computer", row["label"], label))
+                    self.relabel[pk] = (row["label"], label)
+                    row["label"] = label
+                labels.add(label)
+                self.result.computer_pks[pk] = self.backend.insert_computer(row)
+                self.added["computers"] += 1
+
+    # -- nodes ------------------------------------------------------------------------------
+    def _transform(self, row: dict[str, Any]) -> dict[str, Any]:
+        archive_computer = row["computer_id"]
+        if archive_computer is not None:
+            row["computer_id"] = self.result.computer_pks[archive_computer]
+            renamed = self.relabel.get(archive_computer)
+            attributes = row["attributes"]
+            if (
+                renamed is not None
+                and isinstance(attributes, dict)
+                and attributes.get("computer") == renamed[0]
+            ):
+                attributes["computer"] = renamed[1]  # label@computer must find the code again
+        return row
+
+    def _nodes(self) -> None:
+        from sqlalchemy import select
+
+        from plait.storage.schema import nodes
+
+        total = int(_first(self.conn, "SELECT count(*) FROM nodes")[0])
+        with progress_bar("Importing nodes", total, self.progress) as advance:
+            for batch in _archive_rows(self.conn, "nodes", "id", self.batch_size):
+                rows = [self._transform(r) for r in batch]
+                with self.backend.transaction() as db:
+                    found = {
+                        r.uuid: dict(r._mapping)
+                        for r in db.execute(select(nodes).where(nodes.c.uuid.in_([r["uuid"] for r in rows])))
+                    }
+                fresh = []
+                for row in rows:
+                    there = found.get(row["uuid"])
+                    if there is None:
+                        fresh.append(row)
+                        continue
+                    differ = _differences(there, row)
+                    if differ:
+                        raise ImportConflictError(
+                            f"node {row['uuid']} exists in this profile (pk {there['id']}) with other "
+                            f"content than in the archive: its {', '.join(differ)} differ; "
+                            "nothing was imported"
+                        )
+                    self.ids[row["id"]] = there["id"]
+                    self.existing["nodes"] += 1
+                if fresh:
+                    pks = self.backend.insert_nodes(
+                        [{k: v for k, v in r.items() if k != "id"} for r in fresh]
+                    )
+                    for row, pk in zip(fresh, pks, strict=True):
+                        self.ids[row["id"]] = pk
+                        self.new.add(row["id"])
+                    self.added["nodes"] += len(fresh)
+                advance(len(batch))
+
+    def _processes(self) -> None:
+        for batch in _archive_rows(self.conn, "processes", "node_id", self.batch_size):
+            rows = []
+            for row in batch:
+                if row["node_id"] not in self.new:
+                    self.existing["processes"] += 1
+                    continue
+                row["node_id"] = self.ids[row["node_id"]]
+                if row["caller_id"] is not None:
+                    row["caller_id"] = self.ids[row["caller_id"]]
+                rows.append(row)
+            self.backend.insert_terminated_processes(rows)
+            self.added["processes"] += len(rows)
+
+    def _links(self) -> None:
+        from sqlalchemy import select
+
+        from plait.storage.schema import links
+
+        for batch in _archive_rows(self.conn, "links", "output_id, input_id", self.batch_size):
+            mapped = [
+                {**row, "input_id": self.ids[row["input_id"]], "output_id": self.ids[row["output_id"]]}
+                for row in batch
+            ]
+            fresh = [
+                m
+                for m, row in zip(mapped, batch, strict=True)
+                if row["input_id"] in self.new or row["output_id"] in self.new
+            ]
+            old = [
+                m
+                for m, row in zip(mapped, batch, strict=True)
+                if not (row["input_id"] in self.new or row["output_id"] in self.new)
+            ]
+            if old:
+                with self.backend.transaction() as db:
+                    there = {
+                        (r.input_id, r.output_id, r.link_type, r.label)
+                        for r in db.execute(
+                            select(links).where(links.c.output_id.in_(sorted({m["output_id"] for m in old})))
+                        )
+                    }
+                for m in old:
+                    if (m["input_id"], m["output_id"], m["link_type"], m["label"]) in there:
+                        self.existing["links"] += 1
+                    else:
+                        fresh.append(m)
+            self.backend.insert_links(fresh)
+            self.added["links"] += len(fresh)
+
+    def _logs(self) -> None:
+        from sqlalchemy import insert
+
+        from plait.storage.schema import logs
+
+        for batch in _archive_rows(self.conn, "logs", "id", self.batch_size):
+            rows = []
+            for row in batch:
+                if row["node_id"] not in self.new:
+                    self.existing["logs"] += 1  # the node was there: its logs are its own
+                    continue
+                row.pop("id")
+                row["node_id"] = self.ids[row["node_id"]]
+                rows.append(row)
+            if rows:
+                with self.backend.transaction() as db:
+                    db.execute(insert(logs), rows)
+            self.added["logs"] += len(rows)
+
+    def _comments(self) -> None:
+        from sqlalchemy import insert, select
+
+        from plait.storage.schema import comments
+
+        for batch in _archive_rows(self.conn, "comments", "id", self.batch_size):
+            with self.backend.transaction() as db:
+                there = set(
+                    db.execute(
+                        select(comments.c.uuid).where(comments.c.uuid.in_([r["uuid"] for r in batch]))
+                    ).scalars()
+                )
+                rows = []
+                for row in batch:
+                    if row["uuid"] in there:
+                        self.existing["comments"] += 1
+                        continue
+                    row.pop("id")
+                    row["node_id"] = self.ids[row["node_id"]]
+                    rows.append(row)
+                if rows:
+                    db.execute(insert(comments), rows)
+            self.added["comments"] += len(rows)
+
+    # -- groups -----------------------------------------------------------------------------
+    def _groups(self) -> None:
+        for batch in _archive_rows(self.conn, "groups", "id", self.batch_size):
+            for row in batch:
+                pk = row.pop("id")
+                found = self.backend.get_group(uuid=row["uuid"])
+                if found is not None:
+                    self.result.group_pks[pk] = found["id"]
+                    self.existing["groups"] += 1
+                    continue
+                label = _free_label(row["label"], lambda lab: self.backend.get_group(label=lab) is not None)
+                if label != row["label"]:
+                    self.result.relabelled.append(("group", row["label"], label))
+                    row["label"] = label
+                new = self.backend.insert_group(row)
+                if new is None:  # pragma: no cover - the label was free a moment ago in this transaction
+                    raise ImportConflictError(f"group label '{label}' was taken meanwhile: import again")
+                self.result.group_pks[pk] = new
+                self.added["groups"] += 1
+        cursor = self.conn.execute("SELECT group_id, node_id FROM group_nodes ORDER BY group_id, node_id")
+        while chunk := cursor.fetchmany(self.batch_size):
+            by_group: dict[int, list[int]] = {}
+            for gid, nid in chunk:
+                by_group.setdefault(self.result.group_pks[gid], []).append(self.ids[nid])
+            for gid, members in by_group.items():
+                added = self.backend.add_group_nodes(gid, members)
+                self.added["group_nodes"] += added
+                self.existing["group_nodes"] += len(set(members)) - added
+
+    def _import_group(self, label: str) -> None:
+        import uuid as _uuid
+
+        from plait.storage.backend import utcnow
+
+        found = self.backend.get_group(label=label)
+        if found is not None:
+            gid = int(found["id"])
+        else:
+            row = {
+                "uuid": str(_uuid.uuid4()),
+                "label": label,
+                "type_string": "core.import",
+                "description": f"Nodes imported from {self.result.path.name}",
+                "ctime": utcnow(),
+                "user_email": self.backend.profile.user_email,
+                "extras": {},
+            }
+            new = self.backend.insert_group(row)
+            if new is None:  # pragma: no cover - taken between the look-up and the insert
+                raise ImportConflictError(f"group label '{label}' was taken meanwhile: import again")
+            gid = new
+        for start in range(0, len(self.ids), self.batch_size):
+            self.backend.add_group_nodes(gid, list(self.ids.values())[start : start + self.batch_size])
+        self.result.import_group = gid
+
+    # -- files ------------------------------------------------------------------------------
+    def _files(self, objects: set[str]) -> None:
+        repository = self.backend.repository
+        with progress_bar("Importing files", len(objects), self.progress) as advance:
+            for key in sorted(objects):
+                there = repository.has(key)
+                # put even when it is there: a put refreshes the object, so that a maintenance
+                # running meanwhile does not take it before the nodes referring to it commit
+                reader = MemberReader(self.archive, fmt.object_member(key))
+                try:
+                    stored = repository.put_stream(reader)  # type: ignore[arg-type]
+                finally:
+                    reader.close()
+                if stored != key:
+                    raise CorruptArchiveError(
+                        f"archive member {fmt.object_member(key)!r}: checksum mismatch (sha256 {stored})"
+                    )
+                (self.existing if there else self.added)["files"] += 1
+                advance(1)
