@@ -198,8 +198,19 @@ def lease_expiry(seconds: float) -> float:
 # -- creation ------------------------------------------------------------------------------------------------
 
 
-def insert(row: Mapping[str, Any], *, caller: int | None = None, caller_owner: str | None = None) -> None:
+def insert(
+    row: Mapping[str, Any],
+    *,
+    caller: int | None = None,
+    caller_owner: str | None = None,
+    checkpoint_step: str | None = None,
+) -> None:
     """Insert a new process row (inside the caller's transaction, with the node and its links).
+
+    A row that carries a ``checkpoint`` (a work chain restarted from a step of another, see
+    :mod:`plait.engine.restart_from`) starts from it, and the checkpoint is also written to the
+    history as seq 0 with ``checkpoint_step`` (the step that ran before it), so the new process
+    can itself be restarted from there.
 
     With ``caller_owner``, the calling process must still be active and held
     by that owner, checked in the same transaction: a caller that was killed,
@@ -217,6 +228,8 @@ def insert(row: Mapping[str, Any], *, caller: int | None = None, caller_owner: s
                 raise KillSignal(f"process {caller} was killed: it launches nothing more")
             raise _refusal(caller, caller_owner, "running", now)
     backend.insert_process(row)
+    if row.get("checkpoint") is not None:
+        backend.add_checkpoint(row["node_id"], 0, checkpoint_step, row["checkpoint"])
 
 
 def waiting_status(pks: Sequence[int | str]) -> str:
@@ -287,19 +300,24 @@ def end(
     log_level: str,
     log: str,
     within: Callable[[], None] | None = None,
+    step: str | None = None,
     **fields: Any,
 ) -> bool:
-    """Commit a terminal ``state`` and log why; False (and nothing written) if ``owner`` lost the process."""
+    """Commit a terminal ``state`` and log why; False (and nothing written) if ``owner`` lost the process.
+
+    ``step``: the work chain step the process was in, kept in the log line's extras (``{"step": ...}``),
+    where a restart looks for the step that failed.
+    """
     try:
         woken = commit(node, owner, state, keep_history=False, within=within, **fields)
     except (LeaseLostError, IllegalTransitionError):
         return False
-    _backend().insert_log(_pk(node), log_level, log, {})
+    _backend().insert_log(_pk(node), log_level, log, {"step": step} if step else {})
     _ring(woken)
     return True
 
 
-def except_(node: ProcessNode, owner: str | None, exc: BaseException) -> bool:
+def except_(node: ProcessNode, owner: str | None, exc: BaseException, step: str | None = None) -> bool:
     """Mark a held process excepted with its traceback (outputs linked so far stay)."""
     text = "".join(traceback.format_exception(exc))
     return end(
@@ -308,13 +326,16 @@ def except_(node: ProcessNode, owner: str | None, exc: BaseException) -> bool:
         S.EXCEPTED,
         log_level="ERROR",
         log=f"excepted: {type(exc).__name__}: {exc}",
+        step=step,
         exception=text,
     )
 
 
-def kill(node: ProcessNode, owner: str | None, message: str) -> bool:
+def kill(node: ProcessNode, owner: str | None, message: str, step: str | None = None) -> bool:
     """Mark a held process killed; False if it had ended (or was taken) already."""
-    return end(node, owner, S.KILLED, log_level="WARNING", log=f"killed: {message}", exit_message=message)
+    return end(
+        node, owner, S.KILLED, log_level="WARNING", log=f"killed: {message}", step=step, exit_message=message
+    )
 
 
 def report(pk: int, owner: str | None, level: str, text: str, extra: Mapping[str, Any]) -> None:

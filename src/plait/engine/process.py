@@ -162,6 +162,8 @@ class Process:
         self._exception: BaseException | None = None
         #: whether this launch may reuse a cached result (decided at store time; None: decide when run)
         self._use_cache: bool | None = None
+        #: a restart of another process: ``restarted_from`` and friends, recorded on the new node
+        self._restart_attributes: dict[str, Any] = {}
 
     @classmethod
     def prepare_inputs(cls, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -230,6 +232,7 @@ class Process:
         rest = {k: v for k, v in non_db.items() if k != "metadata"}
         if rest:
             attributes["non_db_inputs"] = rest
+        attributes.update(self._restart_attributes)  # set by plait.engine.restart_from
         return attributes
 
     def _store_new(
@@ -240,8 +243,13 @@ class Process:
         submitted: bool = False,
         owner: str | None = None,
         lease_seconds: float = 0.0,
+        checkpoint: dict[str, Any] | None = None,
+        checkpoint_step: str | None = None,
     ) -> ProcessNode:
-        """Store the inputs, the process node, its process row and links in one transaction."""
+        """Store the inputs, the process node, its process row and links in one transaction.
+
+        ``checkpoint``: where a restarted work chain starts (see :mod:`plait.engine.restart_from`).
+        """
         spec = self.spec()
         input_nodes = flatten_nodes(self._inputs_raw, spec.inputs)
         non_db = extract_non_db(self._inputs_raw, spec.inputs)
@@ -279,6 +287,8 @@ class Process:
             "call_key": call_key,
             "checkpoint_seq": 0,
         }
+        if checkpoint is not None:
+            row["checkpoint"] = checkpoint
         with backend.transaction():
             store_nodes(_unstored_once(input_nodes.values()))  # hashes of the inputs, then of the process
             node._node_hash = self._process_hash(input_nodes, non_db)
@@ -289,6 +299,7 @@ class Process:
                 row,
                 caller=parent_process.pk if parent_process is not None else None,
                 caller_owner=parent_process._owner if parent_process is not None else None,
+                checkpoint_step=checkpoint_step,
             )
             link_type = self._node_class.input_link_type.value
             rows = [
@@ -613,13 +624,13 @@ class Process:
 
     def _except(self, exc: BaseException) -> None:
         """Mark the process excepted with its traceback; outputs registered so far stay linked."""
-        if lifecycle.except_(self.node, self._owner, exc):
+        if lifecycle.except_(self.node, self._owner, exc, step=self._step_name):
             self._terminated = True
             self._call_on_terminated()
 
     def _killed(self, message: str) -> None:
         """Mark the process killed (a runner that lost it, or a process already ended, stays silent)."""
-        if lifecycle.kill(self.node, self._owner, message):
+        if lifecycle.kill(self.node, self._owner, message, step=self._step_name):
             self._terminated = True
             self._call_on_terminated()
 

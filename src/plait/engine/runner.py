@@ -751,8 +751,10 @@ class Runner:
             raise NotResumableError(str(exc)) from exc
         process = cls._load(node, self)
         process._recorded_children = {}
-        if node.process_state is not ProcessState.CREATED:  # a process never started has no past to restore
-            process._restore(node._process_row.get("checkpoint"))
+        checkpoint = node._process_row.get("checkpoint")
+        # a process never started has no past to restore, unless it is a restart that starts at a step
+        if node.process_state is not ProcessState.CREATED or checkpoint:
+            process._restore(checkpoint)
             calls_done = process._call_counter  # calls committed with the checkpoint (0 without one)
             process._recorded_children = {
                 child["call_key"]: child["node_id"]

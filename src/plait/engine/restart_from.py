@@ -1,0 +1,265 @@
+"""Fix and continue: a new work chain that starts at a step of one that failed.
+
+When step 7 of a long work chain excepts because of a bug in the user's
+code, fix the code and call ``plait.restart(pk)`` (or ``plait process restart
+PK``).  A *new* process of the same class, imported from the current code,
+starts at the checkpoint taken before the failed step (or before
+``from_step``), with the context that checkpoint saved.  The children that
+finished before that point are not run again: the context holds their nodes,
+exactly as if the new chain had run them.
+
+Provenance stays truthful: a process has one caller, so the reused children
+keep their call link from the old chain and the new chain gets none to them.
+The new node records, as attributes (fixed once stored, and filterable with
+the QueryBuilder as ``attributes.restarted_from``):
+
+* ``restarted_from``: the pk of the old process, ``restarted_from_uuid`` its uuid;
+* ``restarted_from_step``: the step it started at (the name in the current code);
+* ``restart_reused``: the pks of the old chain's children that its context reuses;
+* ``restart_changed_inputs``: the input ports given anew (their nodes are linked as inputs as usual).
+
+The old node is not touched.
+
+How far the code may change: step bodies may change freely; steps may be
+added or removed *after* the restart point; a step that ran before the
+restart point, or the step restarted from, must still exist under its name,
+or be mapped to its new name with ``step_map={"old": "new"}`` (``--map
+OLD=NEW``).  Anything else is refused with :class:`RestartError`, naming the
+step and what differs.  The saved context is used as it is: a node it refers
+to must still exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from plait.engine.checkpoint import CHECKPOINT_VERSION, decode
+from plait.engine.lifecycle import EngineError
+from plait.engine.process import _backend
+from plait.engine.resolve import load_process_class
+from plait.engine.workchain import _CALL, WorkChain, _name
+from plait.orm import ProcessNode, ProcessState, load_node
+
+__all__ = ["RestartError", "RestartPlan", "plan_restart", "restart"]
+
+#: the states a process may be restarted from (a finished one only with a non-zero exit status)
+RESTARTABLE = (ProcessState.EXCEPTED, ProcessState.KILLED, ProcessState.FINISHED)
+
+
+class RestartError(EngineError):
+    """The process cannot be restarted as asked (its state, a missing step, a context that does not fit)."""
+
+
+class RestartPlan:
+    """Where a restart starts: the old checkpoint, the step, the position in the current outline."""
+
+    def __init__(
+        self,
+        old: ProcessNode,
+        cls: type[WorkChain],
+        step: str,
+        checkpoint: dict[str, Any],
+        pc: int,
+        before: list[str],
+    ) -> None:
+        self.old = old
+        self.cls = cls
+        #: the step the new chain starts at (its name in the current code)
+        self.step = step
+        #: the old checkpoint (its ctx is reused as it is)
+        self.checkpoint = checkpoint
+        #: the index of that step in the current outline's program
+        self.pc = pc
+        #: the steps that ran before the checkpoint, in order (old names)
+        self.before = before
+
+    def new_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint the new chain starts from: the old context at the step's position now."""
+        _, fingerprint = self.cls._program()
+        return {
+            "version": CHECKPOINT_VERSION,
+            "kind": "workchain",
+            "pc": self.pc,
+            "outline": fingerprint,
+            "ctx": dict(self.checkpoint.get("ctx", {})),
+            "awaiting": [],
+            "calls": 0,
+        }
+
+    def reused(self) -> list[int]:
+        """The pks of the old chain's children made before the checkpoint (reused, not run again)."""
+        calls = int(self.checkpoint.get("calls", 0))
+        from plait.engine.lifecycle import call_index
+
+        return sorted(
+            child["node_id"]
+            for child in _backend().get_children(self.old.pk)
+            if child["call_key"] and call_index(child["call_key"]) < calls
+        )
+
+
+def _failed_step(pk: int) -> str | None:
+    """The step the process was in when it ended (kept in the extras of its last end log line)."""
+    step = None
+    for log in _backend().get_logs(pk):
+        extra = log.get("extra") or {}
+        if isinstance(extra, Mapping) and extra.get("step") and log.get("level") in ("ERROR", "WARNING"):
+            step = str(extra["step"])
+    return step
+
+
+def plan_restart(
+    pk: int | ProcessNode, from_step: str | None = None, step_map: Mapping[str, str] | None = None
+) -> RestartPlan:
+    """Check that process ``pk`` can be restarted at ``from_step`` (None: the step that failed).
+
+    Raises:
+        RestartError: the process is active or finished ok, is not a work chain, has no checkpoint
+            before that step, or the current outline lacks a step the saved context came from.
+    """
+    old = pk if isinstance(pk, ProcessNode) else load_node(pk)
+    if not isinstance(old, ProcessNode):
+        raise RestartError(f"node {old.pk} is a {type(old).__name__}, not a process")
+    old_pk = int(old.pk or 0)
+    state = old.process_state
+    if state not in RESTARTABLE or (state is ProcessState.FINISHED and not old.exit_status):
+        what = "finished ok" if state is ProcessState.FINISHED else f"{state.value}"
+        raise RestartError(
+            f"process {old.pk} is {what}: only an excepted, killed or failed (non-zero exit status) "
+            "process can be restarted"
+        )
+    try:
+        cls = load_process_class(old)
+    except ImportError as exc:
+        raise RestartError(f"cannot restart process {old.pk}: {exc}") from exc
+    if not issubclass(cls, WorkChain):
+        raise RestartError(
+            f"process {old.pk} is a {cls.__name__}: only work chains restart from a step "
+            "(a calculation job re-parses with --from parse)"
+        )
+    mapping = dict(step_map or {})
+    history = _backend().get_checkpoints(old.pk)
+    # the ready points: the start, and each checkpoint that waits for no child;
+    # the step that ran after a point is the step of the next checkpoint (or the failed step)
+    start = {"version": CHECKPOINT_VERSION, "pc": 0, "ctx": {}, "awaiting": [], "calls": 0}
+    points: list[tuple[dict[str, Any], str | None, list[str]]] = []  # (checkpoint, next step, steps before)
+    rows = [(row["data"], row["step"]) for row in history]
+    if not history or history[0]["seq"] != 0:  # seq 0: a restarted chain's own start
+        rows.insert(0, (start, None))
+    failed = _failed_step(old_pk)
+    for index, (data, _) in enumerate(rows):
+        if data.get("awaiting"):
+            continue
+        following = rows[index + 1][1] if index + 1 < len(rows) else failed
+        before = [str(step) for _, step in rows[1 : index + 1] if step]
+        points.append((data, following, before))
+    if from_step is None:
+        candidates = [point for point in points if point[1] is not None]
+        if not candidates:
+            raise RestartError(
+                f"process {old.pk} records no step where it failed: give the step to restart from "
+                "(--from STEP)"
+            )
+        chosen = candidates[-1]
+    else:
+        matches = [point for point in points if point[1] in (from_step, _reverse(mapping, from_step))]
+        if not matches:
+            ran = sorted({p[1] for p in points if p[1]})
+            raise RestartError(
+                f"process {old.pk} has no checkpoint before step '{from_step}' (steps it reached: "
+                f"{', '.join(ran) or 'none'})"
+            )
+        chosen = matches[-1]
+    checkpoint, old_step, before = chosen
+    assert old_step is not None
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise RestartError(f"the checkpoint of process {old.pk} has version {checkpoint.get('version')}")
+    step = mapping.get(old_step, old_step)
+    program, _ = cls._program()
+    names = [_name(op[1]) for op in program if op[0] == _CALL]
+    positions = [index for index, op in enumerate(program) if op[0] == _CALL and _name(op[1]) == step]
+    if not positions:
+        raise RestartError(
+            f"cannot restart process {old.pk} at step '{step}': the outline of {cls.__name__} has no such "
+            f"step now (its steps: {', '.join(dict.fromkeys(names))}); map a renamed step with --map "
+            f"{old_step}=NEW"
+        )
+    if len(positions) > 1:
+        old_pc = int(checkpoint.get("pc", -1))
+        if old_pc not in positions:
+            raise RestartError(
+                f"step '{step}' appears {len(positions)} times in the outline of {cls.__name__}: the "
+                "restart point is ambiguous"
+            )
+        positions = [old_pc]
+    missing = sorted({s for s in before if mapping.get(s, s) not in names})
+    if missing:
+        raise RestartError(
+            f"cannot restart process {old.pk} at step '{step}': its saved context was made by step(s) "
+            f"{', '.join(missing)}, which the outline of {cls.__name__} no longer has (map renamed steps "
+            "with --map OLD=NEW)"
+        )
+    for key, value in checkpoint.get("ctx", {}).items():
+        try:
+            decode(value, load_node)
+        except Exception as exc:
+            raise RestartError(
+                f"the saved context of process {old.pk} does not load any more (ctx.{key}: {exc})"
+            ) from exc
+    return RestartPlan(old, cls, step, checkpoint, positions[0], before)
+
+
+def _reverse(mapping: Mapping[str, str], new: str) -> str | None:
+    for old, target in mapping.items():
+        if target == new:
+            return old
+    return None
+
+
+def restart(
+    pk: int | ProcessNode,
+    from_step: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    step_map: Mapping[str, str] | None = None,
+    submit: bool = False,
+) -> ProcessNode:
+    """Restart work chain ``pk`` at ``from_step`` (None: the step that failed) as a new process.
+
+    ``inputs`` replace the old inputs of those ports (validated by the spec as at any launch).
+    Without ``submit`` the new chain runs here until it ends and its node is returned
+    (refreshed); with ``submit`` it is stored for the daemon and returned at once.
+
+    Raises:
+        RestartError: see :func:`plan_restart`.
+        InputValidationError: the inputs, old and changed, are refused by the current spec
+            (nothing stored).
+    """
+    plan = plan_restart(pk, from_step, step_map)
+    old_inputs = plan.cls._load(plan.old, None)._inputs_raw  # the old inputs, as linked to the old node
+    merged = {**old_inputs, **dict(inputs or {})}
+    instance = plan.cls(plan.cls.prepare_inputs(merged))
+    instance._restart_attributes = {
+        "restarted_from": plan.old.pk,
+        "restarted_from_uuid": plan.old.uuid,
+        "restarted_from_step": plan.step,
+        "restart_reused": plan.reused(),
+        "restart_changed_inputs": sorted(inputs or {}),
+    }
+    node = instance._store_new(
+        state=ProcessState.CREATED,
+        parent=None,
+        submitted=submit,
+        checkpoint=plan.new_checkpoint(),
+        checkpoint_step=plan.before[-1] if plan.before else None,
+    )
+    if submit:
+        from plait.engine.bell import ring_work
+
+        ring_work()
+        return node
+    from plait.engine.launch import resume
+
+    _, node = resume(int(node.pk or 0))
+    return node

@@ -1,0 +1,143 @@
+"""Fix and continue: a work chain that excepts at step 4 because of a bug, fixed, then restarted."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from plait.engine.restart_from import RestartError, restart
+from plait.orm import CalcFunctionNode, CalcJobNode, LinkType, Node, QueryBuilder, WorkChainNode, load_node
+
+WORKFLOW = """
+from plait import ToContext, WorkChain, calcfunction
+from plait.calculations.shell import ShellJob
+from plait.orm import Int, List, Str
+
+
+@calcfunction
+def add_one(x):
+    return Int(x.value + 1)
+
+
+@calcfunction
+def double(x):
+    return Int(x.value * 2)
+
+
+class Pipeline(WorkChain):
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("x", valid_type=Int)
+        spec.output("result", valid_type=Int)
+        spec.outline(cls.first, cls.second, cls.third, cls.{fourth}, cls.finish)
+
+    def first(self):
+        self.ctx.a = add_one(self.inputs.x)
+
+    def second(self):
+        self.ctx.b = double(self.ctx.a)
+
+    def third(self):
+        job = self.submit(ShellJob, command=Str("echo"), arguments=List(["ran"]))
+        return ToContext(job=job)
+
+    def {fourth}(self):
+        assert self.ctx.job.is_finished_ok
+        self.ctx.c = add_one({bug})
+
+    def finish(self):
+        self.out("result", self.ctx.c)
+"""
+
+
+def _write(path: Path, name: str, fourth: str = "fourth", bug: str = "self.ctx.missing") -> ModuleType:
+    (path / f"{name}.py").write_text(textwrap.dedent(WORKFLOW.format(fourth=fourth, bug=bug)))
+    if name in sys.modules:
+        return importlib.reload(sys.modules[name])
+    return importlib.import_module(name)
+
+
+def _count(cls: type[Node]) -> int:
+    return QueryBuilder().append(cls).count()
+
+
+@pytest.fixture
+def broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    """A chain that excepted at its fourth step; yields (module name, node, the module dir)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = f"restart_wf_{request.node.name.replace('[', '_').replace(']', '_').replace('-', '_')}"
+    module = _write(tmp_path, name)
+    from plait import run_get_node
+    from plait.orm import Int
+
+    with pytest.raises(AttributeError):
+        run_get_node(module.Pipeline, x=Int(1))
+    node = QueryBuilder().append(WorkChainNode).all(flat=True)[-1]
+    assert node.is_excepted
+    yield name, node, tmp_path
+    sys.modules.pop(name, None)
+
+
+def test_fixed_chain_restarts_at_the_failed_step_and_reuses_steps_one_to_three(any_profile, broken):
+    name, old, path = broken
+    assert (_count(CalcFunctionNode), _count(CalcJobNode)) == (2, 1)
+    _write(path, name, bug="self.ctx.b")  # the fix
+    new = restart(old.pk)
+    assert new.is_finished_ok, new.exception
+    assert new.outputs.result.value == 5  # (1 + 1) * 2 + 1
+    # steps 1-3 ran once in total: only the fixed fourth step made a new calcfunction, no new job
+    assert (_count(CalcFunctionNode), _count(CalcJobNode)) == (3, 1)
+    assert new.get_attribute("restarted_from") == old.pk
+    assert new.get_attribute("restarted_from_step") == "fourth"
+    reused = new.get_attribute("restart_reused")
+    job = QueryBuilder().append(CalcJobNode).first(flat=True)
+    assert job.pk in reused
+    # provenance: the reused children keep their one caller; the new chain called only the new step
+    assert job.caller.pk == old.pk
+    called = [n for _, _, n in new.get_outgoing((LinkType.CALL_CALC, LinkType.CALL_WORK))]
+    assert [type(n) for n in called] == [CalcFunctionNode]
+    # queryable, and the old node is unchanged
+    found = QueryBuilder().append(WorkChainNode, filters={"attributes.restarted_from": old.pk}).all(flat=True)
+    assert [n.pk for n in found] == [new.pk]
+    assert load_node(old.pk).is_excepted and load_node(old.pk).get_attribute("restarted_from", None) is None
+
+
+def test_restart_from_an_earlier_step_with_changed_inputs(broken):
+    name, old, path = broken
+    _write(path, name, bug="self.ctx.b")
+    from plait.orm import Int
+
+    new = restart(old.pk, from_step="second", inputs={"x": Int(10)})
+    assert new.is_finished_ok
+    # ctx.a (2) from the old first step is reused; second and third run again
+    assert new.outputs.result.value == 5
+    assert new.get_attribute("restart_changed_inputs") == ["x"]
+    assert new.inputs.x.value == 10
+    assert (_count(CalcFunctionNode), _count(CalcJobNode)) == (4, 2)
+
+
+def test_a_renamed_step_needs_a_map_and_a_missing_step_is_refused(broken):
+    name, old, path = broken
+    _write(path, name, fourth="check", bug="self.ctx.b")
+    before = _count(WorkChainNode)
+    with pytest.raises(RestartError, match=r"'fourth'.*no such step.*--map fourth=NEW"):
+        restart(old.pk)
+    with pytest.raises(RestartError, match="no checkpoint before step 'nowhere'"):
+        restart(old.pk, from_step="nowhere")
+    assert _count(WorkChainNode) == before  # nothing stored
+    new = restart(old.pk, step_map={"fourth": "check"})
+    assert new.is_finished_ok and new.get_attribute("restarted_from_step") == "check"
+
+
+def test_a_chain_that_finished_ok_is_not_restarted(broken):
+    name, old, path = broken
+    _write(path, name, bug="self.ctx.b")
+    new = restart(old.pk)
+    with pytest.raises(RestartError, match="finished ok"):
+        restart(new.pk)
