@@ -10,6 +10,7 @@ from plait.engine.ports import InputValidationError, OutputValidationError
 from plait.engine.process import Process, ProcessKilledError
 from plait.engine.process_function import calcfunction, workfunction
 from plait.engine.restart import BaseRestartWorkChain, ProcessHandlerReport, process_handler
+from plait.engine.restart_from import RestartError, restart
 from plait.engine.runner import Runner
 from plait.engine.spec import ProcessSpec
 from plait.engine.waiting import aawait_processes, await_processes
@@ -29,6 +30,7 @@ __all__ = [
     "ProcessHandlerReport",
     "ProcessKilledError",
     "ProcessSpec",
+    "RestartError",
     "Runner",
     "ToContext",
     "WorkChain",
@@ -45,6 +47,7 @@ __all__ = [
     "enable_caching",
     "if_",
     "process_handler",
+    "restart",
     "resume",
     "return_",
     "run",
