@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,19 @@ def test_remote_copy_and_remove_commands_take_names_as_files(tmp_path: Path) -> 
     for command in (copy_command("-rf", "--help"), remove_tree_command("-rf")):
         subprocess.run(["bash", "-c", command], cwd=work, check=True, capture_output=True)
     assert sorted(os.listdir(work)) == ["--help", "keep"]
+
+
+def test_a_fetch_never_writes_through_a_symlink_an_earlier_item_brought(tmp_path: Path) -> None:
+    """``d`` brings the link ``d/lnk -> ../../<outside>``; fetching ``d/lnk/f`` next would write
+    through it into a local folder outside the fetch folder (the link resolves differently here)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    relative = os.path.relpath(outside, tempfile.gettempdir())  # the fetch folder is in gettempdir()
+    if relative.startswith(".."):
+        pytest.skip("tmp_path is not below the temporary folder")
+    command = f"mkdir -p d ../{relative} && echo remote > ../{relative}/f && ln -s ../../{relative} d/lnk"
+    with pytest.raises(UnsafePathError, match=r"through the retrieved symlink 'd/lnk'"):
+        run_shell_job(
+            "bash", arguments=["-c", command], options={"additional_retrieve_list": ["d", "d/lnk/f"]}
+        )
+    assert not (outside / "f").exists()
