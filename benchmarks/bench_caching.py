@@ -1,0 +1,93 @@
+"""Caching: a cache hit of a calculation job, and the hash lookup among many nodes (issue 12).
+
+First N_CALCS calcfunction records are built in bulk through the backend, as
+``bench_queries.build_plait`` does (about 3 nodes each: ``--nodes 1000000`` gives a million nodes),
+so both figures are taken in a large database.  Then on localhost (local transport, direct
+scheduler, ``/bin/bash``):
+
+* ``real_run_s``: one ``ArithmeticAddCalculation`` that really runs (median of ``--reps`` runs with
+  new inputs each time);
+* ``cache_hit_s``: the same launch under ``plait.enable_caching()``: stored, looked up, outputs
+  cloned, finished, without a job (median of ``--reps``);
+* ``lookup_s``: ``plait.engine.caching.find_cache_source`` alone, the one indexed query (median).
+
+Targets: cache hit <= 10 ms, lookup <= 5 ms among 1,000,000 nodes.
+
+    python3 benchmarks/bench_caching.py [--nodes 1000000] [--reps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import _common
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--nodes", type=int, default=1_000_000, help="about this many nodes are built first")
+parser.add_argument("--reps", type=int, default=20)
+_common.add_common_args(parser)
+args = parser.parse_args()
+name = f"caching{args.tag}"
+_common.fresh_home(name, args)
+
+from bench_queries import build_plait  # noqa: E402
+
+import plait  # noqa: E402
+from plait import run_get_node  # noqa: E402
+from plait.calculations.arithmetic import ArithmeticAddCalculation  # noqa: E402
+from plait.engine.caching import find_cache_source  # noqa: E402
+from plait.orm import Computer, InstalledCode, Int  # noqa: E402
+from plait.storage import get_backend  # noqa: E402
+
+t0 = time.perf_counter()
+build_plait(max(1, args.nodes // 3))
+build_s = time.perf_counter() - t0
+total_nodes = get_backend().count_nodes()
+
+code = InstalledCode(
+    computer=Computer.get("localhost"), filepath_executable="/bin/bash", label="bash"
+).store()
+
+
+def launch(i: int, cached: bool) -> tuple[float, object]:
+    t = time.perf_counter()
+    if cached:
+        with plait.enable_caching():
+            outputs, node = run_get_node(ArithmeticAddCalculation, code=code, x=Int(i), y=Int(1))
+    else:
+        outputs, node = run_get_node(ArithmeticAddCalculation, code=code, x=Int(i), y=Int(1))
+    elapsed = time.perf_counter() - t
+    assert node.is_finished_ok and outputs["sum"].value == i + 1
+    assert (node.cached_from is not None) == cached, (node.pk, cached)
+    return elapsed, node
+
+
+launch(10**6, cached=False)  # warm-up: imports, the transport pool
+real = [launch(i, cached=False)[0] for i in range(args.reps)]
+hits = []
+last = None
+for i in range(args.reps):
+    elapsed, last = launch(i, cached=True)  # the real run of i serves
+    hits.append(elapsed)
+lookups = []
+for _ in range(args.reps):
+    t = time.perf_counter()
+    found = find_cache_source(last)  # type: ignore[arg-type]
+    lookups.append(time.perf_counter() - t)
+    assert found is not None
+
+_common.emit(
+    name,
+    {
+        "nodes": total_nodes,
+        "build_s": round(build_s, 2),
+        "reps": args.reps,
+        "real_run_s": round(statistics.median(real), 4),
+        "cache_hit_s": round(statistics.median(hits), 4),
+        "cache_hit_max_s": round(max(hits), 4),
+        "lookup_s": round(statistics.median(lookups), 5),
+        "lookup_max_s": round(max(lookups), 5),
+    },
+)
