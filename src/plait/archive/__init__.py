@@ -144,8 +144,16 @@ def import_archive(
         ImportConflictError: a node UUID in the profile with other content (what differs is named).
         In every case nothing was imported.
     """
+    from plait.archive.aiida_import import import_aiida_archive, is_aiida_archive
     from plait.archive.importer import import_plait_archive
+    from plait.archive.safety import open_checked
 
+    with open_checked(path) as probe:
+        aiida = is_aiida_archive(probe)
+    if aiida:  # an archive of aiida-core 2.x (metadata.json and db.sqlite3): see plait.archive.aiida_import
+        return import_aiida_archive(
+            path, group=group, backend=backend, batch_size=batch_size, progress=progress, pk_map=pk_map
+        )
     return import_plait_archive(
         path, group=group, backend=backend, batch_size=batch_size, progress=progress, pk_map=pk_map
     )
