@@ -141,3 +141,53 @@ def test_a_chain_that_finished_ok_is_not_restarted(broken):
     new = restart(old.pk)
     with pytest.raises(RestartError, match="finished ok"):
         restart(new.pk)
+
+
+PARSER = """
+from plait import Parser
+from plait.orm import Int
+
+
+class CountWords(Parser):
+    def parse(self, **kwargs):
+        text = self.retrieved.get_object_content("stdout")
+        self.out("words", Int(len(text.split()) {bug}))
+"""
+
+
+def test_a_calculation_job_is_parsed_again_with_a_fixed_parser_without_running_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from plait.calculations.shell import ShellJob
+    from plait.engine.launch import run_get_node
+    from plait.orm import List, Str
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runs = tmp_path / "runs"
+    (tmp_path / "restart_parser_mod.py").write_text(PARSER.format(bug="+ None"))
+    importlib.import_module("restart_parser_mod")
+    command = f"echo ran >> {runs}; echo three little words"
+    with pytest.raises(TypeError):
+        run_get_node(
+            ShellJob,
+            command=Str("bash"),
+            arguments=List(["-c", command]),
+            metadata={"options": {"parser_name": "restart_parser_mod:CountWords"}},
+        )
+    old = QueryBuilder().append(CalcJobNode).first(flat=True)
+    assert old.is_excepted and runs.read_text().count("ran") == 1
+    with pytest.raises(RestartError, match="only from 'parse', not 'upload'"):
+        restart(old.pk, from_step="upload")
+    (tmp_path / "restart_parser_mod.py").write_text(PARSER.format(bug=""))
+    importlib.reload(sys.modules["restart_parser_mod"])
+    try:
+        new = restart(old.pk, from_step="parse")
+    finally:
+        sys.modules.pop("restart_parser_mod", None)
+    assert new.is_finished_ok, (new.process_state, new.exit_status, new.exit_message)
+    assert new.outputs.words.value == 3
+    assert runs.read_text().count("ran") == 1  # the job did not run again
+    retrieved = old.outputs.retrieved
+    assert new.get_attribute("restart_retrieved") == retrieved.pk
+    assert retrieved.creator.pk == old.pk  # one creator: the old job
+    assert new.get_attribute("restarted_from_step") == "parse"

@@ -337,6 +337,10 @@ class CalcJob(Process):
             self._monitor_result = CalcJobMonitorResult.from_json(checkpoint["monitor_result"])
         if self._retrieved_pk is not None:
             self._outputs["retrieved"] = load_node(self._retrieved_pk)
+        # a job restarted at its parse stage (plait.engine.restart_from): the old job's outputs it
+        # needs (remote_folder), which keep their one creator and are not linked again
+        for label, pk in checkpoint.get("reused_outputs", {}).items():
+            self._outputs.setdefault(label, load_node(pk))
 
     # -- the task sequence ---------------------------------------------------------------------
     async def _execute(self) -> ExitCode | None:

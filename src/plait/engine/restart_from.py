@@ -20,6 +20,15 @@ the QueryBuilder as ``attributes.restarted_from``):
 
 The old node is not touched.
 
+A calculation job restarts only from its parse stage (``from_step="parse"``,
+the default for a job): a new calculation job node of the same class and
+inputs starts at ``parse`` with the old job's working directory, scheduler
+verdict and exit status, and parses the old ``retrieved`` folder with the
+parser of the current code.  The job is not run again.  The retrieved
+``FolderData`` keeps its one creator, the old job: the new node refers to it
+with the attribute ``restart_retrieved`` (its pk) instead of an output link,
+and its parser reads it as ``self.retrieved`` as usual.
+
 How far the code may change: step bodies may change freely; steps may be
 added or removed *after* the restart point; a step that ran before the
 restart point, or the step restarted from, must still exist under its name,
@@ -34,6 +43,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from plait.engine.calcjob import CalcJob
 from plait.engine.checkpoint import CHECKPOINT_VERSION, decode
 from plait.engine.lifecycle import EngineError
 from plait.engine.process import _backend
@@ -41,7 +51,10 @@ from plait.engine.resolve import load_process_class
 from plait.engine.workchain import _CALL, WorkChain, _name
 from plait.orm import ProcessNode, ProcessState, load_node
 
-__all__ = ["RestartError", "RestartPlan", "plan_restart", "restart"]
+__all__ = ["PARSE_STAGE", "RestartError", "RestartPlan", "plan_restart", "restart"]
+
+#: the one stage a calculation job restarts from
+PARSE_STAGE = "parse"
 
 #: the states a process may be restarted from (a finished one only with a non-zero exit status)
 RESTARTABLE = (ProcessState.EXCEPTED, ProcessState.KILLED, ProcessState.FINISHED)
@@ -57,7 +70,7 @@ class RestartPlan:
     def __init__(
         self,
         old: ProcessNode,
-        cls: type[WorkChain],
+        cls: type[WorkChain] | type[CalcJob],
         step: str,
         checkpoint: dict[str, Any],
         pc: int,
@@ -75,7 +88,10 @@ class RestartPlan:
         self.before = before
 
     def new_checkpoint(self) -> dict[str, Any]:
-        """The checkpoint the new chain starts from: the old context at the step's position now."""
+        """The checkpoint the new process starts from: for a chain, the old context at the step's
+        position now; for a job, the old job's parse stage."""
+        if issubclass(self.cls, CalcJob):
+            return {**self.checkpoint, "reused_outputs": self._job_outputs()}
         _, fingerprint = self.cls._program()
         return {
             "version": CHECKPOINT_VERSION,
@@ -87,8 +103,20 @@ class RestartPlan:
             "calls": 0,
         }
 
+    def _job_outputs(self) -> dict[str, int]:
+        """The old job's ``retrieved`` and ``remote_folder`` (the new job uses them, without links)."""
+        from plait.orm import LinkType
+
+        return {
+            label: int(node.pk or 0)
+            for label, _, node in self.old.get_outgoing((LinkType.CREATE,))
+            if label in ("retrieved", "remote_folder")
+        }
+
     def reused(self) -> list[int]:
         """The pks of the old chain's children made before the checkpoint (reused, not run again)."""
+        if issubclass(self.cls, CalcJob):
+            return sorted(self._job_outputs().values())
         calls = int(self.checkpoint.get("calls", 0))
         from plait.engine.lifecycle import call_index
 
@@ -133,10 +161,12 @@ def plan_restart(
         cls = load_process_class(old)
     except ImportError as exc:
         raise RestartError(f"cannot restart process {old.pk}: {exc}") from exc
+    if issubclass(cls, CalcJob):
+        return _plan_parse(old, cls, from_step)
     if not issubclass(cls, WorkChain):
         raise RestartError(
-            f"process {old.pk} is a {cls.__name__}: only work chains restart from a step "
-            "(a calculation job re-parses with --from parse)"
+            f"process {old.pk} is a {cls.__name__}: only work chains restart from a step, and "
+            "calculation jobs from their parse stage"
         )
     mapping = dict(step_map or {})
     history = _backend().get_checkpoints(old.pk)
@@ -210,6 +240,29 @@ def plan_restart(
     return RestartPlan(old, cls, step, checkpoint, positions[0], before)
 
 
+def _plan_parse(old: ProcessNode, cls: type[CalcJob], from_step: str | None) -> RestartPlan:
+    """A calculation job restarts at its parse stage, from the last checkpoint taken there."""
+    if from_step not in (None, PARSE_STAGE):
+        raise RestartError(
+            f"process {old.pk} is a calculation job ({cls.__name__}): it restarts only from "
+            f"'{PARSE_STAGE}', not '{from_step}'"
+        )
+    history = [row["data"] for row in _backend().get_checkpoints(int(old.pk or 0))]
+    at_parse = [data for data in history if data.get("stage") == PARSE_STAGE and data.get("retrieved")]
+    if not at_parse:
+        stages = ", ".join(dict.fromkeys(str(data.get("stage")) for data in history)) or "none"
+        raise RestartError(
+            f"calculation job {old.pk} never reached its parse stage with retrieved files (stages it "
+            f"checkpointed: {stages}): it cannot be parsed again"
+        )
+    checkpoint = at_parse[-1]
+    try:
+        load_node(int(checkpoint["retrieved"]))
+    except Exception as exc:
+        raise RestartError(f"the retrieved folder of calculation job {old.pk} does not load: {exc}") from exc
+    return RestartPlan(old, cls, PARSE_STAGE, checkpoint, 0, [])
+
+
 def _reverse(mapping: Mapping[str, str], new: str) -> str | None:
     for old, target in mapping.items():
         if target == new:
@@ -226,6 +279,8 @@ def restart(
     submit: bool = False,
 ) -> ProcessNode:
     """Restart work chain ``pk`` at ``from_step`` (None: the step that failed) as a new process.
+
+    A calculation job restarts at its parse stage (``from_step`` None or ``"parse"``).
 
     ``inputs`` replace the old inputs of those ports (validated by the spec as at any launch).
     Without ``submit`` the new chain runs here until it ends and its node is returned
@@ -247,6 +302,11 @@ def restart(
         "restart_reused": plan.reused(),
         "restart_changed_inputs": sorted(inputs or {}),
     }
+    if issubclass(plan.cls, CalcJob):
+        from plait.engine.parser import get_parser_class
+
+        get_parser_class.cache_clear()  # the parser of the current code, not the one seen before
+        instance._restart_attributes["restart_retrieved"] = int(plan.checkpoint["retrieved"])
     node = instance._store_new(
         state=ProcessState.CREATED,
         parent=None,
