@@ -118,7 +118,8 @@ def test_an_unknown_parser_name_is_refused_before_anything_is_stored(any_profile
     before = _count()
     inputs = {"command": Str("true"), "metadata": {"options": {"parser_name": "no-such-parser"}}}
     with pytest.raises(
-        InputValidationError, match=r"metadata\.options\.parser_name.*no parser 'no-such-parser'"
+        InputValidationError,
+        match=r"metadata\.options\.parser_name.*no plugin named 'no-such-parser' in 'plait.parsers'",
     ):
         run(ShellJob, inputs)
     assert _count() == before

@@ -143,7 +143,10 @@ def test_a_bad_return_value_disables_the_monitor():
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ({"entry_point": "no_such_monitor"}, "no monitor 'no_such_monitor'"),
+        (
+            {"entry_point": "no_such_monitor"},
+            "no plugin named 'no_such_monitor' in 'plait.calculations.monitors'",
+        ),
         ({"entry_point": "plait_no_such_module:f"}, "cannot import module 'plait_no_such_module'"),
         ({"entry_point": f"{__name__}:wrong_signature"}, "must take (node, transport, **kwargs)"),
         ({"entry_point": f"{__name__}:broken", "kwargs": {"x": 1}}, "does not take the keywords x"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import plait.schedulers as schedulers
+from plait.plugins import entry_points as plugin_lookup
 from plait.schedulers import (
     CodeRun,
     JobInfo,
@@ -317,7 +317,7 @@ def test_get_scheduler_class_finds_the_builtins():
 
 
 def test_get_scheduler_class_without_metadata(monkeypatch):
-    monkeypatch.setattr(schedulers, "_entry_points", lambda: {})
+    monkeypatch.setattr(plugin_lookup, "plugin_entry_points", lambda group: {})
     assert get_scheduler_class("slurm") is SlurmScheduler
 
 
@@ -325,15 +325,13 @@ def test_get_scheduler_class_prefers_entry_points(monkeypatch):
     class FakeEntryPoint:
         def __init__(self, target):
             self.target = target
+            self.value = f"fake:{target.__name__}"
 
         def load(self):
             return self.target
 
-    monkeypatch.setattr(
-        schedulers,
-        "_entry_points",
-        lambda: {"slurm": FakeEntryPoint(PlainScheduler), "bad": FakeEntryPoint(int)},
-    )
+    fakes = {"slurm": FakeEntryPoint(PlainScheduler), "bad": FakeEntryPoint(int)}
+    monkeypatch.setattr(plugin_lookup, "plugin_entry_points", lambda group: fakes)
     assert get_scheduler_class("slurm") is PlainScheduler
     with pytest.raises(TypeError, match="not a subclass"):
         get_scheduler_class("bad")

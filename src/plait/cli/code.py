@@ -35,9 +35,9 @@ def create() -> None:
 
 
 def _calculation_plugins() -> list[str]:
-    from importlib.metadata import entry_points
+    from plait.plugins.entry_points import plugin_names
 
-    return sorted({ep.name for ep in entry_points(group="plait.calculations")})
+    return plugin_names("calculations")
 
 
 def _common_options(func: Any) -> Any:

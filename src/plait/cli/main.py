@@ -98,6 +98,7 @@ def _register() -> None:
     from plait.cli.demo import demo
     from plait.cli.group import group
     from plait.cli.node import node
+    from plait.cli.plugin import plugin
     from plait.cli.process import process
     from plait.cli.profile import profile
     from plait.cli.run import run
@@ -106,7 +107,7 @@ def _register() -> None:
 
     for command in (status, profile, process, node, run, demo):
         cli.add_command(command)
-    for command in (computer, code, storage):
+    for command in (computer, code, storage, plugin):
         cli.add_command(command)
     cli.add_command(calcjob)
     cli.add_command(daemon)

@@ -128,13 +128,12 @@ def data_class(name: str) -> type[Node]:
     Raises:
         click.BadParameter: no data class of that name, or a process class (naming ``--type``).
     """
-    from importlib.metadata import entry_points
-
     from plait.orm import Data, ProcessNode
     from plait.orm.registry import BUILTIN_NODE_TYPES, import_object, node_class_for
+    from plait.plugins.entry_points import plugin_entry_points
 
     builtin = {node_type: import_object(path) for node_type, path in BUILTIN_NODE_TYPES.items()}
-    plugins = {ep.name: ep for ep in entry_points(group="plait.data")}
+    plugins = plugin_entry_points("data")
     found: object = None
     if name in builtin or ":" in name:
         found = node_class_for(name)

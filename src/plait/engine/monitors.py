@@ -60,7 +60,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -154,13 +153,6 @@ class CalcJobMonitorResult:
         return cls(**{k: data[k] for k in data if k != "outputs"})
 
 
-@functools.cache
-def _entry_points() -> dict[str, Any]:
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def load_monitor_function(name: str) -> Callable[..., Any]:
     """The function ``name`` names: an entry point of ``plait.calculations.monitors`` or ``module:function``.
 
@@ -169,17 +161,15 @@ def load_monitor_function(name: str) -> Callable[..., Any]:
         ImportError: the ``module:function`` path cannot be imported.
     """
     from plait.orm.registry import import_object
+    from plait.plugins.entry_points import MissingPluginError, load_plugin
 
     if ":" in name:
         function = import_object(name)
     else:
-        found = _entry_points()
-        if name not in found:
-            raise ValueError(
-                f"no monitor '{name}': give an entry point of {ENTRY_POINT_GROUP} "
-                f"(known: {', '.join(sorted(found)) or 'none'}) or a 'module:function' path"
-            )
-        function = found[name].load()
+        try:
+            function = load_plugin(ENTRY_POINT_GROUP, name)
+        except MissingPluginError as exc:
+            raise MissingPluginError(f"{exc}; or give a 'module:function' path") from None
     if not callable(function):
         raise ValueError(f"monitor '{name}' is a {type(function).__name__}, not a function")
     return function

@@ -101,28 +101,20 @@ class Parser:
 
 
 @functools.cache
-def _parser_entry_points() -> dict[str, Any]:
-    from importlib.metadata import entry_points
-
-    return {ep.name: ep for ep in entry_points(group="plait.parsers")}
-
-
-@functools.cache
 def get_parser_class(name: str) -> type[Parser]:
     """The parser registered as ``name`` under ``plait.parsers``, or a ``module:Class`` path.
 
     Raises:
-        ValueError: no such parser (the message lists the known ones).
+        MissingPluginError: no such parser (a ``ValueError``; the message lists the known ones).
+        ValueError: a ``module:Class`` path that does not name a Parser class.
     """
     from plait.orm.registry import import_object
+    from plait.plugins.entry_points import load_plugin
 
-    if ":" in name:
-        obj = import_object(name)
-    else:
-        found = _parser_entry_points()
-        if name not in found:
-            raise ValueError(f"no parser '{name}' (known: {', '.join(sorted(found)) or 'none'})")
-        obj = found[name].load()
+    if ":" not in name:
+        parser: type[Parser] = load_plugin("parsers", name, Parser)
+        return parser
+    obj = import_object(name)
     if not (isinstance(obj, type) and issubclass(obj, Parser)):
         raise ValueError(f"'{name}' is not a Parser class")
     return obj

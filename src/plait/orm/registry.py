@@ -65,9 +65,9 @@ def import_object(path: str) -> object:
 
 @cache
 def _entry_point_data_types() -> dict[str, str]:
-    from importlib.metadata import entry_points
+    from plait.plugins.entry_points import plugin_entry_points
 
-    return {f"data.{ep.name}": ep.value for ep in entry_points(group="plait.data")}
+    return {f"data.{name}": ep.value for name, ep in plugin_entry_points("data").items()}
 
 
 @cache

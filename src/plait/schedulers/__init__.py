@@ -8,10 +8,9 @@ and :mod:`importlib.metadata` are only loaded when a plugin is asked for.
 
 from __future__ import annotations
 
-import functools
 import importlib
-from typing import TYPE_CHECKING
 
+from plait.plugins import entry_points as plugin_lookup
 from plait.schedulers.contract import (
     FAILURE_KINDS,
     CodeRun,
@@ -28,9 +27,6 @@ from plait.schedulers.errors import (
     SchedulerRefusedError,
     SchedulerUnavailableError,
 )
-
-if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
 
 __all__ = [
     "FAILURE_KINDS",
@@ -60,20 +56,9 @@ _BUILTINS = {
 }
 
 
-@functools.cache
-def _entry_points() -> dict[str, EntryPoint]:
-    """The registered plugins, scanned once per interpreter (scanning costs milliseconds)."""
-    from importlib.metadata import entry_points
-
-    try:
-        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    except Exception:  # broken metadata of some installed distribution: fall back to the built-ins
-        return {}
-
-
 def available_schedulers() -> list[str]:
     """The names of every scheduler plugin: registered entry points and the built-ins."""
-    return sorted(set(_entry_points()) | set(_BUILTINS))
+    return sorted(set(plugin_lookup.plugin_names(ENTRY_POINT_GROUP)) | set(_BUILTINS))
 
 
 def get_scheduler_class(name: str) -> type[Scheduler]:
@@ -83,23 +68,20 @@ def get_scheduler_class(name: str) -> type[Scheduler]:
     found by name even without package metadata.
 
     Raises:
-        ValueError: no plugin has that name (the message lists the known ones).
-        TypeError: the entry point does not name a :class:`Scheduler` subclass.
+        MissingPluginError: no plugin has that name (a ``ValueError``; the message lists the known ones).
+        InvalidPluginError: the entry point does not name a :class:`Scheduler` subclass (a ``TypeError``).
         ImportError: the plugin's module cannot be imported (its own error, unchanged).
     """
-    entry_point = _entry_points().get(name)
-    if entry_point is not None:
-        cls = entry_point.load()
-    elif name in _BUILTINS:
-        module_name, class_name = _BUILTINS[name]
-        cls = getattr(importlib.import_module(module_name), class_name)
-    else:
-        raise ValueError(
-            f"no scheduler plugin named {name!r}; known: {', '.join(available_schedulers())}"
-            f" (plugins register under the {ENTRY_POINT_GROUP!r} entry point group)"
-        )
-    if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
-        raise TypeError(
-            f"the scheduler plugin {name!r} is {cls!r}, not a subclass of plait.schedulers.Scheduler"
-        )
+    if name in plugin_lookup.plugin_entry_points(ENTRY_POINT_GROUP) or name not in _BUILTINS:
+        try:
+            found: type[Scheduler] = plugin_lookup.load_plugin(ENTRY_POINT_GROUP, name, Scheduler)
+        except plugin_lookup.MissingPluginError:
+            raise plugin_lookup.MissingPluginError(
+                f"no scheduler plugin named {name!r}; known: {', '.join(available_schedulers())}"
+                f" (plugins register under the {ENTRY_POINT_GROUP!r} entry point group)"
+            ) from None
+        return found
+    module_name, class_name = _BUILTINS[name]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    assert isinstance(cls, type) and issubclass(cls, Scheduler)
     return cls

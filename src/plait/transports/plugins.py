@@ -5,15 +5,16 @@ A plugin registers its class in its package metadata::
     [project.entry-points."plait.transports"]
     mycluster = "my_package.transport:MyClusterTransport"
 
-and plait finds it with :func:`get_transport_class`.  Nothing is imported
-until a plugin is asked for, so ``import plait.transports`` stays cheap and
-a broken plugin only hurts the computers that use it.
+and plait finds it with :func:`get_transport_class`, through the one plugin
+lookup (:mod:`plait.plugins.entry_points`, which imports nothing else of
+plait, so the transports still stand alone).  Nothing is imported until a
+plugin is asked for, so ``import plait.transports`` stays cheap and a
+broken plugin only hurts the computers that use it.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any
+from plait.plugins.entry_points import load_plugin, plugin_names
 
 from .contract import BlockingTransport, Transport
 
@@ -24,41 +25,21 @@ ENTRY_POINT_GROUP = "plait.transports"
 TransportClass = type[Transport] | type[BlockingTransport]
 
 
-@functools.cache
-def _entry_points() -> dict[str, Any]:
-    """The registered plugins by name, scanned once per interpreter (a scan costs milliseconds)."""
-    from importlib.metadata import entry_points
-
-    found: dict[str, Any] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(entry.name, entry)
-    return found
-
-
 def transport_plugin_names() -> list[str]:
     """Names of the installed transport plugins, sorted; nothing is imported."""
-    return sorted(_entry_points())
+    return plugin_names(ENTRY_POINT_GROUP)
 
 
 def get_transport_class(name: str) -> TransportClass:
     """Import and return the transport class registered as ``name``.
 
     Raises:
-        LookupError: no plugin has that name (the message lists those that exist).
-        TypeError: the entry point does not name a Transport or BlockingTransport subclass.
+        MissingPluginError: no plugin has that name (a ``LookupError``; the message lists those that exist).
+        InvalidPluginError: the entry point does not name a Transport or BlockingTransport subclass
+            (a ``TypeError``).
         ImportError: the plugin's module cannot be imported.
     """
-    entry = _entry_points().get(name)
-    if entry is None:
-        known = ", ".join(transport_plugin_names()) or "none"
-        raise LookupError(f"no transport plugin named {name!r} (installed: {known})")
-    found = [entry]
-    loaded = entry.load()
-    if not (isinstance(loaded, type) and issubclass(loaded, Transport | BlockingTransport)):
-        raise TypeError(
-            f"the transport plugin {name!r} ({found[0].value}) is not a subclass of "
-            "Transport or BlockingTransport"
-        )
+    loaded: TransportClass = load_plugin(ENTRY_POINT_GROUP, name, (Transport, BlockingTransport))
     return loaded
 
 
