@@ -104,6 +104,7 @@ def _register() -> None:
     from plait.cli.run import run
     from plait.cli.status import status
     from plait.cli.storage import storage
+    from plait.cli.web import web
 
     for command in (status, profile, process, node, run, demo):
         cli.add_command(command)
@@ -112,6 +113,7 @@ def _register() -> None:
     cli.add_command(calcjob)
     cli.add_command(daemon)
     cli.add_command(group)
+    cli.add_command(web)
     cli.add_command(archive)
 
 

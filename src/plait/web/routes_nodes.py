@@ -1,0 +1,63 @@
+"""``/api/nodes``: one node's attributes, extras, links and files, and a file's download."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import Response
+
+from plait.orm import Node
+from plait.web.errors import ApiError
+from plait.web.lookup import get_node
+from plait.web.serialize import json_value, node_summary
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/nodes", tags=["nodes"])
+
+Pk = Annotated[int, Path(ge=1, le=2**63 - 1, description="the node's pk")]
+
+
+def _links(node: Node, incoming: bool) -> list[dict[str, Any]]:
+    found = node.get_incoming() if incoming else node.get_outgoing()
+    return [
+        {"label": label.replace("__", "."), "link_type": kind.value, "node": node_summary(other)}
+        for label, kind, other in found
+    ]
+
+
+@router.get("/{pk}", summary="One node: attributes, extras, files, incoming and outgoing links")
+def show_node(pk: Pk) -> dict[str, Any]:
+    node = get_node(pk)
+    return {
+        **node_summary(node),
+        "description": node.description,
+        "mtime": json_value(node.mtime),
+        "attributes": json_value(node.attributes),
+        "extras": json_value(node.extras),
+        "files": node.list_file_paths(),
+        "incoming": _links(node, incoming=True),
+        "outgoing": _links(node, incoming=False),
+    }
+
+
+@router.get(
+    "/{pk}/files/{path:path}",
+    summary="Download one file of a node",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_file(pk: Pk, path: str) -> Response:
+    node = get_node(pk)
+    try:
+        data = node.get_object_content(path, mode="rb")
+    except FileNotFoundError as exc:
+        raise ApiError(404, str(exc), "path") from None
+    except ValueError as exc:  # an unsafe path: absolute, '..', NUL
+        raise ApiError(422, str(exc), "path") from None
+    name = path.rsplit("/", 1)[-1].replace('"', "")
+    kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"', "X-Content-Type-Options": "nosniff"}
+    return Response(data, media_type=kind, headers=headers)
