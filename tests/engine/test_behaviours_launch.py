@@ -176,3 +176,17 @@ def test_a_malformed_retrieve_item_is_refused_at_launch():
     with pytest.raises(InputValidationError, match=r"additional_retrieve_list.*depth"):
         run(Nested, retrieve=List([]), metadata={"options": {"additional_retrieve_list": [["a", "b", -1]]}})
     assert _count() == before
+
+
+def test_a_source_target_depth_item_in_additional_retrieve_list_is_accepted():
+    """Defect guarded: the scheduler's option check refused every non-string item of
+    ``additional_retrieve_list``, so the ``(source, target, depth)`` form the port accepts could not be
+    given there."""
+    outputs, node = run_get_node(
+        Nested,
+        retrieve=List([]),
+        metadata={"options": {"additional_retrieve_list": [["out/sub/*.txt", "flat", 1]]}},
+    )
+    assert node.is_finished_ok, node.exit_message
+    kept = sorted(p for p in outputs["retrieved"].list_file_paths() if p.startswith("flat/"))
+    assert kept == ["flat/a.txt", "flat/b.txt"]

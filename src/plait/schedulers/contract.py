@@ -520,10 +520,15 @@ class Scheduler(abc.ABC):
                 raise InvalidJobOptionError(name, value, "must not contain a NUL character")
         for name in ("additional_retrieve_list",):
             for item in options.get(name) or ():
-                if not isinstance(item, str) or not item or "\n" in item or "\r" in item or "\0" in item:
-                    raise InvalidJobOptionError(
-                        name, item, "must hold file names without a newline or NUL character"
-                    )
+                # a name, or the (source glob, target folder, depth) form; the engine checks the rest
+                names = item[:2] if isinstance(item, list | tuple) and len(item) == 3 else [item]
+                for text in names:
+                    if not isinstance(text, str) or "\n" in text or "\r" in text or "\0" in text:
+                        raise InvalidJobOptionError(
+                            name, item, "must hold file names without a newline or NUL character"
+                        )
+                if not names[0]:
+                    raise InvalidJobOptionError(name, item, "must hold file names, not an empty name")
         self._check_expressible(options)
 
     #: the calculation option behind each :class:`JobTemplate` field whose name differs.
