@@ -191,3 +191,40 @@ def test_a_calculation_job_is_parsed_again_with_a_fixed_parser_without_running_a
     assert new.get_attribute("restart_retrieved") == retrieved.pk
     assert retrieved.creator.pk == old.pk  # one creator: the old job
     assert new.get_attribute("restarted_from_step") == "parse"
+
+
+def test_the_command_restarts_with_inputs_and_a_map_and_refuses_bad_input(broken):
+    from click.testing import CliRunner
+
+    from plait.cli.main import cli
+
+    name, old, path = broken
+    _write(path, name, fourth="check", bug="self.ctx.b")
+    runner = CliRunner()
+
+    def plait(*args: str) -> tuple[int, str, str]:
+        result = runner.invoke(cli, list(args), catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    before = _count(WorkChainNode)
+    for args, fragment in [
+        (("--input", "x"), "is not NAME=VALUE"),
+        (("--input", "x=oops"), "neither pk:N, uuid:U nor JSON"),
+        (("--map", "fourth"), "is not OLD=NEW"),
+        ((), "no such step"),
+        (("--from", "nowhere"), "no checkpoint before step 'nowhere'"),
+    ]:
+        code, _, err = plait("process", "restart", str(old.pk), *args)
+        lines = err.strip().splitlines()
+        assert code != 0 and len(lines) == 1 and fragment in lines[0] and "Traceback" not in err, err
+    assert _count(WorkChainNode) == before  # nothing stored
+    code, out, err = plait("process", "restart", str(old.pk), "--map", "fourth=check", "--input", "x=1")
+    assert code == 0, err
+    assert "at step check" in out and "finished" in out
+    new = QueryBuilder().append(WorkChainNode).all(flat=True)[-1]
+    assert new.get_attribute("restarted_from") == old.pk and new.outputs.result.value == 5
+    code, out, _ = plait("process", "show", str(new.pk))
+    assert code == 0 and "restarted from" in out and f"{old.pk} at step check" in out
+    code, out, _ = plait("node", "graph", str(new.pk), "-o", "-")
+    assert code == 0 and f'n{old.pk} -> n{new.pk} [label="restarted"' in out
+    assert f"restarted from {old.pk} at check" in out

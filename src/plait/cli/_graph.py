@@ -67,6 +67,12 @@ def collect_graph(
     _walk(backend, pk, descendants, False, seen)
     graph = ProvenanceGraph(center=pk)
     graph.nodes = backend.get_nodes(sorted(seen))
+    # a restarted process is drawn with the process it restarted from (an attribute, not a link)
+    restarted = {(row.get("attributes") or {}).get("restarted_from") for row in graph.nodes.values()}
+    extra = {old for old in restarted if isinstance(old, int)} - seen
+    if extra:
+        seen |= extra
+        graph.nodes.update(backend.get_nodes(sorted(extra)))
     process_pks = [p for p, row in graph.nodes.items() if row["node_type"].startswith("process.")]
     if process_pks:
         from plait.orm import ProcessNode, QueryBuilder
@@ -121,6 +127,10 @@ def _node_statement(
         source = (row.get("attributes") or {}).get(ProcessNode.CACHED_FROM_KEY)
         if source:
             detail += f"\ncached from {source[:8]}"
+        restarted = (row.get("attributes") or {}).get("restarted_from")
+        if restarted is not None:  # a restart (plait.engine.restart_from): from which process and step
+            step = (row.get("attributes") or {}).get("restarted_from_step")
+            detail += f"\nrestarted from {restarted} at {step}"
         is_workflow = node_type.startswith(("process.workflow", "process.workchain", "process.workfunction"))
         attrs["shape"] = "octagon" if is_workflow else "box"
         fill = "#e1d5f5" if is_workflow else "#d6e6f7"
@@ -164,5 +174,9 @@ def to_dot(graph: ProvenanceGraph, highlight_class: str | None = None) -> tuple[
         label = f"{link['label'].replace('__', '.')}\n({link['link_type']})"
         style = _EDGE_STYLE.get(link["link_type"], "style=solid")
         lines.append(f"  n{link['input_id']} -> n{link['output_id']} [label={_quote(label)}, {style}];")
+    for pk, row in sorted(graph.nodes.items()):
+        old = (row.get("attributes") or {}).get("restarted_from")
+        if old in graph.nodes:  # not a link: the restart is an attribute of the new process
+            lines.append(f'  n{old} -> n{pk} [label="restarted", style=bold, color="#ef6c00"];')
     lines.append("}")
     return "\n".join(lines) + "\n", matched

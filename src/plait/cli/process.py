@@ -408,6 +408,10 @@ def show(state: CliState, identifier: str) -> None:
         grid.add_row("exception", Text(_last_line(node.exception), style="red"))
     if node.is_created_from_cache:
         grid.add_row("cached from", Text(_cache_source_text(node)))
+    restarted_from = node.get_attribute("restarted_from", None)
+    if restarted_from is not None:
+        step = node.get_attribute("restarted_from_step", None)
+        grid.add_row("restarted from", Text(f"{restarted_from} at step {step}"))
     caller = node.caller
     grid.add_row(
         "caller",
@@ -893,6 +897,127 @@ def watch(state: CliState, identifier: str, interval: float) -> None:
     except KeyboardInterrupt:
         click.echo(f"Stopped watching process {node.pk} ({watcher.root_state or 'unknown state'}).", err=True)
         click.get_current_context().exit(130)
+
+
+def _restart_input(assignment: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` of ``--input``: ``pk:N`` (or ``uuid:U``) is a stored node, anything else JSON.
+
+    A dotted NAME is a port in a namespace (``relax.x=3``).  Raises click.BadParameter.
+    """
+    import json
+
+    from plait.orm import load_node
+
+    name, sep, raw = assignment.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(
+            f"'{assignment}' is not NAME=VALUE (for example x=3, x=pk:12 or label='\"a\"')",
+            param_hint="--input",
+        )
+    if raw.startswith(("pk:", "uuid:")):
+        return name, load_node(raw.partition(":")[2])
+    try:
+        return name, json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(
+            f"the value of input '{name}', {raw!r}, is neither pk:N, uuid:U nor JSON ({exc.msg}); "
+            f"a string needs JSON quotes: {name}='\"{raw}\"'",
+            param_hint="--input",
+        ) from None
+
+
+def _nest_inputs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    for name, value in pairs:
+        *parents, leaf = name.split(".")
+        target = inputs
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return inputs
+
+
+def _step_map(assignments: tuple[str, ...]) -> dict[str, str]:
+    mapping = {}
+    for assignment in assignments:
+        old, sep, new = assignment.partition("=")
+        if not sep or not old or not new:
+            raise click.BadParameter(f"'{assignment}' is not OLD=NEW (two step names)", param_hint="--map")
+        mapping[old] = new
+    return mapping
+
+
+@process.command()
+@click.argument("identifier", metavar="PK")
+@click.option(
+    "--from",
+    "from_step",
+    metavar="STEP",
+    help="The step to start at (default: the step that failed); 'parse' for a calculation job.",
+)
+@click.option(
+    "--input",
+    "input_assignments",
+    metavar="NAME=VALUE",
+    multiple=True,
+    help="Give an input anew (repeatable): VALUE is pk:N or uuid:U for a stored node, else JSON.",
+)
+@click.option(
+    "--map",
+    "step_assignments",
+    metavar="OLD=NEW",
+    multiple=True,
+    help="A step renamed in the code since the process ran (repeatable).",
+)
+@click.option(
+    "--submit", is_flag=True, help="Store the new process for the daemon instead of running it here."
+)
+@pass_state
+def restart(
+    state: CliState,
+    identifier: str,
+    from_step: str | None,
+    input_assignments: tuple[str, ...],
+    step_assignments: tuple[str, ...],
+    submit: bool,
+) -> None:
+    """Fix and continue: a new process of the current code that starts where process PK failed.
+
+    A work chain that excepted, was killed or failed starts again at the checkpoint taken
+    before the failed step (or STEP), reusing the children that finished before it; a
+    calculation job parses its retrieved files again with the current parser (--from parse).
+    The new process records restarted_from and restarted_from_step; PK is not changed.
+    """
+    from plait.engine.ports import InputValidationError
+    from plait.engine.restart_from import RestartError, plan_restart
+    from plait.engine.restart_from import restart as restart_process
+
+    state.backend()
+    node = load_process(identifier)
+    inputs = _nest_inputs([_restart_input(item) for item in input_assignments])
+    mapping = _step_map(step_assignments)
+    out = console()
+    try:
+        plan = plan_restart(node, from_step, mapping)  # refused here, before anything is stored
+        out.print(Text(f"Restarting process {node.pk} ({node.process_label}) at step {plan.step}"))
+        new = restart_process(node, from_step, inputs, step_map=mapping, submit=submit)
+    except (RestartError, InputValidationError) as exc:
+        raise CliError(str(exc)) from None
+    except Exception as exc:  # the restarted process itself excepted: it is recorded; say which
+        from plait.orm import ProcessNode, QueryBuilder
+
+        query = QueryBuilder().append(
+            ProcessNode, filters={"attributes.restarted_from": node.pk}, project=["id"]
+        )
+        latest = max(query.all(flat=True), default="?")
+        raise CliError(
+            f"the restarted process {latest} excepted ({type(exc).__name__}: {exc}); "
+            f"see `plait process report {latest}`"
+        ) from None
+    if submit:
+        out.print(Text(f"Submitted process {new.pk}: the daemon runs it"))
+    else:
+        out.print(Text(f"Process {new.pk}: {state_text(new.process_state.value, new.exit_status)}"))
 
 
 def _register_dump() -> None:
