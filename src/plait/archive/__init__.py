@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 #: the formats :func:`create_archive` writes
-FORMATS = ("plait",)
+FORMATS = ("plait", "aiida")
 
 
 def create_archive(
@@ -95,6 +95,22 @@ def create_archive(
     """
     if format not in FORMATS:
         raise ValueError(f"unknown archive format {format!r}: plait writes {', '.join(FORMATS)}")
+    if format == "aiida" and not dry_run:  # an archive aiida-core 2.x imports: see plait.archive.aiida_export
+        from plait.archive.aiida_export import create_aiida_archive
+
+        return create_aiida_archive(
+            path,
+            nodes=nodes,
+            groups=groups,
+            all=all,
+            overwrite=overwrite,
+            include_comments=include_comments,
+            include_logs=include_logs,
+            compression=compression,
+            backend=backend,
+            progress=progress,
+            **traversal_rules,
+        )
     from plait.archive.export import create_plait_archive
 
     return create_plait_archive(
