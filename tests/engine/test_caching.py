@@ -13,8 +13,8 @@ from plait.calculations.arithmetic import ArithmeticAddCalculation
 from plait.calculations.shell import run_shell_job
 from plait.engine import caching
 from plait.engine.caching import CachingConfig, get_use_cache
-from plait.orm import Computer, InstalledCode, Int, ProcessState, RemoteData, load_node
-from plait.storage import get_profile
+from plait.orm import Computer, InstalledCode, Int, NotExistentError, ProcessState, RemoteData, load_node
+from plait.storage import get_backend, get_profile
 
 CALLS: list[int] = []
 
@@ -233,3 +233,33 @@ def test_shell_job_cached():
     with enable_caching():
         outputs, n2 = run_shell_job("echo", arguments=["hello"])
     assert n2.cached_from == n1 and outputs["stdout"].get_content() == "hello\n"
+
+
+def test_submitted_job_is_cached_by_whoever_runs_it(bash):
+    """A process given to the daemon is decided where it runs, and ends through the lifecycle."""
+    _, first = run_get_node(ArithmeticAddCalculation, code=bash, x=Int(1), y=Int(1))
+    node = plait.submit(ArithmeticAddCalculation, code=bash, x=Int(1), y=Int(1))
+    assert node.process_state is ProcessState.CREATED
+    with enable_caching():
+        outputs, resumed = plait.resume(node.pk)
+    assert resumed.pk == node.pk and resumed.cached_from == first
+    assert outputs["sum"].value == 2
+    reloaded = load_node(node.pk)
+    assert reloaded.is_finished_ok and reloaded.get_attribute(caching.CACHED_FROM_KEY) == first.uuid
+    assert reloaded._process_row.get("lease_owner") is None  # nothing left held
+
+
+def test_rehash_recomputes_and_keeps_what_cannot_be_imported(monkeypatch):
+    _, node = add.run_get_node(Int(5), Int(6))
+    data = Int(7).store()
+    assert caching.rehash_nodes([node.pk, data.pk]).changed == 0
+    monkeypatch.setattr(caching, "plugin_version", lambda cls: "plugin==2")
+    report = caching.rehash_nodes(batch_size=2)  # several batches
+    assert report.changed == 1 and report.skipped == []
+    with enable_caching():
+        _, again = add.run_get_node(Int(5), Int(6))
+    assert again.cached_from == node  # the rehashed node serves under the new version
+    get_backend().update_node(node.pk, process_type="gone.module:nothing")
+    assert caching.rehash_nodes([node.pk]).skipped == [node.pk]
+    with pytest.raises(NotExistentError):
+        caching.rehash_nodes([10**9])

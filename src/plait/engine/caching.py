@@ -397,7 +397,7 @@ def rehash_nodes(pks: Sequence[int] | None = None, *, batch_size: int = 1000) ->
         NotExistentError: a pk of ``pks`` names no node (nothing is changed).
         ValueError: ``batch_size`` is not positive.
     """
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
     from plait.orm.errors import NotExistentError
     from plait.orm.node import node_from_row
@@ -438,8 +438,8 @@ def rehash_nodes(pks: Sequence[int] | None = None, *, batch_size: int = 1000) ->
             else:
                 report.unchanged += 1
         if changes:
-            with backend.transaction() as conn:
+            with backend.transaction():
                 for pk, new in changes:
-                    conn.execute(update(nodes).where(nodes.c.id == pk).values(node_hash=new))
+                    backend.update_node(pk, node_hash=new)
             report.changed += len(changes)
     return report
