@@ -171,3 +171,23 @@ def test_aiida_format_refuses_an_existing_file(tmp_path: Path) -> None:
     with pytest.raises(ArchiveExportError, match="exists already"):
         create_archive(out, all=True, format="aiida")
     assert out.read_bytes() == b""
+
+
+def test_cli_writes_aiida_format_that_plait_reads_back(tmp_path: Path, fresh_sqlite_profile: Any) -> None:
+    """``plait archive create --format aiida``; plait reads it back into a fresh profile, unchanged."""
+    from click.testing import CliRunner
+
+    from plait.cli.main import cli
+
+    source = use("default")
+    build_graph()
+    out = tmp_path / "cli.aiida"
+    done = CliRunner().invoke(cli, ["archive", "create", str(out), "--all", "--format", "aiida"])
+    assert done.exit_code == 0, done.output
+    with zipfile.ZipFile(out) as archive:
+        assert json.loads(archive.read("metadata.json"))["export_version"] == "main_0001"
+    before = _plait_side(source)
+    target = use(fresh_sqlite_profile("back"))
+    result = import_archive(out)
+    assert result.added["nodes"] == len(before["nodes"])
+    assert _plait_side(target) == before

@@ -80,6 +80,15 @@ def archive() -> None:
     "-b", "--batch-size", default=2000, show_default=True, type=click.IntRange(min=1), help="Rows per batch."
 )
 @click.option("-n", "--dry-run", is_flag=True, help="Count what would be exported; write nothing.")
+@click.option(
+    "-F",
+    "--format",
+    "archive_format",
+    type=click.Choice(["plait", "aiida"]),
+    default="plait",
+    show_default=True,
+    help="plait's archive format, or aiida-core 2.x's (read by `verdi archive import`).",
+)
 @pass_state
 def create(
     state: CliState,
@@ -93,6 +102,7 @@ def create(
     compress: int,
     batch_size: int,
     dry_run: bool,
+    archive_format: str,
     **rules: bool,
 ) -> None:
     """Write OUTPUT_FILE with the nodes and groups given and everything provenance ties to them.
@@ -120,6 +130,7 @@ def create(
             compression=compress,
             batch_size=batch_size,
             dry_run=dry_run,
+            format=archive_format,
             **rules,  # type: ignore[arg-type]
         )
     except ArchiveError as exc:
