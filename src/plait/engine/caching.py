@@ -231,14 +231,22 @@ def get_use_cache(process_class: type[Process], metadata: Mapping[str, Any] | No
 
 
 @functools.cache
+def _packages_distributions() -> Mapping[str, list[str]]:
+    """top-level package -> distributions installing it (read once: it scans every installed one)."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
+
+
+@functools.cache
 def _distribution_version(path: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, entry_points, packages_distributions, version
+    from importlib.metadata import PackageNotFoundError, entry_points, version
 
     for ep in entry_points(group="plait.calculations"):
         if ep.value == path and ep.dist is not None:
             return f"{ep.dist.name}=={ep.dist.version}"
     top = path.split(":", 1)[0].split(".", 1)[0]
-    for dist in packages_distributions().get(top, []):
+    for dist in _packages_distributions().get(top, []):
         with contextlib.suppress(PackageNotFoundError):
             return f"{dist}=={version(dist)}"
     module = sys.modules.get(top)
