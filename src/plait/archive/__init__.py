@@ -7,9 +7,10 @@ adds nothing; ``inspect_archive(path)`` says what an archive holds.  The format 
 small SQLite database and the content-addressed files, each with its SHA-256) is described in
 :mod:`plait.archive.format` and ``docs/archive.md``.
 
-The layer is built for several formats: ``format="plait"`` is the one written today; an import
-recognises the format from the archive's members (an AiiDA archive is told apart by its
-``metadata.json`` and refused until plait reads that format).
+Two formats: ``format="plait"`` (the default) and ``format="aiida"``, the archives of aiida-core
+2.x (:mod:`plait.archive.aiida_export`); an import recognises the format from the archive's
+members (an AiiDA archive by its ``metadata.json`` and ``db.sqlite3``, read by
+:mod:`plait.archive.aiida_import`).
 """
 
 from __future__ import annotations
