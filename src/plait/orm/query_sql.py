@@ -55,6 +55,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -282,6 +283,11 @@ class _Sql:
             raise AssertionError(operator)
         if guard and comparison.field.column.nullable:
             expression = and_(column.is_not(None), expression)
+        elif self.sqlite and not guard and _rare_states(comparison):
+            # Terminated processes pile up and the active ones are a handful at any time, which
+            # SQLite's statistics (one average per index, no histogram) cannot tell: after an
+            # ANALYZE it would scan every process row rather than use the state index.
+            expression = func.likelihood(expression, literal_column("0.001"))
         return expression
 
     def _typed(
@@ -830,6 +836,14 @@ class CompiledQuery:
         for (tag, text), value in zip(self.keys, row, strict=True):
             result.setdefault(tag, {})[text] = value
         return result
+
+
+def _rare_states(comparison: Comparison) -> bool:
+    """Whether ``comparison`` keeps processes in states other than finished (few, in any database)."""
+    if comparison.field.column.name != "process_state" or comparison.operator not in ("==", "in"):
+        return False
+    states = comparison.value if comparison.operator == "in" else [comparison.value]
+    return bool(states) and None not in states and "finished" not in states
 
 
 def _needs_process_row(condition: Condition) -> bool:
