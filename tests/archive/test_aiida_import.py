@@ -182,6 +182,15 @@ def test_aiida_archive_refusals_import_nothing(tmp_path: Path) -> None:
     with pytest.raises(ArchiveVersionError, match=r"'0\.9'.*verdi archive migrate"):
         import_archive(old)
 
+    aiida_1 = _rewrite(
+        FIXTURE,
+        tmp_path / "aiida1.aiida",
+        {"metadata.json": json.dumps({"export_version": "0.10"}).encode(), "db.sqlite3": None},
+        {"data.json": b"{}"},
+    )
+    with pytest.raises(ArchiveVersionError, match=r"'0\.10'.*verdi archive migrate"):
+        import_archive(aiida_1)
+
     escaping = _rewrite(FIXTURE, tmp_path / "escape.aiida", {}, {"../evil.txt": b"x"})
     with pytest.raises(UnsafeArchiveError, match=r"evil\.txt"):
         import_archive(escaping)

@@ -85,9 +85,13 @@ _LINK_TYPES = ("input_calc", "input_work", "create", "return", "call_calc", "cal
 
 
 def is_aiida_archive(archive: zipfile.ZipFile) -> bool:
-    """Whether an opened zip has the members of an AiiDA archive (``metadata.json`` and ``db.sqlite3``)."""
+    """Whether an opened zip is an AiiDA archive: it has ``metadata.json`` and no plait manifest.
+
+    Archives of aiida-core 1.x (``metadata.json`` and ``data.json``) count too, so that their
+    import is refused with the advice to migrate them rather than as "not a plait archive".
+    """
     names = set(archive.namelist())
-    return AIIDA_METADATA in names and AIIDA_DATABASE in names
+    return AIIDA_METADATA in names and fmt.MANIFEST not in names
 
 
 def read_aiida_metadata(archive: zipfile.ZipFile) -> dict[str, Any]:
