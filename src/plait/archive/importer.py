@@ -92,7 +92,8 @@ def read_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
     except KeyError:
         if "metadata.json" in archive.namelist():
             raise ArchiveVersionError(
-                "this is an AiiDA archive (it has metadata.json): plait reads plait archives only so far"
+                "this is an AiiDA archive (it has metadata.json), not a plait archive: "
+                "import it with import_archive (`plait archive import`), which reads both"
             ) from None
         raise CorruptArchiveError(f"the archive has no {fmt.MANIFEST}: not a plait archive") from None
     if info.file_size > MAX_MANIFEST_BYTES:
