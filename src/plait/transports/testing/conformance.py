@@ -32,19 +32,23 @@ the remote folder is visible locally: every check goes through the transport.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import posixpath
 import shlex
 import stat
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-from ..contract import FileAttributes, Transport
+from ..adapters import as_async
+from ..contract import BlockingTransport, FileAttributes, Transport
 from ..errors import (
     IsADirectoryTransportError,
     NotADirectoryTransportError,
@@ -56,7 +60,7 @@ from ..errors import (
     TransportTimeoutError,
 )
 
-__all__ = ["AWKWARD_NAMES", "TransportConformance"]
+__all__ = ["AWKWARD_NAMES", "EngineConfiguration", "TransportConformance", "build_transport"]
 
 #: file names that break naive quoting: spaces, both quotes, non-ASCII, a
 #: leading dash (an option to ``cp``/``rm`` unless ``--`` is used) and shell
@@ -128,6 +132,78 @@ async def _raises(
     return error
 
 
+async def _processes_with(transport: Transport, marker: str) -> list[int]:
+    """Ids of the remote processes with ``marker`` (digits and one dot) in their command line.
+
+    Searched with a bracketed pattern, so the search itself never matches.
+    """
+    if not await transport.isdir("/proc/self"):
+        pytest.skip("the remote side has no /proc to look for surviving processes in")
+    pattern = shlex.quote(marker.replace(".", "[.]"))
+    found = await transport.exec_command_wait(f"grep -l -a -e {pattern} /proc/[0-9]*/cmdline 2>/dev/null")
+    return sorted(int(line.split("/")[2]) for line in found.stdout.split())
+
+
+async def _kill_processes_with(transport: Transport, marker: str) -> None:
+    """Clean up after a plugin that left the processes of a timed-out command running."""
+    survivors = await _processes_with(transport, marker)
+    if survivors:
+        await transport.exec_command_wait("kill -9 " + " ".join(map(str, survivors)) + " 2>/dev/null")
+
+
+@dataclass(frozen=True)
+class EngineConfiguration:
+    """What the engine builds a transport from: the plugin class, the computer's host and options.
+
+    ``options`` are the computer's ``configure`` options (``plait computer
+    configure``), passed as keyword arguments.
+    """
+
+    transport_class: type[Transport] | type[BlockingTransport]
+    hostname: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def build_transport(configuration: EngineConfiguration) -> Transport:
+    """Build an unopened transport exactly as the engine does.
+
+    ``Computer.get_transport`` calls ``cls(hostname=..., **options)`` and the
+    engine (the pool, the CLI, the upload and retrieve steps) wraps a
+    blocking plugin with :func:`plait.transports.as_async`.
+    """
+    factory: Callable[..., Transport | BlockingTransport] = configuration.transport_class
+    made = factory(hostname=configuration.hostname, **configuration.options)
+    return as_async(made)
+
+
+class _LoopLag:
+    """The longest gap between the ticks of a task that asks to wake every millisecond."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.001)
+            now = time.monotonic()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    async def __aenter__(self) -> _LoopLag:
+        self._task = asyncio.ensure_future(self._tick())
+        await asyncio.sleep(0)  # let the ticker start before the measured call
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.sleep(0)  # one more tick: a call that blocked before its first await shows now
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
 class TransportConformance:
     """Mixin of tests that every transport plugin must pass.  See the module docstring."""
 
@@ -135,6 +211,10 @@ class TransportConformance:
     large_file_size: int = 8 * MiB
     #: operations started at once in the concurrency test.
     concurrent_operations: int = 50
+    #: seconds a timed-out command may take to return (and its processes to be gone) after its time-out.
+    timeout_grace: float = 5.0
+    #: the longest the event loop may stall during one async call, in seconds.
+    max_loop_lag: float = 0.25
 
     # -- fixtures --------------------------------------------------------------
     @pytest_asyncio.fixture
@@ -163,19 +243,98 @@ class TransportConformance:
                 "the remote user is root and no folder refuses root here; override `unwritable_folder`"
             )
 
+    @pytest_asyncio.fixture
+    async def local_view(self, transport: Transport, remote_root: str) -> Path:
+        """The local folder where ``remote_root`` can be read directly, or skip.
+
+        The default probes: a file written through the transport must appear
+        with the same content under the same path on this machine (true for
+        ``local`` and for SSH to loopback).  Override it for a plugin whose
+        remote side is mounted elsewhere locally.
+        """
+        token = os.urandom(8).hex().encode()
+        await transport.write_bytes(posixpath.join(remote_root, ".plait-probe"), token)
+        probe = Path(remote_root) / ".plait-probe"
+        try:
+            visible = probe.read_bytes() == token
+        except OSError:
+            visible = False
+        if not visible:
+            pytest.skip("the remote folder is not visible on this machine; override `local_view`")
+        await transport.remove(posixpath.join(remote_root, ".plait-probe"))
+        return Path(remote_root)
+
+    @pytest.fixture
+    def engine_configuration(self) -> EngineConfiguration:
+        """How the engine would build this plugin; override it to run the constructor test."""
+        pytest.skip("override `engine_configuration` to check the constructor the engine calls")
+
     # -- lifecycle -------------------------------------------------------------
     async def test_open_transport_says_so(self, transport: Transport) -> None:
         assert transport.is_open
         assert isinstance(transport.hostname, str) and transport.hostname
 
-    async def test_closed_transport_refuses_operations(self, transport: Transport) -> None:
+    async def test_built_as_the_engine_builds_it(self, engine_configuration: EngineConfiguration) -> None:
+        cls = engine_configuration.transport_class
+        try:
+            transport = build_transport(engine_configuration)
+        except TypeError as error:
+            pytest.fail(
+                f"{cls.__qualname__}(hostname=..., **options) is how the engine builds a transport; "
+                f"options {sorted(engine_configuration.options)} were refused: {error}"
+            )
+        assert isinstance(transport, Transport)
+        assert transport.hostname == engine_configuration.hostname, "the constructor must keep `hostname`"
+        assert not transport.is_open, "the constructor must not connect; open() does"
+        async with transport:
+            assert transport.is_open
+            assert await transport.whoami()
+        assert not transport.is_open
+
+    async def test_closed_transport_refuses_every_method(
+        self, transport: Transport, remote_root: str, tmp_path: Path
+    ) -> None:
+        (tmp_path / "file").write_bytes(b"x")
+        (tmp_path / "folder").mkdir()
+        path = posixpath.join(remote_root, "x")
         await transport.close()
         assert not transport.is_open
         await transport.close()  # closing twice is a no-op
-        with pytest.raises(TransportClosedError) as caught:
-            await transport.stat("/")
-        assert caught.value.host == transport.hostname
-        assert not caught.value.retryable
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "mkdir": lambda: transport.mkdir(path),
+            "listdir": lambda: transport.listdir(remote_root),
+            "listdir_with_attributes": lambda: transport.listdir_with_attributes(remote_root),
+            "stat": lambda: transport.stat("/"),
+            "exists": lambda: transport.exists(path),
+            "isdir": lambda: transport.isdir(path),
+            "isfile": lambda: transport.isfile(path),
+            "put": lambda: transport.put(tmp_path / "file", path),
+            "get": lambda: transport.get(path, tmp_path / "back"),
+            "puttree": lambda: transport.puttree(tmp_path / "folder", path),
+            "gettree": lambda: transport.gettree(remote_root, tmp_path / "back-tree"),
+            "read_bytes": lambda: transport.read_bytes(path),
+            "write_bytes": lambda: transport.write_bytes(path, b"x"),
+            "copy": lambda: transport.copy(path, path + ".copy"),
+            "remove": lambda: transport.remove(path),
+            "rmtree": lambda: transport.rmtree(path),
+            "rename": lambda: transport.rename(path, path + ".moved"),
+            "chmod": lambda: transport.chmod(path, 0o600),
+            "symlink": lambda: transport.symlink("target", path),
+            "exec_command_wait": lambda: transport.exec_command_wait("true"),
+            "whoami": lambda: transport.whoami(),
+        }
+        still_working = []
+        for name, call in calls.items():
+            try:
+                await call()
+            except TransportClosedError as error:
+                assert error.host == transport.hostname, f"{name}: error names host {error.host!r}"
+                assert not error.retryable, f"{name}: a closed transport is not worth a retry"
+            except Exception as error:  # reported below with the method's name
+                still_working.append(f"{name} raised {type(error).__name__}: {error}")
+            else:
+                still_working.append(f"{name} still works")
+        assert not still_working, "after close(): " + "; ".join(still_working)
 
     # -- folders ---------------------------------------------------------------
     async def test_mkdir(self, transport: Transport, remote_root: str) -> None:
@@ -420,6 +579,40 @@ class TransportConformance:
         await upload
         sizes.add((await transport.stat(remote)).size)
         assert sizes <= {3, self.large_file_size} and self.large_file_size in sizes
+
+    @pytest.mark.parametrize("method", ["put", "write_bytes"])
+    async def test_an_independent_reader_never_sees_a_partial_file(
+        self, transport: Transport, remote_root: str, local_view: Path, tmp_path: Path, method: str
+    ) -> None:
+        # A thread reads the target straight from the file system while the
+        # write is in flight: not through the transport, which may serialise
+        # its own calls and so never let a read in mid-write.
+        data = os.urandom(self.large_file_size)
+        (tmp_path / "large").write_bytes(data)
+        remote = posixpath.join(remote_root, "watched")
+        await transport.write_bytes(remote, b"old")
+        target = local_view / "watched"
+        seen: set[int] = set()
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(FileNotFoundError):
+                    seen.add(target.stat().st_size)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            if method == "put":
+                await transport.put(tmp_path / "large", remote)
+            else:
+                await transport.write_bytes(remote, data)
+        finally:
+            stop.set()
+            await asyncio.to_thread(watcher.join)
+        partial = sorted(seen - {3, len(data)})
+        assert not partial, f"{method} let a reader see the file at sizes {partial[:5]} of {len(data)}"
+        assert target.read_bytes() == data
 
     async def test_read_and_write_bytes(self, transport: Transport, remote_root: str) -> None:
         path = posixpath.join(remote_root, "data")
@@ -737,21 +930,75 @@ class TransportConformance:
         )
         assert await transport.listdir(remote_root) == ["made.txt"]
 
-    async def test_exec_timeout_kills_the_command(self, transport: Transport, remote_root: str) -> None:
-        marker = posixpath.join(remote_root, "finished")
+    async def test_exec_timeout_kills_the_whole_process_group(self, transport: Transport) -> None:
+        # Two sleeps that outlive the shell unless the whole group is killed; an
+        # argument no other process has marks them in /proc/*/cmdline.
+        marker = f"300.{os.getpid()}{time.monotonic_ns() % 10**9:09d}"
+        timeout = 0.3
         started = time.monotonic()
-        with pytest.raises(TransportTimeoutError) as caught:
-            await transport.exec_command_wait(f"sleep 1.5; touch {shlex.quote(marker)}", timeout=0.3)
-        assert time.monotonic() - started < 10
-        assert caught.value.retryable and caught.value.operation == "exec_command_wait"
-        await asyncio.sleep(2.0)
-        assert not await transport.exists(marker), "the command kept running after its time-out"
+        command = f"sleep {marker} & sleep {marker}; wait"
+        try:
+            try:
+                await asyncio.wait_for(
+                    transport.exec_command_wait(command, timeout=timeout), timeout + self.timeout_grace
+                )
+            except TransportTimeoutError as error:
+                assert error.retryable and error.operation == "exec_command_wait"
+            except TimeoutError:
+                pytest.fail(
+                    f"exec_command_wait did not return within {self.timeout_grace} s after its "
+                    f"{timeout} s time-out: was only the shell killed, and its children keep the output open?"
+                )
+            else:
+                pytest.fail(
+                    f"exec_command_wait({command!r}, timeout={timeout}) returned instead of timing out"
+                )
+            elapsed = time.monotonic() - started
+            assert elapsed < timeout + self.timeout_grace, (
+                f"returned {elapsed:.1f} s after a {timeout} s time-out"
+            )
+            survivors = await _processes_with(transport, marker)
+            deadline = time.monotonic() + self.timeout_grace
+            while survivors and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                survivors = await _processes_with(transport, marker)
+            assert not survivors, f"processes {survivors} of the timed-out command are still running"
+        finally:
+            await _kill_processes_with(transport, marker)
         fast = await transport.exec_command_wait("echo quick", timeout=30)
         assert fast.stdout == "quick\n"
 
     async def test_whoami(self, transport: Transport) -> None:
         user = await transport.whoami()
         assert user and user == (await transport.exec_command_wait("id -un")).stdout.strip()
+
+    # -- the event loop --------------------------------------------------------
+    async def test_calls_do_not_block_the_event_loop(
+        self, transport: Transport, remote_root: str, tmp_path: Path
+    ) -> None:
+        size = MiB
+        (tmp_path / "data").write_bytes(os.urandom(size))
+        remote = posixpath.join(remote_root, "data")
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "exec_command_wait": lambda: transport.exec_command_wait("sleep 0.6"),
+            "put": lambda: transport.put(tmp_path / "data", remote),
+            "write_bytes": lambda: transport.write_bytes(remote, os.urandom(size)),
+            "read_bytes": lambda: transport.read_bytes(remote),
+            "get": lambda: transport.get(remote, tmp_path / "back"),
+            "stat": lambda: transport.stat(remote),
+            "listdir": lambda: transport.listdir(remote_root),
+            "whoami": lambda: transport.whoami(),
+        }
+        stalls = {}
+        for name, call in calls.items():
+            async with _LoopLag() as lag:
+                await call()
+            if lag.longest > self.max_loop_lag:
+                stalls[name] = round(lag.longest, 3)
+        assert not stalls, (
+            f"the event loop stood still for longer than {self.max_loop_lag} s (seconds per call): {stalls}; "
+            "run blocking work in a thread, or write a BlockingTransport and let as_async do it"
+        )
 
     # -- permissions -----------------------------------------------------------
     async def test_writing_where_not_allowed_is_denied(
