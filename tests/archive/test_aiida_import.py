@@ -195,6 +195,17 @@ def test_aiida_archive_refusals_import_nothing(tmp_path: Path) -> None:
     with pytest.raises(UnsafeArchiveError, match=r"evil\.txt"):
         import_archive(escaping)
 
+    bomb = _rewrite(FIXTURE, tmp_path / "bomb.aiida", {})
+    with (
+        zipfile.ZipFile(bomb, "a", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("repo/" + "0" * 64, "w") as big,
+    ):
+        zeros = bytes(1 << 20)
+        for _ in range(260):  # 260 MiB of zeros (more than the 256 MiB floor) in a few hundred KiB
+            big.write(zeros)
+    with pytest.raises(UnsafeArchiveError, match="zip bomb"):
+        import_archive(bomb)
+
     tampered = _rewrite(FIXTURE, tmp_path / "tampered.aiida", {some_object: b"not what the hash says"})
     with pytest.raises(CorruptArchiveError, match="checksum mismatch"):
         import_archive(tampered)

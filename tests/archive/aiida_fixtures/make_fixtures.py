@@ -18,6 +18,10 @@ It works in a throw-away aiida profile (``verdi presto --no-broker`` under a tem
 * a node of a type plait does not know (``core.structure``);
 * groups ``fixture-group`` (the workfunction and its result) and ``fixture-data``;
 * the computer ``localhost`` and an installed code ``bash-add@localhost``.
+
+The work chain is defined in this script's ``__main__``, which aiida cannot import again to
+checkpoint it: its ERROR logs about the checkpoint are real aiida logs and stay in the fixture
+(the import keeps every log).
 """
 
 from __future__ import annotations
