@@ -102,6 +102,15 @@ def _refuse_active(active: dict[int, str]) -> None:
         )
 
 
+@contextlib.contextmanager
+def _snapshot(backend: StorageBackend) -> Iterator[Connection]:
+    """A read transaction that sees one state of the profile throughout (PostgreSQL: REPEATABLE READ)."""
+    with backend.database.read() as conn:
+        if not backend.database.is_sqlite:  # SQLite's WAL read transaction is a snapshot already
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield conn
+
+
 def _rows(conn: Connection, table: Any, column: Any, ids: list[int]) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
@@ -193,7 +202,7 @@ def create_plait_archive(
         counts = dict.fromkeys(fmt.SCHEMA, 0)
         computer_ids: set[int] = set()
         with (
-            backend.database.read() as conn,
+            _snapshot(backend) as conn,
             progress_bar("Exporting nodes", len(node_set), progress) as advance,
         ):
             for batch in _batches(sorted(node_set), batch_size):
