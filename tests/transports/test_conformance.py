@@ -19,12 +19,16 @@ from plait.transports import Transport, TransportPool, as_async
 from plait.transports.local import LocalTransport
 from plait.transports.ssh import SshTransport
 from plait.transports.ssh_blocking import BlockingSshTransport
-from plait.transports.testing import LoopbackSshd, TransportConformance
+from plait.transports.testing import EngineConfiguration, LoopbackSshd, TransportConformance
 
 pytestmark = pytest.mark.sshd
 
 
 class TestLocal(TransportConformance):
+    @pytest.fixture
+    def engine_configuration(self) -> EngineConfiguration:
+        return EngineConfiguration(LocalTransport, "localhost")
+
     @pytest.fixture
     async def transport(self) -> AsyncIterator[Transport]:
         async with LocalTransport() as transport:
@@ -39,6 +43,10 @@ class TestLocal(TransportConformance):
 
 class TestSsh(TransportConformance):
     """Uses the suite's default ``remote_root`` (``mktemp -d`` on the server)."""
+
+    @pytest.fixture
+    def engine_configuration(self, sshd: LoopbackSshd) -> EngineConfiguration:
+        return EngineConfiguration(SshTransport, sshd.host, sshd.transport_options())
 
     @pytest.fixture
     async def transport(self, sshd: LoopbackSshd) -> AsyncIterator[Transport]:
@@ -61,6 +69,10 @@ class TestSshThroughPool(TransportConformance):
 
 
 class TestAsAsyncSshBlocking(TransportConformance):
+    @pytest.fixture
+    def engine_configuration(self, sshd: LoopbackSshd) -> EngineConfiguration:
+        return EngineConfiguration(BlockingSshTransport, sshd.host, sshd.transport_options())
+
     @pytest.fixture
     async def transport(self, sshd: LoopbackSshd) -> AsyncIterator[Transport]:
         async with as_async(BlockingSshTransport(sshd.host, **sshd.transport_options())) as transport:

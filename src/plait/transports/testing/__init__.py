@@ -2,6 +2,12 @@
 
 * :class:`TransportConformance` — inherit it in a test class and provide a
   ``transport`` fixture; see :mod:`plait.transports.testing.conformance`.
+* :class:`EngineConfiguration` and :func:`build_transport` — a plugin built
+  the way the engine builds it (``cls(hostname=..., **options)``, wrapped
+  with ``as_async`` when blocking); the suite's constructor test uses them.
+* ``pytest --plait-transport=NAME`` — the suite on an installed
+  ``plait.transports`` entry point, with no test code at all (the pytest
+  plugin :mod:`plait.transports.testing.pytest_plugin`).
 * :class:`LoopbackSshd` — a real ``sshd`` on 127.0.0.1 with generated keys,
   for testing SSH-based plugins (and for benchmarks).
 * :func:`require_sshd` — skip a test when ``sshd`` is missing, except in CI
@@ -16,14 +22,16 @@ import os
 
 import pytest
 
-from .conformance import AWKWARD_NAMES, TransportConformance
+from .conformance import AWKWARD_NAMES, EngineConfiguration, TransportConformance, build_transport
 from .sshd import SSHD_PATH, LoopbackSshd, free_port, sshd_missing_reason
 
 __all__ = [
     "AWKWARD_NAMES",
     "SSHD_PATH",
+    "EngineConfiguration",
     "LoopbackSshd",
     "TransportConformance",
+    "build_transport",
     "free_port",
     "require_sshd",
     "sshd_missing_reason",
