@@ -61,6 +61,10 @@ class ProcessHost(Protocol):
         """A checkpoint was committed: act on a pause or kill requested meanwhile."""
         ...
 
+    async def sleep_until(self, process: Process, wake_at: float) -> None:
+        """Wait for a durable timer whose wake time is committed (may park the process)."""
+        ...
+
     async def pause_process(self, process: Process, reason: str | None = None) -> None:
         """Pause ``process`` (with ``reason``) and return when it is played."""
         ...

@@ -440,6 +440,20 @@ def park(node: ProcessNode, owner: str, children: Sequence[int], status: str) ->
     return parked
 
 
+def park_until(node: ProcessNode, owner: str, wake_at: float) -> None:
+    """Release a held, waiting process until ``wake_at`` (a durable timer, committed already):
+    the daemon's claim query takes it again at that time, not before.
+
+    Raises:
+        LeaseLostError, IllegalTransitionError: ``owner`` does not hold it, or it has ended.
+    """
+    pk = _pk(node)
+    values: dict[str, Any] = {"lease_owner": None, "lease_expires": None, "wake_at": wake_at}
+    if not _backend().update_process(pk, expect_owner=owner, expect_states=(S.WAITING.value,), **values):
+        raise _refusal(pk, owner, "waiting")
+    _committed(node, values)
+
+
 def reserve_job_slot(pk: int, computer_id: int, cap: int | None) -> bool:
     return _backend().reserve_job_slot(pk, computer_id, cap)
 

@@ -18,11 +18,15 @@ a pause at an       takes effect at the next safe       interrupts the await at 
 ``await``           point                               continues from its checkpoint)
 leases              renewed by the runner's heartbeat   renewed by the worker's heartbeat
 control server      stops when nothing is held          keeps serving while the worker lives
+a durable timer     waits in memory (a pause stops it   is *parked* until ``wake_at``: no lease;
+(``self.sleep``)    from waking until played)           the claim loop takes it at that time
 ==================  =================================  ======================================
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +83,11 @@ class Placement:
     async def pause_interrupted(self, runner: Runner, process: Process) -> None:
         """The task of ``process`` was interrupted at an ``await`` by a pause (if ``pauses_at_awaits``)."""
 
+    async def sleep_until(self, runner: Runner, process: Process, wake_at: float) -> None:
+        """Return at ``wake_at`` (committed already), or raise :class:`ProcessParked`; a kill ends the
+        wait (the runner cancels the task), a pause keeps it from waking until played."""
+        raise NotImplementedError
+
     def adopts_orphans(self) -> bool:
         """Whether the runner continues, itself, children nobody runs any more."""
         return True
@@ -102,6 +111,26 @@ class InProcess(Placement):
 
     async def pause(self, runner: Runner, process: Process, reason: str | None) -> None:
         await runner._pause_in_memory(process, reason)
+
+    async def sleep_until(self, runner: Runner, process: Process, wake_at: float) -> None:
+        event = asyncio.Event()
+        process._wake_event = event  # type: ignore[attr-defined]  # set by a pause request
+        try:
+            while True:
+                runner.check_safe_point(process)
+                if process._pause_requested:
+                    await runner.pause_process(process)  # in memory until played (or killed)
+                    continue
+                remaining = wake_at - time.time()
+                if remaining <= 0:
+                    return
+                event.clear()
+                try:
+                    await asyncio.wait_for(event.wait(), remaining)
+                except TimeoutError:
+                    pass
+        finally:
+            process._wake_event = None  # type: ignore[attr-defined]
 
 
 class Daemon(Placement):
@@ -146,6 +175,18 @@ class Daemon(Placement):
 
     async def pause_interrupted(self, runner: Runner, process: Process) -> None:
         await runner.call_db(process, _pause_and_release, process.node, runner.owner, None)
+
+    async def sleep_until(self, runner: Runner, process: Process, wake_at: float) -> None:
+        runner.check_safe_point(process)
+        if wake_at <= time.time():
+            return
+        await runner.call_db(process, lifecycle.park_until, process.node, runner.owner, wake_at)
+        from plait.engine.bell import ring_work
+
+        # this worker's claim loop looks again at the wake time; another worker (after a restart)
+        # finds it at its next poll, never before wake_at (the claim query checks it)
+        runner.loop.call_later(wake_at - time.time() + 0.01, ring_work)
+        raise ProcessParked()
 
     def adopts_orphans(self) -> bool:
         return False  # children are submitted: the daemon's claim loop takes them

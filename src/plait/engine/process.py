@@ -275,7 +275,7 @@ class Process:
 
         self._use_cache = get_use_cache(type(self), metadata)  # decided where the launch was made
         backend = _backend()
-        row = {
+        row: dict[str, Any] = {
             "node_id": None,
             "state": state.value,
             "paused": False,

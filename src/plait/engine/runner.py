@@ -430,6 +430,11 @@ class Runner:
         if process._pause_requested:
             await self.pause_process(process)
 
+    async def sleep_until(self, process: Process, wake_at: float) -> None:
+        """Wait until ``wake_at`` (a durable timer whose wake time is committed), honouring kill and
+        pause; the daemon's placement parks the process instead (:class:`ProcessParked`)."""
+        await self.placement.sleep_until(self, process, wake_at)
+
     async def pause_process(self, process: Process, reason: str | None = None) -> None:
         """Mark ``process`` paused (with ``reason`` as its status) and wait until it is played.
 

@@ -32,12 +32,21 @@ the context (``ToContext``/``to_context``) has terminated.  After each step
 the context, the position in the outline and the awaited children are
 committed as a checkpoint, so a chain whose interpreter dies continues from
 its last step with :func:`plait.resume`.
+
+Durable timers: ``await self.sleep(seconds)`` in an ``async def`` step waits
+until a wake time that is committed before the wait starts (the ``wake_at``
+column and the step's checkpoint).  A step that is run again after a crash,
+a daemon restart or a pause reaches the same sleep (sleeps are counted in
+the step, as launches are) and waits only for what is left.  In a daemon
+worker the sleeping chain is parked: no lease, no slot, no memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -268,6 +277,12 @@ class WorkChain(Process):
         self._pc = 0
         self._awaiting: list[dict[str, Any]] = []
         self._parked = False  # parked in the commit of the last step (daemon placement)
+        #: the checkpoint the current step started from (None: the chain's start), for durable sleeps
+        self._step_checkpoint: dict[str, Any] | None = None
+        #: ``{index: wake time}`` of the sleeps the current step committed, and the next index
+        self._sleeps: dict[str, float] = {}
+        self._sleep_index = 0
+        self._in_async_step = False
 
     # -- user API ----------------------------------------------------------------------------
     def to_context(self, **targets: ProcessNode | append_) -> None:
@@ -285,6 +300,69 @@ class WorkChain(Process):
                     f"{node!r}"
                 )
             self._awaiting.append({"pk": node.pk, "key": key, "append": append})
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a durable timer), in an ``async def`` step: ``await self.sleep(60)``.
+
+        The wake time is committed before the wait starts, so the wait survives a crash or a
+        daemon restart: the step runs again from its start (as any interrupted step does), its
+        launches are matched to the children made before, and each sleep it reaches again waits
+        only for the time left.  A pause stops the timer from waking the chain until it is played
+        (then it wakes at once if its time has passed); a kill ends it while it sleeps.
+
+        Raises:
+            ValueError: ``seconds`` is negative, not finite or not a number.
+            EngineError: not awaited inside an ``async def`` step of a running work chain.
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+            raise ValueError(f"sleep(seconds): expected a finite number of seconds, got {seconds!r}")
+        if seconds < 0:
+            raise ValueError(f"sleep(seconds): seconds must not be negative, got {seconds!r}")
+        runner = self.runner
+        if runner is None or not self._in_async_step:
+            raise EngineError(
+                "self.sleep() is awaited inside an async def step of a running work chain "
+                "(a plain step cannot wait: split it, and make the step that sleeps async)"
+            )
+        key = str(self._sleep_index)
+        self._sleep_index += 1
+        wake_at = self._sleeps.get(key)
+        if wake_at is None:
+            wake_at = time.time() + float(seconds)
+            self._sleeps[key] = wake_at
+            await runner.call_db(self, self._commit_sleep, wake_at)
+        await runner.sleep_until(self, wake_at)
+        await runner.call_db(self, self._commit_woken)
+
+    def _commit_sleep(self, wake_at: float) -> None:
+        """Commit the wake time: the step's starting checkpoint with this step's sleeps, waiting."""
+        if self._step_checkpoint is not None:
+            checkpoint = dict(self._step_checkpoint)
+        else:  # the chain's first step: nothing was checkpointed yet
+            _, fingerprint = self._program()
+            checkpoint = {
+                "version": CHECKPOINT_VERSION,
+                "kind": "workchain",
+                "pc": self._pc,
+                "outline": fingerprint,
+                "ctx": {},
+                "awaiting": [],
+                "calls": 0,
+            }
+        checkpoint["sleeps"] = dict(self._sleeps)
+        status = f"sleeping until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(wake_at))}"
+        self._commit(
+            ProcessState.WAITING, checkpoint=checkpoint, keep_history=False, status=status, wake_at=wake_at
+        )
+
+    def _commit_woken(self) -> None:
+        self._commit(ProcessState.RUNNING, status=None)  # wake_at stays: when it was due
+
+    def request_pause(self) -> None:
+        super().request_pause()
+        event = getattr(self, "_wake_event", None)
+        if event is not None:
+            event.set()  # a sleeping chain looks at the pause at once
 
     def submit(
         self, process: Any, inputs: dict[str, Any] | ProcessBuilder | None = None, **kwargs: Any
@@ -330,6 +408,8 @@ class WorkChain(Process):
         self.ctx = AttributeDict({k: decode(v, load_node) for k, v in checkpoint.get("ctx", {}).items()})
         self._awaiting = list(checkpoint.get("awaiting", []))
         self._call_counter = int(checkpoint.get("calls", self._call_counter))
+        self._sleeps = {str(k): float(v) for k, v in checkpoint.get("sleeps", {}).items()}
+        self._step_checkpoint = {k: v for k, v in checkpoint.items() if k != "sleeps"}
 
     # -- running -----------------------------------------------------------------------------------
     def _condition(self, fn: Callable[..., Any]) -> bool:
@@ -364,8 +444,13 @@ class WorkChain(Process):
                 fn = op[1]
                 self._step_name = _name(fn)
                 self.runner.check_safe_point(self)  # type: ignore[union-attr]
+                self._sleep_index = 0
                 if inspect.iscoroutinefunction(fn):
-                    result = await fn(self)
+                    self._in_async_step = True
+                    try:
+                        result = await fn(self)
+                    finally:
+                        self._in_async_step = False
                     exit_code = await self.runner.call_db(self, self._conclude_step, fn, result)  # type: ignore[union-attr]
                 else:
                     # one thread hop per step: the step's thread commits its checkpoint right after it
@@ -383,6 +468,7 @@ class WorkChain(Process):
     def _conclude_step(self, fn: Callable[..., Any], result: Any) -> ExitCode | None:
         """Interpret what the step returned and commit its checkpoint (waiting or running)."""
         self._pc += 1
+        self._sleeps = {}  # the next step starts with no sleeps of its own
         exit_code = self._handle_step_result(fn, result)
         if exit_code is not None:
             return exit_code
@@ -402,6 +488,7 @@ class WorkChain(Process):
                 self._parked = runner.park_with_checkpoint(self, pks, status)
         else:
             self._commit(ProcessState.RUNNING, checkpoint=checkpoint, status=None)
+        self._step_checkpoint = checkpoint
         return None
 
     def _settle_unrepeated_calls(self) -> None:
@@ -463,7 +550,9 @@ class WorkChain(Process):
             node = load_node(item["pk"])
             self._set_ctx(item["key"], node, item["append"])
         self._awaiting = []
-        self._commit(ProcessState.RUNNING, checkpoint=self._make_checkpoint(), status=None)
+        checkpoint = self._make_checkpoint()
+        self._commit(ProcessState.RUNNING, checkpoint=checkpoint, status=None)
+        self._step_checkpoint = checkpoint
 
     def _set_ctx(self, key: str, value: Node, append: bool) -> None:
         parts = key.split(".")

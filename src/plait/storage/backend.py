@@ -553,6 +553,7 @@ class StorageBackend:
             processes.c.paused.is_(False),
             or_(processes.c.lease_owner.is_(None), processes.c.lease_expires < now),
             ~waiting.exists(),
+            or_(processes.c.wake_at.is_(None), processes.c.wake_at <= now),  # a durable timer's time
         )
 
     def count_runnable(self) -> int:
