@@ -2,8 +2,9 @@
 
 The venv is ``$PLAIT_AIIDA_VENV`` (default ``/work/scratch/aiida-venv``, made by
 benchmarks/setup_aiida.sh; ``.ci/run`` makes one in its cache).  Without it the round trip is
-skipped, and in CI (``PLAIT_CI`` set) it fails.  aiida works in a throw-away profile under a
-temporary ``AIIDA_PATH``.
+skipped, and in CI (``PLAIT_CI`` set) it fails.  aiida imports with its own ``import_archive``
+(what ``verdi archive import`` calls) into a throw-away in-memory profile (``SqliteTempBackend``)
+under a temporary ``AIIDA_PATH``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ VENV = Path(os.environ.get("PLAIT_AIIDA_VENV", "/work/scratch/aiida-venv"))
 AIIDA_SIDE = """
 import hashlib, json, sys
 from aiida import load_profile, orm
-load_profile("roundtrip")
+from aiida.storage.sqlite_temp import SqliteTempBackend
+load_profile(SqliteTempBackend.create_profile("roundtrip"), allow_switch=True)
 from aiida.tools.archive import import_archive
 import_archive(sys.argv[1])
 nodes = {}
@@ -79,13 +81,6 @@ def _aiida_venv() -> Path:
 def _import_into_aiida(archive: Path, home: Path) -> dict[str, Any]:
     venv = _aiida_venv()
     env = {**os.environ, "AIIDA_PATH": str(home), "PYTHONDONTWRITEBYTECODE": "1"}
-    subprocess.run(
-        [str(venv / "bin" / "verdi"), "presto", "-n", "-p", "roundtrip", "--no-broker"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
     done = subprocess.run(
         [str(venv / "bin" / "python"), "-c", AIIDA_SIDE, str(archive)],
         env=env,
