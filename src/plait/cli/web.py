@@ -8,6 +8,7 @@ one place where the CLI reaches the web layer: to start it.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import click
 
@@ -51,6 +52,8 @@ def web(state: CliState, host: str, port: int) -> None:
         token = load_or_create_token(profile)
     except TokenError as exc:
         raise CliError(str(exc)) from exc
+    sock = _listening_socket(host, port)
+    port = sock.getsockname()[1]  # the port chosen by the system for --port 0
     app = create_app(profile, token=token)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"plait web API of profile '{profile.name}': http://{shown}:{port}/docs?token={token}")
@@ -61,10 +64,28 @@ def web(state: CliState, host: str, port: int) -> None:
             "the traffic is not encrypted (put a TLS proxy in front)",
             err=True,
         )
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, so that a taken port or a bad address is one clear error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise click.BadParameter(
+            f"'{host}' is not an address of this machine ({exc.strerror})", param_hint="--host"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
     except OSError as exc:
-        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    except SystemExit as exc:  # uvicorn exits when it cannot start (it logged why)
-        if exc.code not in (0, None):
-            raise CliError(f"the server could not start on {host}:{port} (see the message above)") from None
+        sock.close()
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
