@@ -183,6 +183,10 @@ def test_export_rules_and_their_switches(graph: Graph, tmp_path: Path) -> None:
         found(graph.calc, create_forward=False)
     with pytest.raises(ValueError, match="unknown export rule 'sideways'"):
         create_archive(tmp_path / "x.plait", nodes=[graph.x], sideways=True)
+    bare = create_archive(
+        tmp_path / "x.plait", nodes=[graph.result], include_comments=False, include_logs=False, dry_run=True
+    )
+    assert bare.counts["nodes"] == 5 and bare.counts["comments"] == 0 and bare.counts["logs"] == 0
     counted = create_archive(tmp_path / "x.plait", nodes=[graph.result], create_backward=False, dry_run=True)
     assert counted.counts["nodes"] == 1 and not (tmp_path / "x.plait").exists()
 
