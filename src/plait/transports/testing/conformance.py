@@ -181,23 +181,27 @@ class _LoopLag:
 
     def __init__(self) -> None:
         self.longest = 0.0
+        self._last = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
+    def _tick_now(self) -> None:
+        now = time.monotonic()
+        self.longest = max(self.longest, now - self._last)
+        self._last = now
+
     async def _tick(self) -> None:
-        last = time.monotonic()
         while True:
             await asyncio.sleep(0.001)
-            now = time.monotonic()
-            self.longest = max(self.longest, now - last)
-            last = now
+            self._tick_now()
 
     async def __aenter__(self) -> _LoopLag:
         self._task = asyncio.ensure_future(self._tick())
         await asyncio.sleep(0)  # let the ticker start before the measured call
+        self._last = time.monotonic()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await asyncio.sleep(0)  # one more tick: a call that blocked before its first await shows now
+        self._tick_now()  # a call that blocked after its last await shows here
         assert self._task is not None
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
