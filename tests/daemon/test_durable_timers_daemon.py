@@ -1,5 +1,9 @@
-"""Durable timers under the daemon: a sleeping chain is parked (no lease), survives a daemon restart
-and wakes at its time, not before; a paused one does not wake until played; a kill ends it asleep."""
+"""Issue 13 under the daemon.
+
+Durable timers: a sleeping chain is parked (no lease), survives a daemon restart and wakes at its
+time, not before; a paused one does not wake until played; a kill ends it asleep.  Fix and
+continue: a restart submitted to the daemon starts at the failed step and reuses steps 1-3.
+"""
 
 from __future__ import annotations
 
@@ -51,3 +55,38 @@ def test_sleepers_survive_a_daemon_restart_and_honour_pause_and_kill(daemon):
     assert load_node(paused.pk).is_finished_ok
     assert load_node(paused.pk).outputs.woke.value >= played_at
     assert load_node(killed.pk).is_killed and "woke" not in load_node(killed.pk).outputs
+
+
+def test_a_restart_submitted_to_the_daemon_starts_at_the_failed_step(daemon, tmp_path, monkeypatch):
+    """Fix and continue through the daemon: the worker starts the new chain at its checkpoint."""
+    import os
+
+    from engine.test_restart_from_step import _count, _write
+    from plait import run_get_node
+    from plait.engine.restart_from import restart
+    from plait.orm import CalcFunctionNode, CalcJobNode, Int
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = _write(tmp_path, "restart_wf_daemon")
+    try:
+        try:
+            run_get_node(module.Pipeline, x=Int(1))
+        except AttributeError:
+            pass
+        from plait.orm import QueryBuilder, WorkChainNode
+
+        old = QueryBuilder().append(WorkChainNode).all(flat=True)[-1]
+        assert old.is_excepted
+        _write(tmp_path, "restart_wf_daemon", bug="self.ctx.b")  # the fix
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+        daemon(workers=1)
+        new = restart(old.pk, submit=True)
+        wait_for(lambda: get_backend().get_process(new.pk)["state"] in TERMINAL, 60, "the restart to end")
+    finally:
+        import sys
+
+        sys.modules.pop("restart_wf_daemon", None)
+    new = load_node(new.pk)
+    assert new.is_finished_ok, new.exception
+    assert new.outputs.result.value == 5
+    assert (_count(CalcFunctionNode), _count(CalcJobNode)) == (3, 1)
