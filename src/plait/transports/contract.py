@@ -22,9 +22,28 @@ Conventions for every method:
   login directory of the remote user (for ``local``: the current working
   directory of the process).  Local paths accept ``str`` or ``os.PathLike``.
 * Failures raise a subclass of :class:`plait.transports.errors.TransportError`
-  naming the host, the operation and the path; never a library's own error.
+  naming the host, the operation (the method's name) and the path; never a
+  library's own error.  The ``Raises:`` sections below list each error the
+  conformance suite (:mod:`plait.transports.testing`) asserts.
+* Every method except :meth:`Transport.close` and :attr:`Transport.is_open`
+  raises :class:`~plait.transports.errors.TransportClosedError` (not
+  retryable) on a transport that is not open, including after ``close()``.
 * Writes never leave a half-written file under its final name: data goes to
-  a temporary name in the same folder and is renamed into place.
+  a temporary name in the same folder and is renamed into place.  The suite
+  checks this with a reader thread that looks at the file directly, not
+  through the transport.
+* ``async def`` methods never block the event loop (the suite measures the
+  loop's longest stall around each call): run blocking work in a thread, or
+  write a :class:`BlockingTransport` and let ``as_async`` do it.
+
+The constructor contract: the engine builds a transport as
+``cls(hostname=computer.hostname, **computer_configure_options)``
+(``Computer.get_transport``), and wraps a blocking one with
+:func:`plait.transports.as_async`.  So a plugin's ``__init__`` must take
+``hostname`` as a keyword argument and every option its ``plait computer
+configure`` accepts as a keyword argument, store ``hostname`` unchanged as
+``self.hostname``, and not connect (``open`` does; the pool decides when).
+:func:`plait.transports.testing.build_transport` builds a plugin this way.
 """
 
 from __future__ import annotations
@@ -88,8 +107,10 @@ class CommandResult(NamedTuple):
 class Transport(ABC):
     """The async transport contract.  See the module docstring for conventions.
 
-    A transport is opened with ``await transport.open()`` or ``async with
-    transport:``, used, then closed.  One open transport may serve many
+    A transport is built as ``cls(hostname=..., **options)`` without
+    connecting (the constructor contract in the module docstring), opened
+    with ``await transport.open()`` or ``async with transport:``, used, then
+    closed.  One open transport may serve many
     concurrent operations (the pool bounds how many); a plugin whose library
     is not safe for that must serialise internally.
     """
@@ -117,7 +138,10 @@ class Transport(ABC):
 
     @abstractmethod
     async def close(self) -> None:
-        """Close the connection.  Closing twice, or an unopened transport, is a no-op."""
+        """Close the connection.  Closing twice, or an unopened transport, is a no-op.
+
+        Afterwards every other method raises ``TransportClosedError``.
+        """
 
     @property
     @abstractmethod
@@ -167,7 +191,12 @@ class Transport(ABC):
     async def listdir_with_attributes(
         self, path: str = ".", pattern: str | None = None
     ) -> dict[str, FileAttributes]:
-        """Like :meth:`listdir`, with the (not dereferenced) attributes of each entry."""
+        """Like :meth:`listdir`, with the (not dereferenced) attributes of each entry.
+
+        Raises:
+            PathNotFoundError: ``path`` does not exist.
+            NotADirectoryTransportError: ``path`` is not a folder.
+        """
 
     # -- queries -------------------------------------------------------------
     @abstractmethod
@@ -204,6 +233,7 @@ class Transport(ABC):
             FileNotFoundError: the local file does not exist (a local problem, not a transport one).
             PathNotFoundError: the remote parent folder does not exist.
             IsADirectoryTransportError: ``remotepath`` is a folder.
+            PermissionDeniedError: the remote folder is not writable.
         """
 
     @abstractmethod
@@ -223,6 +253,9 @@ class Transport(ABC):
 
         Nested folders are copied; symlinks are recreated as symlinks with the
         same target.  Existing remote files of the same names are overwritten.
+
+        Raises:
+            FileNotFoundError: the local folder does not exist (a local problem).
         """
 
     @abstractmethod
@@ -230,6 +263,10 @@ class Transport(ABC):
         """Download the remote folder ``remotepath`` as ``localpath`` (created if missing).
 
         Nested folders are copied; symlinks are recreated as symlinks.
+
+        Raises:
+            PathNotFoundError: ``remotepath`` does not exist.
+            NotADirectoryTransportError: ``remotepath`` is not a folder.
         """
 
     @abstractmethod
@@ -242,7 +279,13 @@ class Transport(ABC):
 
     @abstractmethod
     async def write_bytes(self, path: str, data: bytes) -> None:
-        """Write ``data`` to the remote file ``path`` (temporary name, then rename)."""
+        """Write ``data`` to the remote file ``path`` (temporary name, then rename).
+
+        Raises:
+            PathNotFoundError: the parent folder does not exist.
+            IsADirectoryTransportError: ``path`` is a folder.
+            PermissionDeniedError: the parent folder is not writable.
+        """
 
     # -- remote-side file operations -----------------------------------------
     @abstractmethod
@@ -270,7 +313,7 @@ class Transport(ABC):
 
         Raises:
             PathNotFoundError: ``path`` does not exist.
-            NotADirectoryTransportError: ``path`` is not a folder.
+            NotADirectoryTransportError: ``path`` is not a folder (a symlink to one included).
         """
 
     @abstractmethod
@@ -283,7 +326,11 @@ class Transport(ABC):
 
     @abstractmethod
     async def chmod(self, path: str, mode: int) -> None:
-        """Set the permission bits of ``path`` (e.g. ``0o750``)."""
+        """Set the permission bits of ``path`` (e.g. ``0o750``).
+
+        Raises:
+            PathNotFoundError: ``path`` does not exist.
+        """
 
     @abstractmethod
     async def symlink(self, target: str, link_path: str) -> None:
@@ -311,11 +358,13 @@ class Transport(ABC):
         Args:
             stdin: data fed to the command's standard input, then closed.
             workdir: folder to run in (quoted by the transport).
-            timeout: seconds after which the command is killed.
+            timeout: seconds after which the command is killed: its whole process
+                group (or session), not only the shell, so no child survives; the
+                call returns promptly after the time-out.
 
         Raises:
-            PathNotFoundError: ``workdir`` does not exist.
-            TransportTimeoutError: the command ran longer than ``timeout``.
+            PathNotFoundError: ``workdir`` does not exist (nothing is run).
+            TransportTimeoutError: the command ran longer than ``timeout`` (retryable).
         """
 
     @abstractmethod
