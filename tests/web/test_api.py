@@ -90,6 +90,18 @@ def test_processes_list_show_report_and_nodes(web_server):
             {"time", "level", "message", "pk"} <= set(line) for line in report["lines"]
         )
 
+        graph = client.get(f"/api/nodes/{node.pk}/graph", params={"descendants": 1}).json()
+        assert graph["center"] == node.pk
+        pks = {entry["pk"] for entry in graph["nodes"]}
+        assert {node.pk, outputs["root"].pk, child.pk} <= pks
+        assert {"source": node.pk, "target": child.pk} in [
+            {"source": link["source"], "target": link["target"]} for link in graph["links"]
+        ]
+        center = next(entry for entry in graph["nodes"] if entry["pk"] == node.pk)
+        assert center["process"]["state"] == "finished"
+        too_deep = client.get(f"/api/nodes/{node.pk}/graph", params={"ancestors": 11})
+        assert too_deep.status_code == 422 and too_deep.json()["field"] == "query.ancestors"
+
         data = client.get(f"/api/nodes/{outputs['root'].pk}").json()
         assert data["attributes"]["value"] == outputs["root"].value
         assert any(link["node"]["pk"] == node.pk for link in data["incoming"])

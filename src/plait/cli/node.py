@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -295,7 +294,7 @@ def graph(
     descendants: int,
 ) -> None:
     """Draw the provenance graph around a node (inputs, creators, callers, outputs, called processes)."""
-    from plait.cli._graph import collect_graph, to_dot
+    from plait.cli._graph import GraphvizError, collect_graph, render_with_graphviz, to_dot
     from plait.orm import load_node
 
     backend = state.backend()
@@ -315,13 +314,10 @@ def graph(
     if dot_program is None:
         data = text.encode()
     else:
-        result = subprocess.run(
-            [dot_program, f"-T{fmt}"], input=text.encode(), capture_output=True, timeout=300, check=False
-        )
-        if result.returncode != 0:
-            reason = result.stderr.decode(errors="replace").strip().splitlines() or ["no message"]
-            raise CliError(f"Graphviz 'dot' failed (exit code {result.returncode}): {reason[0]}")
-        data = result.stdout
+        try:
+            data = render_with_graphviz(text, fmt)
+        except GraphvizError as exc:
+            raise CliError(str(exc)) from None
     if target is None:
         sys.stdout.buffer.write(data) if hasattr(sys.stdout, "buffer") else sys.stdout.write(data.decode())
         sys.stdout.flush()

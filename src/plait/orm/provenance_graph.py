@@ -1,9 +1,7 @@
-"""The provenance graph around a node, and its Graphviz DOT text (written here, no library needed).
+"""The provenance graph around a node: the nodes within some links of it, their process rows, the links.
 
-Nodes are drawn by kind: data as ellipses, calculations as rectangles,
-workflows as octagons in another colour.  Edges carry the link label and
-the link type; their style tells the type apart (inputs solid, created data
-green, returned data dashed, calls dotted).
+``plait node graph`` draws it (DOT, through Graphviz) and the web API serves
+it as JSON; both build it here, below the CLI and the web layer.
 """
 
 from __future__ import annotations
@@ -14,19 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from plait.storage.backend import StorageBackend
 
-__all__ = ["ProvenanceGraph", "collect_graph", "to_dot"]
-
-#: fill colour of the nodes matched by ``--highlight-class``
-HIGHLIGHT_FILL = "#ffd54f"
-
-_EDGE_STYLE = {
-    "input_calc": 'style=solid, color="#37474f"',
-    "input_work": 'style=solid, color="#37474f"',
-    "create": 'style=solid, color="#2e7d32"',
-    "return": 'style=dashed, color="#2e7d32"',
-    "call_calc": 'style=dotted, color="#6d6d6d"',
-    "call_work": 'style=dotted, color="#6d6d6d"',
-}
+__all__ = ["ProvenanceGraph", "collect_graph"]
 
 
 @dataclass
@@ -90,93 +76,3 @@ def collect_graph(
         key=lambda link: link["id"],
     )
     return graph
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _class_names(node_type: str) -> list[str]:
-    from plait.orm.registry import node_class_for
-
-    return [cls.__name__ for cls in node_class_for(node_type).__mro__ if cls is not object]
-
-
-def _matches(row: dict[str, Any], process: dict[str, Any] | None, wanted: str) -> bool:
-    wanted = wanted.lower()
-    names = [row["node_type"], *_class_names(row["node_type"])]
-    if process is not None:
-        names.append(process.get("process_label") or "")
-    return any(name.lower() == wanted for name in names)
-
-
-def _node_statement(
-    row: dict[str, Any], process: dict[str, Any] | None, center: bool, highlight: bool
-) -> str:
-    from plait.cli._common import node_summary, state_text
-    from plait.orm import ProcessNode
-    from plait.orm.node import node_from_row
-
-    pk = row["id"]
-    node_type = row["node_type"]
-    attrs: dict[str, str] = {}
-    fill = "#ffffff"
-    if process is not None:
-        title = f"{process['process_label']} ({pk})"
-        detail = state_text(process["state"], process.get("exit_status"), bool(process.get("paused")))
-        source = (row.get("attributes") or {}).get(ProcessNode.CACHED_FROM_KEY)
-        if source:
-            detail += f"\ncached from {source[:8]}"
-        restarted = (row.get("attributes") or {}).get("restarted_from")
-        if restarted is not None:  # a restart (plait.engine.restart_from): from which process and step
-            step = (row.get("attributes") or {}).get("restarted_from_step")
-            detail += f"\nrestarted from {restarted} at {step}"
-        is_workflow = node_type.startswith(("process.workflow", "process.workchain", "process.workfunction"))
-        attrs["shape"] = "octagon" if is_workflow else "box"
-        fill = "#e1d5f5" if is_workflow else "#d6e6f7"
-        if process["state"] in ("excepted", "killed") or (
-            process["state"] == "finished" and process.get("exit_status")
-        ):
-            attrs["color"] = '"#c62828"'
-    else:
-        node = node_from_row(row)
-        title = f"{type(node).__name__} ({pk})"
-        detail = node_summary(node, 40)
-        attrs["shape"] = "ellipse"
-    label = title + (f"\n{detail}" if detail else "")
-    if row.get("label"):
-        label += f"\n{row['label']}"
-    attrs["label"] = _quote(label)
-    attrs["style"] = '"filled"'
-    attrs["fillcolor"] = _quote(HIGHLIGHT_FILL if highlight else fill)
-    if center:
-        attrs["penwidth"] = "3"
-    body = ", ".join(f"{key}={value}" for key, value in attrs.items())
-    return f"  n{pk} [{body}];"
-
-
-def to_dot(graph: ProvenanceGraph, highlight_class: str | None = None) -> tuple[str, int]:
-    """The DOT text of ``graph`` and the number of nodes that matched ``highlight_class``."""
-    lines = [
-        f"digraph {_quote(f'provenance of node {graph.center}')} {{",
-        '  graph [rankdir=TB, fontname="Helvetica"];',
-        '  node [fontname="Helvetica", fontsize=10];',
-        '  edge [fontname="Helvetica", fontsize=8];',
-    ]
-    matched = 0
-    for pk in sorted(graph.nodes):
-        row = graph.nodes[pk]
-        process = graph.processes.get(pk)
-        highlight = bool(highlight_class) and _matches(row, process, highlight_class or "")
-        matched += highlight
-        lines.append(_node_statement(row, process, pk == graph.center, highlight))
-    for link in graph.links:
-        label = f"{link['label'].replace('__', '.')}\n({link['link_type']})"
-        style = _EDGE_STYLE.get(link["link_type"], "style=solid")
-        lines.append(f"  n{link['input_id']} -> n{link['output_id']} [label={_quote(label)}, {style}];")
-    for pk, row in sorted(graph.nodes.items()):
-        old = (row.get("attributes") or {}).get("restarted_from")
-        if old in graph.nodes:  # not a link: the restart is an attribute of the new process
-            lines.append(f'  n{old} -> n{pk} [label="restarted", style=bold, color="#ef6c00"];')
-    lines.append("}")
-    return "\n".join(lines) + "\n", matched

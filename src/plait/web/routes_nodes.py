@@ -1,11 +1,11 @@
-"""``/api/nodes``: one node's attributes, extras, links and files, and a file's download."""
+"""``/api/nodes``: one node's attributes, extras, links and files, a file's download, its provenance graph."""
 
 from __future__ import annotations
 
 import mimetypes
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from plait.orm import Node
@@ -61,3 +61,40 @@ def download_file(pk: Pk, path: str) -> Response:
     kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
     headers = {"Content-Disposition": f'attachment; filename="{name}"', "X-Content-Type-Options": "nosniff"}
     return Response(data, media_type=kind, headers=headers)
+
+
+Depth = Annotated[int, Query(ge=0, le=10, description="links to follow that way")]
+
+
+def _graph(pk: int, ancestors: int, descendants: int) -> Any:
+    from plait.orm.provenance_graph import collect_graph
+    from plait.storage import get_backend
+
+    node = get_node(pk)
+    assert node.pk is not None
+    return collect_graph(get_backend(), node.pk, ancestors=ancestors, descendants=descendants)
+
+
+@router.get("/{pk}/graph", summary="The provenance graph around a node, as JSON (nodes and links)")
+def node_graph(pk: Pk, ancestors: Depth = 1, descendants: Depth = 1) -> dict[str, Any]:
+    graph = _graph(pk, ancestors, descendants)
+    nodes = []
+    for node_pk in sorted(graph.nodes):
+        row = graph.nodes[node_pk]
+        entry = {
+            key: json_value(row.get(key)) for key in ("id", "uuid", "node_type", "process_type", "label")
+        }
+        entry["pk"] = entry.pop("id")
+        if node_pk in graph.processes:
+            entry["process"] = json_value(graph.processes[node_pk])
+        nodes.append(entry)
+    links = [
+        {
+            "source": link["input_id"],
+            "target": link["output_id"],
+            "label": link["label"].replace("__", "."),
+            "link_type": link["link_type"],
+        }
+        for link in graph.links
+    ]
+    return {"center": graph.center, "nodes": nodes, "links": links}
