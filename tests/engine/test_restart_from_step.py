@@ -228,3 +228,25 @@ def test_the_command_restarts_with_inputs_and_a_map_and_refuses_bad_input(broken
     code, out, _ = plait("node", "graph", str(new.pk), "-o", "-")
     assert code == 0 and f'n{old.pk} -> n{new.pk} [label="restarted"' in out
     assert f"restarted from {old.pk} at check" in out
+
+
+def test_a_chain_killed_while_it_slept_restarts_at_that_step():
+    import asyncio
+
+    from engine.test_durable_timers import _launch_and_wait_asleep
+    from plait.engine.lifecycle import ProcessKilledError
+    from plait.orm import Float
+
+    async def kill_asleep() -> int:
+        runner, task, pk = await _launch_and_wait_asleep(600)
+        runner.kill(pk, "the service moved")
+        with pytest.raises(ProcessKilledError):
+            await task
+        return pk
+
+    old = load_node(asyncio.run(kill_asleep()))
+    assert old.is_killed
+    new = restart(old.pk, inputs={"seconds": Float(0.05)})  # a new, shorter sleep
+    assert new.is_finished_ok
+    assert new.get_attribute("restarted_from_step") == "nap"
+    assert new.get_attribute("restart_changed_inputs") == ["seconds"]

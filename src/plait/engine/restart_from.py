@@ -185,13 +185,13 @@ def plan_restart(
         before = [str(step) for _, step in rows[1 : index + 1] if step]
         points.append((data, following, before))
     if from_step is None:
-        candidates = [point for point in points if point[1] is not None]
-        if not candidates:
+        chosen = points[-1]  # the last point the chain reached
+        if chosen[1] is None:  # e.g. killed while parked in the database: no step was running
+            ran = sorted({p[1] for p in points if p[1]})
             raise RestartError(
-                f"process {old.pk} records no step where it failed: give the step to restart from "
-                "(--from STEP)"
+                f"process {old.pk} records no step where it ended: give the step to restart from "
+                f"(--from STEP; steps it reached: {', '.join(ran) or 'none'})"
             )
-        chosen = candidates[-1]
     else:
         matches = [point for point in points if point[1] in (from_step, _reverse(mapping, from_step))]
         if not matches:
