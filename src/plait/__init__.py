@@ -31,6 +31,7 @@ _ENGINE = (
     "RestartError",
     "Runner",
     "ToContext",
+    "NonDeterminismError",
     "WorkChain",
     "aawait_processes",
     "append_",
@@ -56,6 +57,8 @@ _ENGINE = (
     "watch",
     "while_",
     "workfunction",
+    "workflow",
+    "call",
 )
 _LAZY = {name: "plait.engine" for name in _ENGINE}
 _LAZY.update(

@@ -4,6 +4,7 @@ from plait.engine.builder import ProcessBuilder
 from plait.engine.caching import disable_caching, enable_caching
 from plait.engine.checkpoint import AttributeDict, CheckpointError
 from plait.engine.context import current_process
+from plait.engine.durable import NonDeterminismError, call, workflow
 from plait.engine.exit_code import ExitCode
 from plait.engine.launch import aresume, arun, arun_get_node, resume, run, run_get_node, run_get_pk, submit
 from plait.engine.ports import InputValidationError, OutputValidationError
@@ -23,6 +24,7 @@ __all__ = [
     "CheckpointError",
     "ExitCode",
     "InputValidationError",
+    "NonDeterminismError",
     "OutputValidationError",
     "Process",
     "ProcessBuilder",
@@ -42,6 +44,7 @@ __all__ = [
     "asubmit",
     "await_processes",
     "calcfunction",
+    "call",
     "current_process",
     "disable_caching",
     "enable_caching",
@@ -57,5 +60,6 @@ __all__ = [
     "wait",
     "watch",
     "while_",
+    "workflow",
     "workfunction",
 ]
