@@ -173,6 +173,22 @@ def _rabbitmq_ready() -> None:
         pytest.skip("rabbitmqctl is missing")
 
 
+def _work_bells_restored() -> bool:
+    """True when a queue is bound to a plait work exchange and two clients (worker, test) are connected."""
+    from plait.broker.rabbitmq import exchange_names
+    from plait.storage import get_profile
+
+    work_exchange, _ = exchange_names(get_profile())
+
+    def rabbitmqctl(*args: str) -> list[str]:
+        done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+        return done.stdout.splitlines() if done.returncode == 0 else []
+
+    bound = any(line.split("\t")[0] == work_exchange for line in rabbitmqctl("list_bindings", "source_name"))
+    running = [line for line in rabbitmqctl("list_connections", "state") if line.strip() == "running"]
+    return bound and len(running) >= 2
+
+
 @pytest.mark.rabbitmq
 def test_rabbitmq_restarted_while_processes_run(daemon, monkeypatch):
     """RabbitMQ stops and starts while processes run: they finish, the worker survives (same pid),
@@ -199,7 +215,9 @@ def test_rabbitmq_restarted_while_processes_run(daemon, monkeypatch):
     wait_for(lambda: all_done(pks), 120, "every process to finish across the broker restart", interval=0.2)
     assert {r["state"] for r in get_backend().list_processes(pks=pks)} == {"finished"}
     assert handle.worker_pids() == worker  # the worker rode the outage out
-    time.sleep(3.0)  # the robust connections have reconnected by now
+    # the robust connections retry every 5 s: on a loaded machine the first tries after start_app can
+    # fail too, so wait until the worker's work queue is bound again and both clients are connected
+    wait_for(_work_bells_restored, 90, "the worker and this test to reconnect to RabbitMQ", interval=0.5)
     started = time.monotonic()
     late = [submit(Counter, n=Int(1)).pk for _ in range(2)]
     wait_for(

@@ -33,6 +33,7 @@ from plait.calculations.shell import ShellJob, run_shell_job
 from plait.engine import control
 from plait.engine.process import Process
 from plait.orm import Bool, Computer, Float, Int, List, ProcessState, Str, load_node
+from plait.plugins.entry_points import plugin_entry_points
 from plait.storage import get_backend
 from plait.transports import BlockingAdapter, CommandResult, PermissionDeniedError, TransportTimeoutError
 from plait.transports import plugins as transport_plugins
@@ -581,10 +582,10 @@ def blocking_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, daemon) -> 
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
     )
-    transport_plugins._entry_points.cache_clear()
+    plugin_entry_points.cache_clear()
     assert transport_plugins.get_transport_class("blocking-local").__name__ == "BlockingLocalTransport"
     yield "blocking-local"
-    transport_plugins._entry_points.cache_clear()
+    plugin_entry_points.cache_clear()
 
 
 def sleep_processes_of(job_pid: int) -> list[int]:

@@ -137,7 +137,8 @@ def test_a_shelljob_file_named_like_an_option_is_passed_as_a_file() -> None:
 
 
 async def test_direct_submit_runs_a_script_named_like_an_option(tmp_path: Path) -> None:
-    (tmp_path / "-job.sh").write_text("echo ran > marker\n")
+    # written under another name and renamed, so that the marker never exists half written
+    (tmp_path / "-job.sh").write_text("echo ran > marker.part && mv marker.part marker\n")
     transport = LocalTransport()
     await transport.open()
     try:
