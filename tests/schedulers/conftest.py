@@ -1,85 +1,19 @@
-"""Fixtures of the scheduler tests: a fake transport, a counting wrapper, the local and SLURM helpers."""
+"""Fixtures of the scheduler tests: the kit's fake and counting transports, the local and SLURM helpers."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from plait.transports.contract import CommandResult
+from plait.schedulers.testing import AWKWARD_NAME, Call, CountingTransport, FakeTransport
+
+__all__ = ["AWKWARD_NAME", "DATA", "Call", "CountingTransport", "FakeTransport", "read_fixture"]
 
 DATA = Path(__file__).parent / "data"
-
-#: A folder name that breaks any command line that forgets to quote a path.
-AWKWARD_NAME = "work dir 'single' \"double\" $HOME *"
-
-
-@dataclass
-class Call:
-    command: str
-    stdin: str | bytes | None
-    workdir: str | None
-    timeout: float | None
-
-
-@dataclass
-class FakeTransport:
-    """Implements only ``exec_command_wait``: records each call and answers from a script.
-
-    ``answers`` maps a predicate (or a command prefix) to the CommandResult to return;
-    the first that matches wins; a command nobody expected fails the test.
-    """
-
-    hostname: str = "fake"
-    answers: list[tuple[Callable[[str], bool], CommandResult | Exception]] = field(default_factory=list)
-    calls: list[Call] = field(default_factory=list)
-
-    def on(self, prefix: str, returncode: int = 0, stdout: str = "", stderr: str = "") -> FakeTransport:
-        self.answers.append(
-            (lambda command: command.startswith(prefix), CommandResult(returncode, stdout, stderr))
-        )
-        return self
-
-    def raising(self, prefix: str, error: Exception) -> FakeTransport:
-        self.answers.append((lambda command: command.startswith(prefix), error))
-        return self
-
-    async def exec_command_wait(
-        self,
-        command: str,
-        stdin: str | bytes | None = None,
-        workdir: str | None = None,
-        timeout: float | None = None,
-    ) -> CommandResult:
-        self.calls.append(Call(command, stdin, workdir, timeout))
-        for matches, answer in self.answers:
-            if matches(command):
-                if isinstance(answer, Exception):
-                    raise answer
-                return answer
-        raise AssertionError(f"unexpected command: {command!r}")
-
-    @property
-    def commands(self) -> list[str]:
-        return [call.command for call in self.calls]
-
-
-class CountingTransport:
-    """Wraps a real transport and counts its ``exec_command_wait`` calls (to prove batched polling)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.hostname = inner.hostname
-        self.commands: list[str] = []
-
-    async def exec_command_wait(self, command, stdin=None, workdir=None, timeout=None) -> CommandResult:
-        self.commands.append(command)
-        return await self.inner.exec_command_wait(command, stdin=stdin, workdir=workdir, timeout=timeout)
 
 
 @pytest.fixture

@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 
 __all__ = ["computer", "mask_secrets", "parse_assignments"]
 
-#: the job id the scheduler check asks about: no scheduler hands out such an id (Linux pids stop at
-#: 4194304, SLURM's MaxJobId at 67043328), so every scheduler answers "not listed" for it.
-PROBE_JOB_ID = "999999999"
 #: shown instead of the value of a configuration parameter whose name contains "password".
 MASK = "********"
 
@@ -789,8 +786,7 @@ async def _run_checks(
         if scheduler_error is not None:
             raise scheduler_error
         assert scheduler is not None  # get_scheduler() either returned one or raised scheduler_error
-        await scheduler.query(connected(), [PROBE_JOB_ID])
-        return f"the {found.scheduler_type} scheduler answered a status query (nothing was submitted)"
+        return await scheduler.probe(connected())
 
     async def cleanup() -> str:
         await connected().rmtree(context["test_dir"])
@@ -806,7 +802,7 @@ async def _run_checks(
         await checks.run("folder", "create the work and test folders", make_folder)
         await checks.run("file", "upload a file and read it back", transfer)
         await checks.run("command", "run a command", command)
-        if checks.failed is None and scheduler is not None and _probe_unsupported(scheduler):
+        if checks.failed is None and scheduler is not None and not scheduler.can_probe:
             checks.skip("ask the scheduler", f"the {found.scheduler_type} plugin cannot be probed")
         else:
             await checks.run("scheduler", "ask the scheduler", ask_scheduler)
@@ -823,17 +819,6 @@ async def _run_checks(
                 with contextlib.suppress(Exception):
                     await transport.close()
     return checks
-
-
-def _probe_unsupported(scheduler: Scheduler) -> bool:
-    """True when the plugin would refuse the probe job id before asking anything."""
-    try:
-        from plait.schedulers.direct import DirectScheduler
-        from plait.schedulers.pbs import PbsScheduler
-        from plait.schedulers.slurm import SlurmScheduler
-    except ImportError:  # pragma: no cover
-        return False
-    return not isinstance(scheduler, DirectScheduler | PbsScheduler | SlurmScheduler)
 
 
 @computer.command("test")

@@ -793,3 +793,47 @@ class Scheduler(abc.ABC):
                 (a denied permission: :class:`SchedulerRefusedError`).
             TransportError: the transport failed (not wrapped).
         """
+
+    # -- the probe of ``plait computer test`` ------------------------------------------------------
+    #: a job id this scheduler accepts but will never have given out, queried by the default
+    #: :meth:`probe`: the built-ins use ``"999999999"`` (Linux pids stop at 4194304, SLURM's MaxJobId
+    #: at 67043328, so every scheduler answers "not listed" for it).  ``None`` (the default) means
+    #: the plugin cannot be probed unless it overrides :meth:`probe` itself.
+    probe_job_id: ClassVar[str | None] = None
+
+    @property
+    def can_probe(self) -> bool:
+        """True when :meth:`probe` can ask the scheduler something (a probe job id, or an own probe)."""
+        return self.probe_job_id is not None or type(self).probe is not Scheduler.probe
+
+    async def probe(self, transport: Transport) -> str:
+        """Ask the scheduler something harmless, to show that it answers; nothing is submitted.
+
+        ``plait computer test`` calls it on the computer's transport.  The
+        default queries :attr:`probe_job_id`, a job that cannot exist, with
+        :meth:`query`, so it runs the plugin's real status command; a plugin
+        whose ids have no such value overrides this method instead (e.g. with
+        its tool's version command).
+
+        Returns:
+            one line saying what the scheduler answered.
+
+        Raises:
+            NotImplementedError: the plugin has no probe (:attr:`can_probe` is False).
+            SchedulerError: the scheduler command failed (as for :meth:`query`).
+            TransportError: the transport failed (not wrapped).
+        """
+        if self.probe_job_id is None:
+            raise NotImplementedError(
+                f"the {self.plugin_name or type(self).__name__} scheduler plugin has no probe"
+                " (set probe_job_id or override probe)"
+            )
+        answers = await self.query(transport, [self.probe_job_id])
+        info = answers.get(self.probe_job_id)
+        if info is None:
+            raise SchedulerOutputError(
+                f"the status query of job {self.probe_job_id} did not report that job",
+                command="query",
+                returncode=0,
+            )
+        return f"the {self.plugin_name} scheduler answered a status query (nothing was submitted)"

@@ -101,6 +101,7 @@ class DirectScheduler(Scheduler):
     """Jobs as background processes of the computer itself (see the module docstring)."""
 
     plugin_name = "direct"
+    probe_job_id = "999999999"
     unavailable_pattern = _UNAVAILABLE
     refused_pattern = _REFUSED
 

@@ -193,6 +193,7 @@ class PbsScheduler(Scheduler):
     """
 
     plugin_name = "pbs"
+    probe_job_id = "999999999"
     unavailable_pattern = _UNAVAILABLE
     refused_pattern = _REFUSED
     default_options = {**Scheduler.default_options, "flavour": "pro"}

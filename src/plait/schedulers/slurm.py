@@ -170,6 +170,7 @@ class SlurmScheduler(Scheduler):
     """
 
     plugin_name = "slurm"
+    probe_job_id = "999999999"
     unavailable_pattern = _UNAVAILABLE
     refused_pattern = _REFUSED
 

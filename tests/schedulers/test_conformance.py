@@ -1,0 +1,109 @@
+"""The built-in schedulers pass the plugin kit's conformance mixin (plait.schedulers.testing).
+
+Each class fills in what its tools print, in their documented formats (the SLURM answers are those
+captured in data/slurm/, the PBS ones those of data/pbs/).  test_conformance_broken.py shows that the
+mixin fails plugins with the mistakes it is there to catch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from plait.schedulers.direct import DirectScheduler
+from plait.schedulers.pbs import PbsScheduler
+from plait.schedulers.slurm import SlurmScheduler
+from plait.schedulers.testing import SchedulerConformance
+from plait.transports.contract import CommandResult
+
+
+class DirectConformance(SchedulerConformance):
+    scheduler_class = DirectScheduler
+    job_ids = ("4242", "4243", "4244")
+    submit_output = CommandResult(0, "4242\n", "")
+    submitted_job_id = "4242"
+    refused_submit_output = CommandResult(2, "", "no such job script: ./job.sh\n")
+    kill_gone_output = CommandResult(1, "", "bash: line 1: kill: (-4243) - No such process\n")
+    expected_header_lines = ("# MPI processes: 2", "# wall time: 3600 s, enforced with timeout")
+
+    def query_output(self, listed: Sequence[str], missing: Sequence[str]) -> CommandResult:
+        # what the /proc reader prints: "pid pgid stat" for each live process leading its group
+        return CommandResult(0, "".join(f"{pid} {pid} S\n" for pid in listed), "")
+
+
+class TestDirectConformance(DirectConformance):
+    pass
+
+
+class SlurmConformance(SchedulerConformance):
+    scheduler_class = SlurmScheduler
+    job_ids = ("17", "18", "19")
+    submit_output = CommandResult(0, "17\n", "")
+    submitted_job_id = "17"
+    refused_submit_output = CommandResult(
+        1,
+        "",
+        "sbatch: error: invalid partition specified: conformq\n"
+        "sbatch: error: Batch job submission failed: Invalid partition name specified\n",
+    )
+    kill_gone_output = CommandResult(
+        1, "", "scancel: error: Kill job error on job id 18: Invalid job id specified\n"
+    )
+    expected_header_lines = (
+        "#SBATCH --partition=conformq",
+        "#SBATCH --account=conformacct",
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks-per-node=2",
+        "#SBATCH --time=01:00:00",
+    )
+
+    def query_output(self, listed: Sequence[str], missing: Sequence[str]) -> CommandResult:
+        if not listed and len(missing) == 1:  # squeue refuses a single unknown id (squeue_one_unknown)
+            return CommandResult(1, "", "slurm_load_jobs error: Invalid job id specified\n")
+        return CommandResult(0, "".join(f"{job}|RUNNING|0:05|debug|1|vm|None\n" for job in listed), "")
+
+
+class TestSlurmConformance(SlurmConformance):
+    pass
+
+
+def _qstat_block(job_id: str) -> str:
+    return (
+        f"Job Id: {job_id}\n"
+        "    Job_Name = conformance\n"
+        "    resources_used.walltime = 00:12:34\n"
+        "    job_state = R\n"
+        "    queue = workq\n"
+        "    exec_host = node017/0*2\n"
+        "    Resource_List.nodect = 1\n"
+        "\n"
+    )
+
+
+class PbsConformance(SchedulerConformance):
+    scheduler_class = PbsScheduler
+    job_ids = ("1001.pbs01", "1002.pbs01", "1003.pbs01")
+    submit_output = CommandResult(0, "1001.pbs01\n", "")
+    submitted_job_id = "1001.pbs01"
+    refused_submit_output = CommandResult(170, "", "qsub: Unknown queue\n")
+    kill_gone_output = CommandResult(153, "", "qdel: Unknown Job Id 1002.pbs01\n")
+    script_environment = {"PBS_O_WORKDIR": "{workdir}"}
+    expected_header_lines = (
+        "#PBS -q conformq",
+        "#PBS -A conformacct",
+        "#PBS -l select=1:ncpus=2:mpiprocs=2",
+        "#PBS -l walltime=01:00:00",
+    )
+    unsupported_template = {"qos": "high"}
+
+    def query_output(self, listed: Sequence[str], missing: Sequence[str]) -> CommandResult:
+        stderr = "".join(f"qstat: Unknown Job Id {job}\n" for job in missing)
+        return CommandResult(153 if missing else 0, "".join(map(_qstat_block, listed)), stderr)
+
+
+class TestPbsConformance(PbsConformance):
+    pass
+
+
+class TestTorqueConformance(PbsConformance):
+    scheduler_options = {"flavour": "torque"}
+    expected_header_lines = ("#PBS -q conformq", "#PBS -l nodes=1:ppn=2", "#PBS -l walltime=01:00:00")
