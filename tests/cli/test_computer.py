@@ -172,10 +172,10 @@ def test_setup_errors_are_one_line(invoke, tmp_path):
     )
     assert "local, ssh, ssh-blocking" in line
     line = assert_one_line_error(
-        invoke("computer", "setup", "-n", "-L", "x", "-T", "local", "-S", "lsf", "-w", "/x", code=1),
-        "unknown scheduler 'lsf'",
+        invoke("computer", "setup", "-n", "-L", "x", "-T", "local", "-S", "loadleveler", "-w", "/x", code=1),
+        "unknown scheduler 'loadleveler'",
     )
-    assert "direct, pbs, slurm" in line
+    assert "direct, lsf, pbs, sge, slurm" in line
     invoke(*SETUP_CLUSTER)
     assert_one_line_error(invoke(*SETUP_CLUSTER, code=1), "a computer labelled 'cluster' exists already")
     assert_one_line_error(

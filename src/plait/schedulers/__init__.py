@@ -1,4 +1,4 @@
-"""The scheduler layer: how plait submits, polls and cancels jobs (direct, slurm, pbs).
+"""The scheduler layer: how plait submits, polls and cancels jobs (direct, slurm, pbs, lsf, sge).
 
 The contract is in :mod:`plait.schedulers.contract`; plugins are found by
 name through the ``plait.schedulers`` entry point group
@@ -53,6 +53,8 @@ _BUILTINS = {
     "direct": ("plait.schedulers.direct", "DirectScheduler"),
     "slurm": ("plait.schedulers.slurm", "SlurmScheduler"),
     "pbs": ("plait.schedulers.pbs", "PbsScheduler"),
+    "lsf": ("plait.schedulers.lsf", "LsfScheduler"),
+    "sge": ("plait.schedulers.sge", "SgeScheduler"),
 }
 
 
@@ -62,7 +64,7 @@ def available_schedulers() -> list[str]:
 
 
 def get_scheduler_class(name: str) -> type[Scheduler]:
-    """The scheduler plugin class registered under ``name`` (``"direct"``, ``"slurm"``, ``"pbs"``...).
+    """The scheduler plugin class registered under ``name`` (``"direct"``, ``"slurm"``, ``"lsf"``...).
 
     An entry point of the ``plait.schedulers`` group wins; the built-ins are
     found by name even without package metadata.
