@@ -11,15 +11,11 @@ rather than as a paused calculation hours later.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import posixpath
 import shlex
 import sys
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,9 +25,8 @@ from rich.text import Text
 from plait.cli._common import CliError, CliState, console, format_time, kv_table, pass_state, table
 
 if TYPE_CHECKING:
+    from plait.engine.computer_check import CheckResult
     from plait.orm import Computer
-    from plait.schedulers import Scheduler
-    from plait.transports import Transport
 
 __all__ = ["computer", "mask_secrets", "parse_assignments"]
 
@@ -564,261 +559,21 @@ def show(state: CliState, label: str) -> None:
 
 
 # -- test ------------------------------------------------------------------------------------------------
+# The checks themselves are plait.engine.computer_check; this prints their results.
 
 
-@dataclass
-class CheckResult:
-    """One line of ``plait computer test``."""
-
-    title: str
-    status: str  # "ok", "failed", "skipped"
-    seconds: float | None = None
-    detail: str = ""
-    reason: str = ""
-    hint: str = ""
-
-
-class _Failed(Exception):
-    """A check found something wrong that is not an exception of the transport (wrong output...)."""
-
-
-class _Checklist:
-    """Runs checks one after the other, prints each as it ends, and stops at the first failure."""
-
-    def __init__(self, out: Console, step_timeout: float, hints: Callable[[str, BaseException], str]) -> None:
-        self.out = out
-        self.timeout = step_timeout
-        self.hints = hints
-        self.results: list[CheckResult] = []
-
-    @property
-    def failed(self) -> CheckResult | None:
-        return next((result for result in self.results if result.status == "failed"), None)
-
-    async def run(
-        self, key: str, title: str, check: Callable[[], Awaitable[str]], *, always: bool = False
-    ) -> bool:
-        """Run ``check`` (it returns the detail to show); False if it failed or was skipped."""
-        import asyncio
-
-        if self.failed is not None and not always:
-            self._emit(CheckResult(title, "skipped"))
-            return False
-        start = time.perf_counter()
-        try:
-            detail = await asyncio.wait_for(check(), self.timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            reason = _reason(exc, self.timeout)
-            result = CheckResult(
-                title, "failed", time.perf_counter() - start, "", reason, self.hints(key, exc)
-            )
-            self._emit(result)
-            return False
-        self._emit(CheckResult(title, "ok", time.perf_counter() - start, detail))
-        return True
-
-    def skip(self, title: str, detail: str) -> None:
-        self._emit(CheckResult(title, "skipped", None, detail))
-
-    def _emit(self, result: CheckResult) -> None:
-        self.results.append(result)
-        mark, style = {"ok": ("✓", "green"), "failed": ("✗", "bold red"), "skipped": ("-", "dim")}[
-            result.status
-        ]
-        seconds = f"{result.seconds:.2f} s" if result.seconds is not None else "skipped"
-        line = Text.assemble((mark, style), " ", f"{result.title:<34}", f"{seconds:>9}")
-        if result.detail:
-            line.append(f"  {result.detail}")
-        self.out.print(line)
-        if result.reason:
-            self.out.print(Text.assemble("    ", ("reason: ", "bold"), result.reason))
-        if result.hint:
-            self.out.print(Text.assemble("    ", ("hint: ", "bold"), result.hint))
-
-
-def _reason(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:g} s"
-    from plait.schedulers import SchedulerError
-
-    text = " ".join(str(exc).split())
-    if isinstance(exc, _Failed | SchedulerError | ValueError) or _is_transport_error(exc):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    from plait.transports import TransportError
-
-    return isinstance(exc, TransportError)
-
-
-def _hints(found: Computer, work_dir: str) -> Callable[[str, BaseException], str]:
-    """The hint for a failure of check ``key``: what to try next."""
-    from plait.schedulers import SchedulerError
-    from plait.transports import (
-        AuthenticationError,
-        ConnectionFailedError,
-        HostKeyError,
-        TransportTimeoutError,
-    )  # every other TransportError when opening is a connection problem too
-
-    label = found.label
-    configure = f"plait computer configure {label}"
-
-    def hint(key: str, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError | TransportTimeoutError):
-            return (
-                f"the computer did not answer in time: check the host name '{found.hostname}', your network "
-                "or VPN, or give it longer with --timeout"
-            )
-        if key == "open":
-            if isinstance(exc, ValueError | TypeError):
-                return f"fix the configuration: `{configure} --show`, then `{configure} ...`"
-            if isinstance(exc, HostKeyError):
-                return f"if you trust this host and its key: `{configure} --allow-unknown-host-key`"
-            if isinstance(exc, AuthenticationError):
-                return (
-                    "check the user name and key: "
-                    f"`{configure} --username NAME --key-filename ~/.ssh/id_ed25519`; "
-                    f"`ssh {found.hostname}` should log in with them without a password"
-                )
-            if isinstance(exc, ConnectionFailedError) or _is_transport_error(exc):
-                return (
-                    f"check the host name '{found.hostname}' and the port (`{configure} --port N`), and that "
-                    f"`ssh {found.hostname}` works from this machine; a cluster behind a gateway needs "
-                    f"`{configure} --proxy-jump GATEWAY`"
-                )
-            return f"check the configuration: `{configure} --show`"
-        if key == "folder":
-            return (
-                f"the work folder {work_dir} must be a folder the remote user can create and write in; "
-                "set up a computer with another --work-dir"
-            )
-        if key == "file":
-            return "the test folder is not writable, or the disk or quota is full"
-        if key == "command":
-            return (
-                "commands run through `bash -c` in a non-interactive shell: the shell's startup files "
-                "(~/.bashrc) must print nothing and must not exit"
-            )
-        if key == "scheduler":
-            if isinstance(exc, SchedulerError):
-                return (
-                    f"is the {found.scheduler_type} scheduler's command on the PATH of a non-interactive "
-                    f"shell on {found.hostname}, and does it answer there?"
-                )
-            return f"check the scheduler options: `plait computer show {label}`"
-        if key == "cleanup":
-            return "remove the test folder by hand"
-        return ""
-
-    return hint
-
-
-async def _run_checks(
-    found: Computer,
-    scheduler: Scheduler | None,
-    scheduler_error: Exception | None,
-    out: Console,
-    step_timeout: float,
-) -> _Checklist:
-    from plait.transports import as_async
-
-    context: dict[str, Any] = {"user": None, "test_dir": None}
-    work_dir = found.work_dir
-    checks = _Checklist(out, step_timeout, _hints(found, work_dir))
-    transport: Transport | None = None
-
-    def connected() -> Transport:
-        # every check after "open" runs only once "open" succeeded (cleanup: once a folder was made)
-        assert transport is not None
-        return transport
-
-    async def connect() -> str:
-        nonlocal transport
-        transport = as_async(found.get_transport())
-        await transport.open()
-        return f"{found.transport_type} to {found.hostname}"
-
-    async def whoami() -> str:
-        context["user"] = user = (await connected().whoami()).strip()
-        return f"user {user}"
-
-    async def make_folder() -> str:
-        base = work_dir.replace("{username}", context["user"] or "")
-        await connected().mkdir(base, parents=True, exist_ok=True)
-        test_dir = posixpath.join(base, f"plait-test-{uuid.uuid4().hex[:12]}")
-        await connected().mkdir(test_dir)
-        context["test_dir"] = test_dir
-        return test_dir
-
-    async def transfer() -> str:
-        path = posixpath.join(context["test_dir"], "plait-test.bin")
-        payload = f"plait test {uuid.uuid4()}\n".encode() + bytes(range(256))
-        await connected().write_bytes(path, payload)
-        back = await connected().read_bytes(path)
-        if back != payload:
-            raise _Failed(
-                f"read back {len(back)} bytes that differ from the {len(payload)} bytes written to {path}"
-            )
-        return f"{len(payload)} bytes written and read back"
-
-    async def command() -> str:
-        result = await connected().exec_command_wait(
-            "echo plait-test", workdir=context["test_dir"], timeout=step_timeout
-        )
-        if result.returncode != 0:
-            raise _Failed(
-                f"`echo plait-test` exited with {result.returncode}: "
-                f"{' '.join(result.stderr.split()) or 'no message'}"
-            )
-        if result.stdout.strip() != "plait-test":
-            raise _Failed(
-                f"`echo plait-test` printed {result.stdout.strip()!r} instead of 'plait-test' "
-                "(something prints text when the shell starts)"
-            )
-        return "echo plait-test"
-
-    async def ask_scheduler() -> str:
-        if scheduler_error is not None:
-            raise scheduler_error
-        assert scheduler is not None  # get_scheduler() either returned one or raised scheduler_error
-        return await scheduler.probe(connected())
-
-    async def cleanup() -> str:
-        await connected().rmtree(context["test_dir"])
-        return f"removed {context['test_dir']}"
-
-    async def close() -> str:
-        await connected().close()
-        return ""
-
-    try:
-        await checks.run("open", "open the connection", connect)
-        await checks.run("whoami", "log in (whoami)", whoami)
-        await checks.run("folder", "create the work and test folders", make_folder)
-        await checks.run("file", "upload a file and read it back", transfer)
-        await checks.run("command", "run a command", command)
-        if checks.failed is None and scheduler is not None and not scheduler.can_probe:
-            checks.skip("ask the scheduler", f"the {found.scheduler_type} plugin cannot be probed")
-        else:
-            await checks.run("scheduler", "ask the scheduler", ask_scheduler)
-    finally:
-        if context["test_dir"] is not None:
-            await checks.run("cleanup", "remove the test folder", cleanup, always=True)
-        else:
-            checks.skip("remove the test folder", "")
-        if transport is not None and transport.is_open:
-            await checks.run("close", "close the connection", close, always=True)
-        else:
-            checks.skip("close the connection", "")
-            if transport is not None:  # a half-open connection, or the adapter's thread
-                with contextlib.suppress(Exception):
-                    await transport.close()
-    return checks
+def _print_check(out: Console, result: CheckResult) -> None:
+    """One line of the checklist (mark, title, time, detail), then the reason and hint of a failure."""
+    mark, style = {"ok": ("✓", "green"), "failed": ("✗", "bold red"), "skipped": ("-", "dim")}[result.status]
+    seconds = f"{result.seconds:.2f} s" if result.seconds is not None else "skipped"
+    line = Text.assemble((mark, style), " ", f"{result.title:<34}", f"{seconds:>9}")
+    if result.detail:
+        line.append(f"  {result.detail}")
+    out.print(line)
+    if result.reason:
+        out.print(Text.assemble("    ", ("reason: ", "bold"), result.reason))
+    if result.hint:
+        out.print(Text.assemble("    ", ("hint: ", "bold"), result.hint))
 
 
 @computer.command("test")
@@ -841,14 +596,10 @@ def test(state: CliState, label: str, timeout: float) -> None:
     """
     import asyncio
 
+    from plait.engine.computer_check import check_computer
+
     found = _load(state, label)
     found.get_config()  # read it now, not from inside the event loop
-    scheduler, scheduler_error = None, None
-    try:
-        scheduler = found.get_scheduler()
-    except Exception as exc:  # bad scheduler options: reported by the scheduler check
-        scheduler_error = exc
-
     out = console()
     out.print(
         Text(
@@ -857,7 +608,9 @@ def test(state: CliState, label: str, timeout: float) -> None:
         )
     )
     start = time.perf_counter()
-    checks = asyncio.run(_run_checks(found, scheduler, scheduler_error, out, timeout))
+    checks = asyncio.run(
+        check_computer(found, step_timeout=timeout, on_result=lambda result: _print_check(out, result))
+    )
     failed = checks.failed
     if failed is not None:
         raise CliError(f"computer '{found.label}' failed the check '{failed.title}': {failed.reason}")
