@@ -33,7 +33,7 @@ def _is_loopback(host: str) -> bool:
 )
 @pass_state
 def web(state: CliState, host: str, port: int) -> None:
-    """Serve the REST API of the profile until interrupted (Ctrl-C).
+    """Serve the REST API and the dashboard of the profile until interrupted (Ctrl-C).
 
     Every request needs the profile's token, made on first start and kept
     (mode 600) in the profile folder; the URL printed at start carries it.
@@ -57,6 +57,7 @@ def web(state: CliState, host: str, port: int) -> None:
     app = create_app(profile, token=token)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"plait web API of profile '{profile.name}': http://{shown}:{port}/docs?token={token}")
+    click.echo(f"dashboard: http://{shown}:{port}/#token={token}")
     click.echo(f"token (in {token_path(profile)}): send it as 'Authorization: Bearer <token>'", err=True)
     if not _is_loopback(host):
         click.echo(

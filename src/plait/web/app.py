@@ -8,7 +8,9 @@ ASGI application::
 
 Every request, the OpenAPI spec (``/openapi.json``) and the interactive docs
 (``/docs?token=...``) included, needs the profile's token (:mod:`plait.web.auth`):
-without it the answer is 401.  No CORS headers are sent, so a page of
+without it the answer is 401.  The dashboard's page (``/``) and its assets
+(``/static/...``) are the exception: they hold no data, and the page calls the
+API with the token (:mod:`plait.web.dashboard`).  No CORS headers are sent, so a page of
 another origin cannot call the API from a browser.
 """
 
@@ -22,7 +24,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from plait.web import routes_daemon, routes_nodes, routes_processes
+from plait.web import dashboard, routes_daemon, routes_events, routes_nodes, routes_processes
 from plait.web.auth import bearer, check_token, load_or_create_token
 from plait.web.errors import error_body, install_error_handlers
 
@@ -40,7 +42,10 @@ class TokenMiddleware:
             from starlette.requests import Request
             from starlette.responses import JSONResponse
 
-            if not check_token(Request(scope), self.token):
+            path, root = scope["path"], scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if not dashboard.is_public(path) and not check_token(Request(scope), self.token):
                 response = JSONResponse(
                     error_body("a valid token is needed: Authorization: Bearer <token> (see `plait web`)"),
                     status_code=401,
@@ -83,8 +88,9 @@ def create_app(profile: Any = None, *, token: str | None = None) -> FastAPI:
         return get_swagger_ui_html(openapi_url=spec, title="plait API")
 
     install_error_handlers(app)
-    for module in (routes_processes, routes_nodes, routes_daemon):
+    for module in (routes_events, routes_processes, routes_nodes, routes_daemon, dashboard):
         app.include_router(module.router)
+    app.mount(dashboard.STATIC_PREFIX, dashboard.static_files(), name="static")
     app.add_middleware(TokenMiddleware, token=expected)
     app.state.profile = current
     return app

@@ -77,8 +77,24 @@ def _filters(spec: ProcessFilter) -> dict[str, Any]:
     return filters
 
 
-def _query(spec: ProcessFilter) -> QueryBuilder:
-    return QueryBuilder().append(ProcessNode, tag="process", filters=_filters(spec))
+def _query(spec: ProcessFilter, extra: dict[str, Any] | None = None) -> QueryBuilder:
+    filters = _filters(spec)
+    if extra:
+        filters = {"and": [filters, extra]} if filters else extra
+    return QueryBuilder().append(ProcessNode, tag="process", filters=filters)
+
+
+def _search_filter(text: str | None) -> dict[str, Any] | None:
+    """The filter of the list's ``search``: the text in the label or process label, or the pk it is."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    found: list[dict[str, Any]] = [{"label": {"ilike": pattern}}, {"process_label": {"ilike": pattern}}]
+    if text.isdigit() and int(text) <= MAX_PK:
+        found.append({"id": int(text)})
+    return {"or": found}
 
 
 @router.get("", summary="List processes (newest first), filtered and paged")
@@ -88,13 +104,18 @@ def list_processes(
     paused: bool | None = None,
     since: _dt.datetime | None = None,
     until: _dt.datetime | None = None,
+    search: Annotated[
+        str | None,
+        Query(max_length=255, description="text in the label or process label (any case), or a pk"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_PK)] = 0,
 ) -> dict[str, Any]:
     spec = ProcessFilter(state=state, process_label=process_label, paused=paused, since=since, until=until)
-    query = _query(spec)
+    extra = _search_filter(search)
+    query = _query(spec, extra)
     total = query.count()
-    query = _query(spec)
+    query = _query(spec, extra)
     query.add_projection("process", list(ROW_FIELDS.values()))
     query.order_by({"process": {"id": "desc"}}).limit(limit).offset(offset)
     items = [json_value(dict(zip(ROW_FIELDS, values, strict=True))) for values in query.all()]
@@ -138,10 +159,15 @@ def _report(pk: int) -> list[dict[str, Any]]:
 
 @router.get("/{pk}", summary="One process: state, inputs, outputs, report, children and call tree")
 def show_process(pk: Pk) -> dict[str, Any]:
+    from plait.storage import get_backend
+
     node = get_process(pk)
     caller = node.caller
+    row = get_backend().get_process(pk) or {}
     return {
         **process_summary(node),
+        "job_stage": row.get("job_stage"),
+        "holder": row.get("lease_owner"),
         "exception": node.exception,
         "caller": caller.pk if caller is not None else None,
         "inputs": _links(node, incoming=True),
