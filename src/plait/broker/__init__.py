@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from plait.broker.contract import Broker, BrokerError
+from plait.broker.contract import Broker, BrokerError, StopListening
 
 if TYPE_CHECKING:
     from plait.storage.profile import Profile
 
-__all__ = ["Broker", "BrokerError", "create_broker"]
+__all__ = ["Broker", "BrokerError", "StopListening", "create_broker"]
 
 
 def create_broker(profile: Profile) -> Broker:

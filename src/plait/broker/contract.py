@@ -9,7 +9,10 @@ concerned look at the database at once instead of at their next poll:
   played, or its last awaited child ended); daemon workers then claim
   what is runnable;
 * the **control bell** of a runner — "there is a control request for you"
-  (pause, play, kill, status), addressed by the runner's lease-owner id.
+  (pause, play, kill, status), addressed by the runner's lease-owner id;
+* the **state bell** of a process — "process ``pk``'s row changed" (state,
+  paused flag, status line, job stage, checkpoint), rung by the lifecycle
+  after each commit; :func:`plait.watch` listens for it and re-reads the row.
 
 A lost bell costs a poll interval, never a process: every waiter also
 polls.  Bells are fire-and-forget and acknowledged on receipt, so nothing
@@ -25,12 +28,16 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from plait.storage.profile import Profile
 
-__all__ = ["Broker", "BrokerError", "wait_for_bell"]
+__all__ = ["Broker", "BrokerError", "StopListening", "wait_for_bell"]
+
+#: what :meth:`Broker.listen_state` returns: await it to stop listening (twice is a no-op)
+StopListening = Callable[[], Coroutine[Any, Any, None]]
 
 
 async def wait_for_bell(event: asyncio.Event, timeout: float) -> bool:
@@ -79,6 +86,23 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def wait_for_control(self, recipient: str, timeout: float) -> bool:
         """Wait until ``recipient``'s control bell rings (True) or ``timeout`` passes (False)."""
+
+    def ring_state(self, pk: int) -> None:
+        """Announce that process ``pk``'s row changed (committed already).  Thread-safe, never blocks,
+        never raises; a bell nobody listens for is dropped.  The default rings nothing."""
+        return
+
+    async def listen_state(self, pk: int, notify: Callable[[], None]) -> StopListening:
+        """Call ``notify()`` (from this broker's loop) each time :meth:`ring_state` rings for ``pk``,
+        in any interpreter of the profile, until the returned coroutine function is awaited.
+
+        Call on the broker's own loop.  ``notify`` must be cheap and must not raise (hand the news
+        to your own loop with ``call_soon_threadsafe``).
+
+        Raises:
+            BrokerError: this broker cannot carry state bells (the default: the caller polls instead).
+        """
+        raise BrokerError(f"the {self.kind or 'this'} broker carries no state bells")
 
     async def describe(self) -> str:
         """One line for ``plait status`` (raises BrokerError when unreachable)."""

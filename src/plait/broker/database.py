@@ -1,12 +1,15 @@
 """The database broker: bells with no server at all.
 
-On PostgreSQL the bells are ``NOTIFY`` on the channels ``plait_bell`` and
-``plait_control`` (the payload names the recipient), heard through one
+On PostgreSQL the bells are ``NOTIFY`` on the channels ``plait_bell``,
+``plait_control`` (the payload names the recipient) and ``plait_state`` (the
+payload: the pks whose rows changed, comma-separated), heard through one
 ``LISTEN`` connection per broker — across machines, as soon as the
-notifying transaction commits.  On SQLite there is no cross-process signal:
-a bell rung in this process wakes its waiters at once, and other processes
-find the work at their next poll (a fraction of a second; an indexed
-query).
+notifying transaction commits.  State bells are sent from the broker's own
+loop, a burst in one ``NOTIFY``, never from the thread that committed the
+change, so they add no round trip to a transition.  On SQLite there is no
+cross-process signal: a bell rung in this process wakes its waiters at
+once, and other processes find the work (and watchers the change) at their
+next poll (a fraction of a second; an indexed query).
 """
 
 from __future__ import annotations
@@ -15,18 +18,22 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from plait.broker.contract import Broker, BrokerError, wait_for_bell
+from plait.broker.contract import Broker, BrokerError, StopListening, wait_for_bell
 
 if TYPE_CHECKING:
     from plait.storage.profile import Profile
 
-__all__ = ["BELL_CHANNEL", "CONTROL_CHANNEL", "DatabaseBroker"]
+__all__ = ["BELL_CHANNEL", "CONTROL_CHANNEL", "STATE_CHANNEL", "DatabaseBroker"]
 
 LOGGER = logging.getLogger("plait.broker")
 BELL_CHANNEL = "plait_bell"
 CONTROL_CHANNEL = "plait_control"
+STATE_CHANNEL = "plait_state"
+#: a NOTIFY payload must stay under 8000 bytes: this many pks per state NOTIFY
+_PKS_PER_NOTIFY = 500
 
 
 class DatabaseBroker(Broker):
@@ -42,6 +49,9 @@ class DatabaseBroker(Broker):
         self._listener: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
         self._is_postgres = profile.storage_backend == "postgresql"
+        self._state_listeners: dict[int, list[Callable[[], None]]] = {}
+        self._states_pending: set[int] = set()
+        self._listening = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -66,6 +76,8 @@ class DatabaseBroker(Broker):
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {BELL_CHANNEL}")
                     await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
+                    await conn.execute(f"LISTEN {STATE_CHANNEL}")
+                    self._listening = True
                     if not ready.done():
                         ready.set_result(None)
                     async for notice in conn.notifies():
@@ -75,9 +87,12 @@ class DatabaseBroker(Broker):
                             event = self._controls.get(notice.payload)
                             if event is not None:
                                 event.set()
+                        elif notice.channel == STATE_CHANNEL:
+                            self._heard_states(notice.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._listening = False
                 if not ready.done():
                     ready.set_exception(BrokerError(f"cannot LISTEN on {self.profile.storage_url}: {exc}"))
                     return
@@ -123,6 +138,63 @@ class DatabaseBroker(Broker):
     async def wait_for_control(self, recipient: str, timeout: float) -> bool:
         event = self._controls.setdefault(recipient, asyncio.Event())
         return await wait_for_bell(event, timeout)
+
+    # -- state bells (PostgreSQL only; on SQLite watchers poll) -------------------------------------
+    def ring_state(self, pk: int) -> None:
+        if not self._is_postgres:
+            return
+        with self._lock:
+            first = not self._states_pending
+            self._states_pending.add(pk)
+        if not first:  # a NOTIFY is on its way already: it takes this pk too
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._start_state_notify)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+    def _start_state_notify(self) -> None:
+        task = asyncio.ensure_future(self._notify_states())
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def _notify_states(self) -> None:
+        with self._lock:
+            pks, self._states_pending = sorted(self._states_pending), set()
+        chunks = [pks[i : i + _PKS_PER_NOTIFY] for i in range(0, len(pks), _PKS_PER_NOTIFY)]
+
+        def send() -> None:
+            for chunk in chunks:
+                self._notify(STATE_CHANNEL, ",".join(map(str, chunk)))
+
+        await asyncio.to_thread(send)
+
+    def _heard_states(self, payload: str) -> None:
+        for part in payload.split(","):
+            try:
+                pk = int(part)
+            except ValueError:
+                continue
+            for notify in list(self._state_listeners.get(pk, ())):
+                notify()
+
+    async def listen_state(self, pk: int, notify: Callable[[], None]) -> StopListening:
+        if not self._is_postgres:
+            raise BrokerError("the database broker on SQLite carries no state bells between processes")
+        if not self._listening:
+            raise BrokerError(f"not listening on {self.profile.storage_url} (the connection is down)")
+        listeners = self._state_listeners.setdefault(pk, [])
+        listeners.append(notify)
+
+        async def stop() -> None:
+            if notify in listeners:
+                listeners.remove(notify)
+            if not listeners and self._state_listeners.get(pk) is listeners:
+                del self._state_listeners[pk]
+
+        return stop
 
     async def describe(self) -> str:
         if self._is_postgres:

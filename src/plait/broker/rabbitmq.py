@@ -8,7 +8,13 @@ simply dropped; the database still says what must run):
   receipt: no message ever stays unacknowledged, so RabbitMQ's
   ``consumer_timeout`` has nothing to time out);
 * ``plait.<profile>.<uuid>.control`` — direct; a runner binds its queue with its
-  own lease-owner id as routing key.
+  own lease-owner id as routing key;
+* ``plait.<profile>.<uuid>.state`` — direct; the state bell of process ``pk``
+  has routing key ``str(pk)``.  A broker that watches binds its one state
+  queue once per watched pk; a bell for a pk nobody watches is routed
+  nowhere and dropped by RabbitMQ at once, so ringing costs a one-way
+  publish (no confirm is awaited on the ringer's hot path), and bells rung
+  in a burst go out together.
 
 ``<uuid>`` is the profile's unique id (``uuid`` in ``profile.toml``): two
 installations that both call their profile ``default`` and share a virtual
@@ -26,14 +32,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from plait.broker.contract import Broker, BrokerError, wait_for_bell
+from plait.broker.contract import Broker, BrokerError, StopListening, wait_for_bell
 
 if TYPE_CHECKING:
     from plait.storage.profile import Profile
 
-__all__ = ["RabbitMQBroker", "exchange_names"]
+__all__ = ["RabbitMQBroker", "exchange_names", "state_exchange_name"]
 
 LOGGER = logging.getLogger("plait.broker")
 
@@ -50,6 +58,15 @@ def exchange_names(profile: Profile) -> tuple[str, str]:
     return f"plait.{prefix}.{profile.uuid}.work", f"plait.{prefix}.{profile.uuid}.control"
 
 
+def state_exchange_name(profile: Profile) -> str:
+    """The name of the profile's state-bell exchange: ``plait.<name>.<uuid>.state``.
+
+    Raises:
+        BrokerError: the profile has no uuid.
+    """
+    return exchange_names(profile)[0].removesuffix(".work") + ".state"
+
+
 class RabbitMQBroker(Broker):
     """Bells over RabbitMQ (see the module docstring)."""
 
@@ -60,6 +77,12 @@ class RabbitMQBroker(Broker):
         self.url = profile.broker_url
         self.connect_timeout = connect_timeout
         self._work_name, self._control_name = exchange_names(profile)
+        self._state_name = state_exchange_name(profile)
+        self._state_exchange: Any = None
+        self._state_queue: Any = None
+        self._state_listeners: dict[int, list[Callable[[], None]]] = {}
+        self._states_lock = threading.Lock()
+        self._states_pending: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Any = None
         self._channel: Any = None
@@ -88,6 +111,9 @@ class RabbitMQBroker(Broker):
             self._control_exchange = await self._channel.declare_exchange(
                 self._control_name, aio_pika.ExchangeType.DIRECT, durable=False
             )
+            self._state_exchange = await self._channel.declare_exchange(
+                self._state_name, aio_pika.ExchangeType.DIRECT, durable=False
+            )
         except Exception as exc:
             await self.close()
             raise BrokerError(f"cannot reach RabbitMQ at {self.display_url}: {exc}") from exc
@@ -101,6 +127,8 @@ class RabbitMQBroker(Broker):
             except Exception:  # closing a broken connection
                 pass
         self._connection = self._channel = None
+        self._state_exchange = self._state_queue = None
+        self._state_listeners.clear()
 
     # -- publishing (thread-safe entry points) ---------------------------------------------------
     def _schedule(self, coro_factory: Any) -> None:
@@ -154,6 +182,69 @@ class RabbitMQBroker(Broker):
 
     async def publish_control(self, recipient: str) -> None:
         await self._publish(self._control_exchange, recipient)
+
+    def ring_state(self, pk: int) -> None:
+        if self._state_exchange is None:
+            return
+        with self._states_lock:
+            first = not self._states_pending
+            self._states_pending.add(pk)
+        if first:  # one task publishes the whole burst
+            self._schedule(self._publish_states)
+
+    async def _publish_states(self) -> None:
+        import aio_pika
+
+        with self._states_lock:
+            pks, self._states_pending = self._states_pending, set()
+        exchange = self._state_exchange
+        if exchange is None:
+            return
+        try:
+            publishing = [
+                exchange.publish(aio_pika.Message(body=b"", expiration=60), routing_key=str(pk)) for pk in pks
+            ]
+            await asyncio.gather(*publishing)
+        except Exception as exc:  # a lost state bell costs the watcher one poll interval
+            LOGGER.info("could not ring the state bells of %s: %s", sorted(pks), exc)
+
+    async def listen_state(self, pk: int, notify: Callable[[], None]) -> StopListening:
+        if self._channel is None or self._state_exchange is None:
+            raise BrokerError(f"not connected to RabbitMQ at {self.display_url}")
+        listeners = self._state_listeners.setdefault(pk, [])
+        listeners.append(notify)
+        try:
+            if self._state_queue is None:
+                queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
+                if self._state_queue is None:
+                    self._state_queue = queue
+                    await queue.consume(self._on_state, no_ack=True)
+            if len(listeners) == 1:
+                await self._state_queue.bind(self._state_exchange, routing_key=str(pk))
+        except Exception as exc:
+            listeners.remove(notify)
+            raise BrokerError(f"cannot listen for the state bells of process {pk}: {exc}") from exc
+
+        async def stop() -> None:
+            if notify not in listeners:
+                return
+            listeners.remove(notify)
+            if not listeners and self._state_listeners.get(pk) is listeners:
+                del self._state_listeners[pk]
+                try:
+                    await self._state_queue.unbind(self._state_exchange, routing_key=str(pk))
+                except Exception as exc:  # a binding left behind only routes bells nobody hears
+                    LOGGER.debug("unbinding the state bells of %s failed: %s", pk, exc)
+
+        return stop
+
+    async def _on_state(self, message: Any) -> None:
+        try:
+            pk = int(message.routing_key)
+        except (TypeError, ValueError):
+            return
+        for notify in list(self._state_listeners.get(pk, ())):
+            notify()
 
     # -- listening ---------------------------------------------------------------------------------
     async def _bind(self, exchange: Any, routing_key: str, event: asyncio.Event) -> Any:

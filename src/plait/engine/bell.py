@@ -5,17 +5,25 @@ worker installs its own (:func:`set_ringer`); elsewhere one is started on
 the engine's background loop the first time a bell is rung, so a blocking
 caller never needs a loop of its own.  Ringing never blocks and never
 raises: a bell that is lost costs one poll interval.
+
+State bells (:func:`ring_state`, rung by the lifecycle after each commit)
+reach the watchers of this interpreter directly and, through a broker that
+is already running here (a daemon worker's, or the one a ``submit`` started),
+the watchers of every other interpreter of the profile.  Ringing one never
+starts a broker: with nobody listening it costs a dictionary look-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["ring_control", "ring_work", "set_ringer"]
+__all__ = ["listen_state", "ring_control", "ring_state", "ring_work", "set_ringer"]
 
 LOGGER = logging.getLogger("plait.bell")
 _lock = threading.Lock()
@@ -102,3 +110,82 @@ def ring_control(recipient: str) -> None:
             ringer.ring_control(recipient)
     except Exception as exc:
         LOGGER.info("control bell not rung (%s); the runner will see the request at its next poll", exc)
+
+
+#: the state-bell listeners of this interpreter, by process pk (see :func:`listen_state`)
+_state_listeners: dict[int, list[Callable[[], None]]] = {}
+
+
+def ring_state(pk: int) -> None:
+    """Tell whoever watches process ``pk`` that its row changed (call after the commit).
+
+    Never blocks, never raises, never connects: the listeners of this interpreter are called,
+    and a broker already running here rings the others.
+    """
+    listeners = _state_listeners.get(pk)
+    if listeners:
+        for notify in list(listeners):
+            try:
+                notify()
+            except Exception as exc:  # a listener must not break a transition
+                LOGGER.debug("a state listener of process %s failed: %s", pk, exc)
+    ringer = _ringer
+    if ringer is None:
+        return
+    try:
+        from plait.storage import get_profile
+
+        if _ringer_profile == get_profile().name:
+            ringer.ring_state(pk)
+    except Exception as exc:
+        LOGGER.debug("state bell of process %s not rung: %s", pk, exc)
+
+
+async def _on_loop_of(broker: Any, coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``coro`` on ``broker``'s loop (it may be this one, or the engine's background loop)."""
+    loop = getattr(broker, "_loop", None)
+    if loop is None or loop is asyncio.get_running_loop():
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+
+async def listen_state(pk: int, notify: Callable[[], None]) -> Callable[[], Coroutine[Any, Any, None]]:
+    """Call ``notify()`` each time process ``pk``'s state bell rings; returns the coroutine function
+    that stops it.
+
+    ``notify`` is called from the ringing thread or the broker's loop: it must be thread-safe
+    (``loop.call_soon_threadsafe``), cheap, and not raise.  In-process bells always arrive; bells
+    from other interpreters arrive when the profile's broker carries them (RabbitMQ, or the database
+    broker on PostgreSQL) and can be reached — otherwise this still returns, and the caller's poll
+    is all there is.  Never raises.
+    """
+    local = _state_listeners.setdefault(pk, [])
+    local.append(notify)
+    broker: Any = None
+    broker_stop: Callable[[], Coroutine[Any, Any, None]] | None = None
+    try:
+        broker = await asyncio.to_thread(_get_ringer)
+        if broker is not None:
+            broker_stop = await _on_loop_of(broker, broker.listen_state(pk, notify))
+    except asyncio.CancelledError:
+        _forget(pk, local, notify)
+        raise
+    except Exception as exc:
+        LOGGER.info("state bells of process %s not heard (%s): following it by polling", pk, exc)
+
+    async def stop() -> None:
+        _forget(pk, local, notify)
+        if broker_stop is not None:
+            try:
+                await _on_loop_of(broker, broker_stop())
+            except Exception as exc:  # the broker closed meanwhile: nothing left to stop
+                LOGGER.debug("stopping the state bells of process %s: %s", pk, exc)
+
+    return stop
+
+
+def _forget(pk: int, local: list[Callable[[], None]], notify: Callable[[], None]) -> None:
+    if notify in local:
+        local.remove(notify)
+    if not local and _state_listeners.get(pk) is local:
+        del _state_listeners[pk]

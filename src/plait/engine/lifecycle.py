@@ -18,7 +18,9 @@ goes through a function of this module.  Each is one conditional UPDATE
 
 A refused write changes nothing, so two writers can never interleave half
 moves.  After a write the process node's cached row is refreshed from the
-values this module committed (:func:`_committed`), never patched elsewhere.
+values this module committed (:func:`_committed`), never patched elsewhere,
+and the process's state bell is rung (:func:`_announce`, after the commit:
+best effort, a lookup when nobody watches), which wakes :func:`plait.watch`.
 
 Engine errors form one tree under :class:`EngineError`.  The control-flow
 signals (:class:`KillSignal`, :class:`ProcessParked`) derive from
@@ -33,6 +35,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from plait.engine.bell import ring_state
 from plait.orm import ProcessNode, ProcessState
 from plait.storage.backend import ACTIVE_STATES, TERMINAL_STATES
 
@@ -289,6 +292,7 @@ def commit(
             if node._process.get("submitted"):  # only daemon children have parked parents
                 woken = backend.release_waits_on(pk)
     _committed(node, values)
+    _announce(pk)
     return woken
 
 
@@ -359,6 +363,7 @@ def set_status(pk: int, owner: str | None, node: ProcessNode | None = None, **fi
     ok = _backend().update_process(pk, expect_owner=owner, expect_states=ACTIVE_STATES, **fields)
     if ok:
         _committed(node, fields)
+        _announce(pk)
     return ok
 
 
@@ -437,6 +442,7 @@ def park(node: ProcessNode, owner: str, children: Sequence[int], status: str) ->
         raise _refusal(pk, owner, "waiting")
     if parked:
         _committed(node, {"lease_owner": None, "lease_expires": None, "status": status})
+        _announce(pk)
     return parked
 
 
@@ -466,9 +472,12 @@ def set_unheld(pk: int, *, dead_owner: str | None = None, **fields: Any) -> bool
 
     ``dead_owner``: the holder the caller found dead (its lease not yet expired) counts as nobody.
     """
-    return _backend().update_process(
+    ok = _backend().update_process(
         pk, expect_states=ACTIVE_STATES, expect_unheld=True, dead_owner=dead_owner, **fields
     )
+    if ok:
+        _announce(pk)
+    return ok
 
 
 def end_unheld(
@@ -486,6 +495,7 @@ def end_unheld(
             return False
         backend.delete_waits_of(pk)
         woken = backend.release_waits_on(pk)
+    _announce(pk)
     backend.insert_log(pk, log_level, log, {})
     _ring(woken)
     return True
@@ -514,7 +524,17 @@ def end_abandoned(
         if not backend.update_process(pk, expect_states=_FROM[state], **values):
             return False
         backend.insert_log(pk, "WARNING", log, {})
+    _announce(pk)
     return True
+
+
+def _announce(pk: int) -> None:
+    """Ring process ``pk``'s state bell: its row changed and the change is committed.
+
+    Best effort and cheap: :func:`plait.engine.bell.ring_state` never raises, never blocks and,
+    with nobody watching and no broker running here, costs a dictionary look-up.
+    """
+    ring_state(pk)
 
 
 def _ring(woken: list[int]) -> None:

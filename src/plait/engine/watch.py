@@ -12,15 +12,21 @@ The database is the truth (design principle 1): :func:`watch` looks at the
 process row (state, paused flag, exit status, status line, calculation job
 stage, checkpoint count) in a worker thread, so the loop never blocks on the
 database, and yields a :class:`ProcessEvent` each time one of them changed.
-It therefore follows a process wherever it runs: in this interpreter, in a
-daemon worker of this machine or of another one that shares the database.
-The first look is immediate; after a change the next one comes soon (every
-``MIN_INTERVAL`` s) and, while nothing changes, the looks space out up to
-``interval`` seconds, so a quiet process costs one small query a second.
+
+What makes it look is the process's **state bell**: the lifecycle rings it
+after each committed change (:func:`plait.engine.bell.ring_state`), and
+:func:`watch` listens for it (:func:`plait.engine.bell.listen_state`) — in
+this interpreter always, and from daemon workers on this machine or another
+one through the profile's broker (RabbitMQ; the database broker on
+PostgreSQL, by ``LISTEN/NOTIFY``).  So a change is seen as soon as it is
+committed.  The poll stays as the backup, for bells that are lost, a broker
+that is down, or a SQLite profile (which has no signal between processes):
+after a change the next look comes soon (every ``MIN_INTERVAL`` s) and,
+while nothing changes, the looks space out up to ``interval`` seconds.
 
 aiida-core has no equivalent (its users poll ``load_node(pk).is_terminated``
-or use kiwipy broadcasts); plait's is one query per look, whatever broker the
-profile uses.
+or subscribe to kiwipy broadcasts, which are lost when the broker is down);
+plait's is one query per look, woken by the bell and backed by the poll.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from plait.engine.bell import listen_state
 from plait.engine.context import current_process
 from plait.orm import ProcessNode, ProcessState
 
@@ -148,19 +155,42 @@ async def watch(
     """
     _check_interval(interval)
     pk = _pk_of(pk_or_node)
+    loop = asyncio.get_running_loop()
+    rung = asyncio.Event()
+
+    def notify() -> None:  # called from the ringing thread or the broker's loop
+        try:
+            loop.call_soon_threadsafe(rung.set)
+        except RuntimeError:  # this loop has closed: nobody watches any more
+            pass
+
+    # listening starts beside the first look (connecting to a broker may take a while); once it
+    # listens, one more look catches a change made before it did
+    listening = asyncio.ensure_future(listen_state(pk, notify))
+    listening.add_done_callback(lambda _: notify())
     previous: ProcessEvent | None = None
     pause = MIN_INTERVAL
-    while True:
-        event = await asyncio.to_thread(_look, pk)
-        if event != previous:
-            yield event
-            if event.terminal:
-                return
-            previous = event
-            pause = MIN_INTERVAL
+    try:
+        while True:
+            rung.clear()  # before the look: a bell rung during it makes the next look come at once
+            event = await asyncio.to_thread(_look, pk)
+            if event != previous:
+                yield event
+                if event.terminal:
+                    return
+                previous = event
+                pause = MIN_INTERVAL
+            else:
+                pause = min(interval, pause * 2)
+            try:
+                await asyncio.wait_for(rung.wait(), pause)
+            except TimeoutError:
+                pass
+    finally:
+        if listening.done() and not listening.cancelled():
+            await listening.result()()
         else:
-            pause = min(interval, pause * 2)
-        await asyncio.sleep(pause)
+            listening.cancel()
 
 
 async def wait(
