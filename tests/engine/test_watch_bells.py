@@ -113,3 +113,29 @@ def test_a_broker_without_state_bells_refuses_to_listen():
     broker.ring_state(1)  # rings nothing, raises nothing
     with pytest.raises(BrokerError, match="no state bells"):
         asyncio.run(broker.listen_state(1, lambda: None))
+
+
+async def test_the_database_broker_carries_state_bells_on_postgresql(postgres_url, monkeypatch):
+    import plait.storage
+    from conftest import drop_plait_tables
+    from plait.broker.database import DatabaseBroker
+
+    drop_plait_tables(postgres_url)
+    plait.storage.create_profile("pgbells", storage_url=postgres_url)
+    monkeypatch.setenv("PLAIT_PROFILE", "pgbells")
+    plait.storage.reset()
+    plait.storage.get_backend()
+    broker = DatabaseBroker(plait.storage.get_profile())
+    await broker.start()
+    try:
+        heard: list[int] = []
+        rung = asyncio.Event()
+        stop = await broker.listen_state(7, lambda: (heard.append(7), rung.set()))
+        broker.ring_state(8)  # nobody listens for 8
+        broker.ring_state(7)
+        await asyncio.wait_for(rung.wait(), 20)  # the NOTIFY came back through LISTEN
+        await stop()
+        await stop()  # twice is a no-op
+        assert heard == [7]
+    finally:
+        await broker.close()
