@@ -95,24 +95,13 @@ def test_the_template_installs_as_an_outside_package_and_passes_its_tests(tmp_pa
         env,
         120,
     )
-    # one interpreter for the checks that need no CLI: where the package went, what the factories find
-    found = _run(
-        [
-            python,
-            "-c",
-            "import plait_wordcount; from plait.plugins import CalculationFactory as C, ParserFactory as P;"
-            "print(plait_wordcount.__file__, C('wordcount.count').__module__, P('wordcount.count').__name__)",
-        ],
-        tmp_path,
-        env,
-        60,
-    ).split()
-    assert found[0].startswith(str(venv)), f"the package is used from {found[0]}, not from the venv"
-    assert found[1:] == ["plait_wordcount.calculations", "WordCountParser"]
+    # one interpreter: where the package went, what the factories find, then `plait plugin list`
     listing = _run(
         [
             python,
             "-c",
+            "import plait_wordcount; from plait.plugins import CalculationFactory as C, ParserFactory as P;"
+            "print(plait_wordcount.__file__, C('wordcount.count').__module__, P('wordcount.count').__name__);"
             "from plait.cli.main import main; main()",
             "plugin",
             "list",
@@ -123,6 +112,9 @@ def test_the_template_installs_as_an_outside_package_and_passes_its_tests(tmp_pa
         env,
         60,
     )
+    found = listing.splitlines()[0].split()
+    assert found[0].startswith(str(venv)), f"the package is used from {found[0]}, not from the venv"
+    assert found[1:] == ["plait_wordcount.calculations", "WordCountParser"]
     assert "plait_wordcount.calculations:WordCountCalculation" in listing
     assert "plait-wordcount 0.1.0" in listing and "text" in listing and "words" in listing
 
