@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    DateTime,
     Float,
     Integer,
     Numeric,
@@ -117,6 +118,26 @@ def _utc(value: Any) -> Any:
     if isinstance(value, _dt.datetime):
         return value.replace(tzinfo=_dt.UTC) if value.tzinfo is None else value.astimezone(_dt.UTC)
     return value
+
+
+def _utc_text(text: str | None) -> _dt.datetime | None:
+    """A datetime column read as SQLite's stored text (``2026-12-01 18:25:04.172914``), in UTC.
+
+    ``datetime.fromisoformat`` is C code; SQLAlchemy's SQLite ``DateTime`` result processor
+    parses the same text with a regular expression, which was most of the Python time of a
+    query returning thousands of rows with a ``ctime`` (``process list``).
+    """
+    if text is None:
+        return None
+    value = _dt.datetime.fromisoformat(text)
+    return value.replace(tzinfo=_dt.UTC) if value.tzinfo is None else value.astimezone(_dt.UTC)
+
+
+def _datetime_names(table: Table) -> frozenset[str]:
+    return frozenset(column.name for column in table.columns if isinstance(column.type, DateTime))
+
+
+_DATETIME_NAMES = {table.name: _datetime_names(table) for table in (nodes, processes, groups)}
 
 
 def _glob(pattern: str) -> str:
@@ -687,47 +708,60 @@ class CompiledQuery:
             kind_index = self._add(func.json_type(column, at.path_text))
             value_index = self._add(at.extract())
             return lambda row: _sqlite_json(row[kind_index], row[value_index])
-        index = self._add(column)
         if field.column.kind == DATETIME:
+            if self.sqlite:
+                index = self._add(type_coerce(column, String))
+                return lambda row: _utc_text(row[index])
+            index = self._add(column)
             return lambda row: _utc(row[index])
+        index = self._add(column)
         return lambda row: row[index]
+
+    def _row_column(self, alias: Any, table: Table, name: str) -> ColumnElement[Any]:
+        """Column ``name`` of a whole row read for ``project='*'``: datetimes as text on SQLite
+        (decoded by :func:`_utc_text`, see there)."""
+        column: ColumnElement[Any] = alias.c[name]
+        if self.sqlite and name in _DATETIME_NAMES[table.name]:
+            return type_coerce(column, String)
+        return column
 
     def _star(self, tag: str) -> Callable[[Row[Any]], Any]:
         vertex = self.vertices[tag]
         table = self.tables[tag]
+        utc: Callable[[Any], Any] = _utc_text if self.sqlite else _utc
         if vertex.entity == "group":
             from plait.orm.groups import Group
 
             first = len(self.columns)
             for name in _GROUP_COLUMNS:
-                self._add(table.c[name])
+                self._add(self._row_column(table, groups, name))
 
             def group(row: Row[Any]) -> Any:
                 data = dict(zip(_GROUP_COLUMNS, row[first : first + len(_GROUP_COLUMNS)], strict=True))
-                data["ctime"] = _utc(data["ctime"])
+                data["ctime"] = utc(data["ctime"])
                 return Group._from_row(data)
 
             return group
         first = len(self.columns)
         for name in _NODE_COLUMNS:
-            self._add(table.c[name])
+            self._add(self._row_column(table, nodes, name))
         process = self.process_tables.get(tag)
         process_first = len(self.columns)
         if process is not None:
             for name in _PROCESS_COLUMNS:
-                self._add(process.c[name])
+                self._add(self._row_column(process, processes, name))
         count = len(_NODE_COLUMNS)
 
         def node(row: Row[Any]) -> Any:
             data = dict(zip(_NODE_COLUMNS, row[first : first + count], strict=True))
-            data["ctime"], data["mtime"] = _utc(data["ctime"]), _utc(data["mtime"])
+            data["ctime"], data["mtime"] = utc(data["ctime"]), utc(data["mtime"])
             if process is not None:
                 values = row[process_first : process_first + len(_PROCESS_COLUMNS)]
                 if values[0] is None:
                     data["process"] = None
                 else:
                     process_row = dict(zip(_PROCESS_COLUMNS, values, strict=True))
-                    process_row["mtime"] = _utc(process_row["mtime"])
+                    process_row["mtime"] = utc(process_row["mtime"])
                     data["process"] = process_row
             return node_from_row(data)
 
