@@ -59,6 +59,7 @@ _ENGINE = (
     "workfunction",
     "workflow",
     "call",
+    "sleep",
 )
 _LAZY = {name: "plait.engine" for name in _ENGINE}
 _LAZY.update(

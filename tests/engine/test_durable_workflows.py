@@ -83,12 +83,102 @@ def test_resume_after_crash_replays_and_runs_only_new_work():
     assert _count("total") == 1
 
 
-def test_replay_with_other_inputs_raises_non_determinism_error(monkeypatch):
+def _wait_for(condition, timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def test_non_determinism_pauses_and_play_after_the_fix_finishes(monkeypatch):
+    """A replay that launches other inputs pauses the workflow (reported); fixed and played, it ends."""
+    import threading
+
     from durable_library import SHIFT
-    from plait.engine.durable import NonDeterminismError
+    from plait.engine import control
+    from plait.orm import load_node
+    from plait.storage import get_backend
 
     pk = _crash_after_squares({})
     monkeypatch.setenv(SHIFT, "1")  # the "changed code": launch 0 now squares 1, not 0
-    with pytest.raises(NonDeterminismError, match=r"launch 0 was square \(process \d+\)"):
-        plait.resume(pk)
+    done: list[object] = []
+    thread = threading.Thread(target=lambda: done.append(plait.resume(pk)), daemon=True)
+    thread.start()
+    _wait_for(lambda: get_backend().get_process(pk)["paused"], 30, "the workflow to pause")
+    row = get_backend().get_process(pk)
+    assert row["state"] in ("running", "waiting")
+    assert "non-determinism" in row["status"] and "launch 0 was square" in row["status"]
+    reports = " ".join(r["message"] for r in load_node(pk).get_report())  # type: ignore[attr-defined]
+    assert "launch 0 was square" in reports
     assert _count("square") == 3  # nothing new was launched at the recorded position
+
+    monkeypatch.delenv(SHIFT)  # the fix
+    assert control.play([pk])[pk]
+    thread.join(60)
+    assert not thread.is_alive()
+    outputs, node = done[0]  # type: ignore[misc]
+    assert node.is_finished_ok and outputs["sum"].value == 0 + 1 + 4
+    assert _count("square") == 3 and _count("total") == 1
+
+
+def test_arun_and_sleep_inside_a_workflow(tmp_path):
+    """plait.arun means plait.call inside a workflow; plait.sleep commits its wake time first."""
+    import time
+
+    from durable_library import gated_pipeline
+    from plait.orm import Float, Str
+    from plait.storage import get_backend
+
+    gate = tmp_path / "gate"
+    gate.touch()
+    before = time.time()
+    outputs, node = plait.run_get_node(gated_pipeline, n=Int(2), gate=Str(str(gate)), nap=Float(0.2))
+    assert outputs["sum"].value == 0 + 1 + 1
+    assert time.time() - before >= 0.2
+    row = get_backend().get_process(node.pk)
+    assert row["wake_at"] is not None and row["wake_at"] >= before + 0.2
+    called = {child.process_label for _, _, child in node.get_outgoing((LinkType.CALL_CALC,))}
+    assert {"square", "gated", "total"} <= called
+
+
+def test_sleep_is_refused_outside_a_workflow_and_checks_seconds():
+    import asyncio
+
+    from plait.engine.lifecycle import EngineError
+
+    with pytest.raises(EngineError, match=r"plait\.sleep"):
+        asyncio.run(plait.sleep(1))
+    with pytest.raises(ValueError, match="seconds"):
+        asyncio.run(plait.sleep(-1))
+
+
+def test_a_workflow_launches_a_work_chain():
+    from durable_library import through_a_chain
+
+    outputs, node = plait.run_get_node(through_a_chain, x=Int(4))
+    assert outputs["y"].value == 5
+    (chain,) = [child for _, _, child in node.get_outgoing((LinkType.CALL_WORK,))]
+    assert chain.process_label == "AddOne" and chain.is_finished_ok
+
+
+def test_a_work_chain_launches_a_workflow():
+    from durable_library import RunsAWorkflow
+
+    outputs, node = plait.run_get_node(RunsAWorkflow, n=Int(3))
+    assert outputs["sum"].value == 0 + 1 + 4
+    (flow,) = [child for _, _, child in node.get_outgoing((LinkType.CALL_WORK,))]
+    assert flow.get_attribute("durable_workflow") is True and flow.is_finished_ok
+
+
+def test_query_finds_durable_workflows():
+    from plait.orm import QueryBuilder
+
+    plait.run(sum_of_squares, n=Int(1))
+    found = (
+        QueryBuilder().append(WorkFunctionNode, filters={"attributes.durable_workflow": True}).all(flat=True)
+    )
+    assert [n.process_label for n in found] == ["sum_of_squares"]

@@ -4,7 +4,7 @@ from plait.engine.builder import ProcessBuilder
 from plait.engine.caching import disable_caching, enable_caching
 from plait.engine.checkpoint import AttributeDict, CheckpointError
 from plait.engine.context import current_process
-from plait.engine.durable import NonDeterminismError, call, workflow
+from plait.engine.durable import NonDeterminismError, call, sleep, workflow
 from plait.engine.exit_code import ExitCode
 from plait.engine.launch import aresume, arun, arun_get_node, resume, run, run_get_node, run_get_pk, submit
 from plait.engine.ports import InputValidationError, OutputValidationError
@@ -56,6 +56,7 @@ __all__ = [
     "run",
     "run_get_node",
     "run_get_pk",
+    "sleep",
     "submit",
     "wait",
     "watch",

@@ -31,6 +31,7 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from plait.engine import durable
 from plait.engine.context import current_process, current_runner_for_thread
 from plait.engine.lifecycle import EngineError
 from plait.engine.loop_thread import is_engine_loop_thread, run_on_engine_loop
@@ -144,7 +145,13 @@ async def arun_get_node(
 
 
 async def arun(process: Any, inputs: Inputs | ProcessBuilder = None, *args: Any, **kwargs: Any) -> Any:
-    """Run a process on the running loop and return its outputs."""
+    """Run a process on the running loop and return its outputs.
+
+    Awaited inside a ``@plait.workflow`` function it means :func:`plait.call`: the
+    process runs as a recorded child of the workflow, replayed from the record on resume.
+    """
+    if durable.current_workflow() is not None and not args:
+        return await durable.call(process, inputs, **kwargs)  # type: ignore[arg-type]
     outputs, _ = await arun_get_node(process, inputs, *args, **kwargs)
     return outputs
 
