@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -152,7 +153,9 @@ class DatabaseBroker(Broker):
         if loop is None or loop.is_closed():
             return
         try:
-            loop.call_soon_threadsafe(self._start_state_notify)
+            # an empty context: the caller's would carry its open transaction (a ContextVar) into the
+            # NOTIFY thread, which would then use that connection from a second thread
+            loop.call_soon_threadsafe(self._start_state_notify, context=contextvars.Context())
         except RuntimeError:  # the loop closed meanwhile
             pass
 
