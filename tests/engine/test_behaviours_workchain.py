@@ -211,6 +211,48 @@ def test_on_terminated_runs_when_killed_under_the_daemon(daemon_handle):
     assert load_node(node.pk).get_extra("on_terminated") == ["killed"]
 
 
+def test_on_terminated_runs_when_killed_before_anyone_ran_it():
+    """Submitted with no daemon (created, unheld): the kill is written by the killer, who runs the hook."""
+    from plait import submit
+
+    node = submit(Hooked, how=Int(0))
+    assert control.kill([node.pk], message="enough")[node.pk] == "killed"
+    assert load_node(node.pk).get_extra("on_terminated") == ["killed"]
+
+
+class HookedParent(WorkChain):
+    """Waits on a child that sleeps; its hook records its state and what its context held."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.outline(cls.launch, cls.done)
+
+    def launch(self):
+        self.ctx.launched = "yes"
+        return ToContext(child=self.submit(Hooked, how=Int(2)))
+
+    def done(self):
+        return None
+
+    def on_terminated(self):
+        super().on_terminated()
+        _record(self.node, f"{self.node.process_state.value}:{self.ctx.get('launched')}")
+
+
+def test_on_terminated_runs_when_killed_while_parked(daemon_handle):
+    """A parent parked in the database (nobody holds it) is killed: its hook runs, with its context."""
+    from plait import submit
+
+    node = submit(HookedParent)
+    deadline = time.monotonic() + 60
+    while not ((row := get_backend().get_process(node.pk))["state"] == "waiting" and not row["lease_owner"]):
+        assert time.monotonic() < deadline, "the daemon did not park the parent"
+        time.sleep(0.05)
+    assert control.kill([node.pk], message="enough")[node.pk] == "killed"
+    assert load_node(node.pk).get_extra("on_terminated") == ["killed:yes"]
+
+
 @pytest.fixture
 def daemon_handle(monkeypatch):
     import os

@@ -394,7 +394,7 @@ def test_kill_of_a_looping_chain_under_the_daemon_stops_the_loop(any_profile, da
     assert all("kill" in message for message in late), late
     descendants = backend.get_descendants(parent)
     for row in descendants:
-        assert row["state"] in ("finished", "killed"), row
+        assert row["state"] in ("finished", "killed"), (row, backend.get_logs(row["node_id"]))
         if row["state"] == "finished":
             assert row["mtime"] <= returned_at, (
                 f"descendant {row['node_id']} finished after the kill returned"

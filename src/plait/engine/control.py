@@ -19,6 +19,7 @@ Each returns one line per process saying what happened.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,7 +27,7 @@ from plait.broker.control import ControlRequest, await_reply, post_request
 from plait.engine import lifecycle
 from plait.engine.leases import live_holder, new_owner_id
 from plait.engine.lifecycle import TERMINAL_STATES
-from plait.orm import ProcessState
+from plait.orm import ProcessNode, ProcessState, load_node
 
 if TYPE_CHECKING:
     from plait.storage import StorageBackend
@@ -50,6 +51,9 @@ T = TypeVar("T")
 CLAIMED_MEANWHILE = "claimed meanwhile"
 #: the requester waits this much longer than the holder, so that a holder's "it takes a while" arrives
 REPLY_GRACE = 5.0
+
+
+LOGGER = logging.getLogger("plait.control")
 
 
 def _backend() -> StorageBackend:
@@ -179,10 +183,42 @@ async def kill_unheld(pk: int, message: str, *, dead_owner: str | None = None) -
     )
     if not ended:
         return False
+    await asyncio.to_thread(run_on_terminated_of_unheld, pk)
     if job is not None:
         await cancel_job(pk, *job)
     await kill_descendants(pk, f"its caller {pk} was killed")
     return True
+
+
+def run_on_terminated_of_unheld(pk: int) -> None:
+    """(thread) Run the ``on_terminated`` hook of process ``pk``, just ended while nobody held it.
+
+    A work chain parked in the database, or a process submitted that no
+    worker took yet, has no process object anywhere: the one that ended it
+    (this interpreter) rebuilds it from its node and last checkpoint, so the
+    hook sees its inputs and context as they were, and runs it once (the
+    fenced end it follows succeeds only once).  A class that cannot be
+    imported, or a checkpoint that cannot be read, is logged and skipped: the
+    end is recorded already.
+    """
+    from plait.engine.process import Process
+    from plait.engine.resolve import load_process_class
+
+    node = load_node(pk)
+    assert isinstance(node, ProcessNode)
+    try:
+        cls = load_process_class(node)
+        if cls.on_terminated is Process.on_terminated:
+            return
+        process = cls._load(node, None)
+        checkpoint = node._process_row.get("checkpoint")
+        if checkpoint:
+            process._restore(checkpoint)
+    except Exception:
+        LOGGER.exception("the on_terminated hook of process %s was not run: it could not be rebuilt", pk)
+        return
+    process._terminated = True
+    process._call_on_terminated()
 
 
 async def kill_descendants(pk: int, message: str) -> None:

@@ -642,7 +642,9 @@ class Process:
         kill of it.  Override it (calling ``super().on_terminated()``) to clean
         up; an exception it raises is logged and changes nothing, as the end is
         already recorded.  A process killed while no runner held it (a work
-        chain parked in the database) does not run it.
+        chain parked in the database, one submitted that no worker took yet)
+        runs it in the killer's interpreter, rebuilt from its last checkpoint
+        (:func:`plait.engine.control.run_on_terminated_of_unheld`).
         """
 
     def _call_on_terminated(self) -> None:
