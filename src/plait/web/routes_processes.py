@@ -84,6 +84,22 @@ def _query(spec: ProcessFilter, extra: dict[str, Any] | None = None) -> QueryBui
     return QueryBuilder().append(ProcessNode, tag="process", filters=filters)
 
 
+def _total(spec: ProcessFilter, extra: dict[str, Any] | None) -> int:
+    """How many processes the list's filters select.
+
+    With no filter but states, the per-state counts of the process rows answer it (one indexed
+    ``GROUP BY``, a few ms with 10,000 processes, where the query builder's count joins every node);
+    any other filter counts through the query builder.
+    """
+    plain = ProcessFilter(state=spec.state)
+    if extra is None and spec == plain:
+        from plait.storage import get_backend
+
+        counts = get_backend().count_processes()
+        return sum(counts.get(state, 0) for state in spec.state) if spec.state else sum(counts.values())
+    return _query(spec, extra).count()
+
+
 def _search_filter(text: str | None) -> dict[str, Any] | None:
     """The filter of the list's ``search``: the text in the label or process label, or the pk it is."""
     text = (text or "").strip()
@@ -113,8 +129,7 @@ def list_processes(
 ) -> dict[str, Any]:
     spec = ProcessFilter(state=state, process_label=process_label, paused=paused, since=since, until=until)
     extra = _search_filter(search)
-    query = _query(spec, extra)
-    total = query.count()
+    total = _total(spec, extra)
     query = _query(spec, extra)
     query.add_projection("process", list(ROW_FIELDS.values()))
     query.order_by({"process": {"id": "desc"}}).limit(limit).offset(offset)
