@@ -65,7 +65,13 @@ async def gated_pipeline(n: Int, gate: Str, nap: Float) -> dict[str, Int]:
 async def sleepy(nap: Float) -> dict[str, Float]:
     """Sleep ``nap`` seconds on a durable timer, then return when it woke."""
     await plait.sleep(nap.value)
-    return {"woke": Float(time.time())}
+    return {"woke": await call(clock, after=nap)}
+
+
+@plait.calcfunction
+def clock(after: Float) -> Float:
+    """The time now (a workflow returns stored nodes: a calcfunction makes this one)."""
+    return Float(time.time())
 
 
 class AddOne(plait.WorkChain):

@@ -86,8 +86,10 @@ class DurableWorkflowProcess(FunctionProcess):
         super().__init__(inputs, **kwargs)
         #: ``{child pk: future}`` of the calls waiting for an unfinished child, not yet settled
         self._waits: dict[int, asyncio.Future[None]] = {}
-        #: the task deciding whether to park for ``_waits`` (new launches wait for it)
+        #: the task deciding whether to park for ``_waits``, and (while it commits) the future new
+        #: launches wait for: launches made during its first loop turns join the same park
         self._settling: asyncio.Task[None] | None = None
+        self._committing: asyncio.Future[None] | None = None
         self._parked = False
         self._diverged: NonDeterminismError | None = None
         #: ``{index: wake time}`` of the durable timers reached so far (kept in the checkpoint)
@@ -153,8 +155,8 @@ class DurableWorkflowProcess(FunctionProcess):
         """Wait while a park is decided, then refuse to go on if it parked or diverged."""
         runner = self.runner
         assert runner is not None
-        while self._settling is not None:
-            await asyncio.shield(self._settling)
+        while self._committing is not None:
+            await asyncio.shield(self._committing)
         runner.check_safe_point(self)  # a launch is a safe point: a kill or a pause takes effect here
         if self._pause_requested and not self._parked:
             await runner.pause_process(self)
@@ -202,17 +204,22 @@ class DurableWorkflowProcess(FunctionProcess):
         try:
             for _ in range(_SETTLE_TURNS):
                 await asyncio.sleep(0)
+            self._committing = runner.loop.create_future()
             parked = await runner.call_db(self, self._commit_waiting, list(self._waits))
         except BaseException as exc:  # a kill or a lost lease: every waiting call sees it
             error = exc
-        finally:
-            self._settling = None
         waits, self._waits = self._waits, {}
         self._parked = self._parked or parked
+        self._settling = None
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            committing.set_result(None)
         for future in waits.values():
             if future.done():
                 continue
-            if error is not None:
+            if isinstance(error, asyncio.CancelledError):
+                future.cancel()
+            elif error is not None:
                 future.set_exception(error)
             elif parked:
                 future.set_exception(ProcessParked())
@@ -225,6 +232,8 @@ class DurableWorkflowProcess(FunctionProcess):
 
         runner = self.runner
         assert runner is not None
+        if self._kill_message is not None or self._pause_requested:
+            return False  # the kill or pause that interrupts the workflow now writes its row
         status = waiting_status(pks)
         with get_backend().transaction():
             self._commit(ProcessState.WAITING, status=status)
