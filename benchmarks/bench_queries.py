@@ -12,9 +12,12 @@ process runs, so building is quick in both):
 * 90 % of the calculations were made three days ago (their ``ctime`` is moved back after
   building), so the last day holds 10 %.
 
-Then each query is timed (the median of ``--reps`` runs, after one untimed run) with each
-engine's ``QueryBuilder``, in the same words (aiida's ``attributes.process_state`` form, which
-plait accepts too):
+Both graphs are built at the same time (aiida's in its own interpreter), then each query is timed
+(the median of ``--reps`` runs, after one untimed run that checks the answer) with each engine's
+``QueryBuilder``, one run at a time, alternately: plait, aiida, then aiida, plait, ... so that a
+loaded machine slows both alike (``--engine plait`` times plait alone).  The queries are
+written once for both, in the same words (aiida's ``attributes.process_state`` form, which plait
+accepts too):
 
 q1  the number of finished calcfunctions with exit status 0 and label ``add``
 q2  the value of input ``x`` and of the output of those with ``x > 0.9 N`` (N/10 rows)
@@ -38,6 +41,7 @@ core.sqlite_dos), deleted at exit.
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import json
 import os
@@ -146,6 +150,68 @@ def time_queries(queries: dict[str, Callable[[], int]], n: int, reps: int) -> di
             times.append(time.perf_counter() - t0)
         out[name] = {"median_s": round(statistics.median(times), 5), "runs_s": [round(t, 5) for t in times]}
     return out
+
+
+def check_queries(queries: dict[str, Callable[[], int]], n: int) -> None:
+    """Run each query once (untimed: the warm-up) and check its row count."""
+    want = expected(n)
+    for name in QUERIES:
+        got = queries[name]()
+        assert got == want[name], f"{name}: {got} rows, expected {want[name]}"
+
+
+def time_once(query: Callable[[], int]) -> float:
+    t0 = time.perf_counter()
+    query()
+    return time.perf_counter() - t0
+
+
+def interleave(
+    queries: dict[str, Callable[[], int]], partner: subprocess.Popen[str], reps: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Time plait's queries and the partner's (aiida, serving) one run at a time, alternately.
+
+    Each repetition times every query once on each side; which side goes first alternates from
+    one repetition to the next, so the machine's load falls on both alike.  Each side times its
+    own call with ``perf_counter`` in its own process (the pipe is outside the timed region).
+    """
+    assert partner.stdin is not None and partner.stdout is not None
+    ours: dict[str, list[float]] = {q: [] for q in QUERIES}
+    theirs: dict[str, list[float]] = {q: [] for q in QUERIES}
+
+    def ask(name: str) -> float:
+        assert partner.stdin is not None and partner.stdout is not None
+        partner.stdin.write(name + "\n")
+        partner.stdin.flush()
+        reply = partner.stdout.readline().split()
+        assert reply[:2] == ["TIME", name], reply
+        return float(reply[2])
+
+    for rep in range(reps):
+        for name in QUERIES:
+            if rep % 2 == 0:
+                ours[name].append(time_once(queries[name]))
+                theirs[name].append(ask(name))
+            else:
+                theirs[name].append(ask(name))
+                ours[name].append(time_once(queries[name]))
+    return _summary(ours), _summary(theirs)
+
+
+def _summary(times: dict[str, list[float]]) -> dict[str, Any]:
+    return {
+        q: {"median_s": round(statistics.median(t), 5), "runs_s": [round(x, 5) for x in t]}
+        for q, t in times.items()
+    }
+
+
+def serve_queries(queries: dict[str, Callable[[], int]]) -> None:
+    """The partner's side of :func:`interleave`: read a query name a line, answer ``TIME name s``."""
+    for line in sys.stdin:
+        name = line.strip()
+        if name == "quit":
+            return
+        print(f"TIME {name} {time_once(queries[name]):.6f}", flush=True)
 
 
 # -- plait ---------------------------------------------------------------------------------------------
@@ -326,7 +392,9 @@ def _link(source: int, target: int, kind: str, label: str) -> dict[str, Any]:
     return {"input_id": source, "output_id": target, "link_type": kind, "label": label}
 
 
-def plait_main(args: argparse.Namespace) -> dict[str, Any]:
+def plait_main(args: argparse.Namespace, partner: Any = None) -> list[dict[str, Any]]:
+    """Build plait's graph and time its queries: alone, or interleaved with ``partner`` (see
+    :func:`start_aiida`), whose record then follows plait's."""
     import _common
 
     _common.fresh_home("q_queries", args)
@@ -344,7 +412,16 @@ def plait_main(args: argparse.Namespace) -> dict[str, Any]:
     head_pk, since = (build_plait_bulk if bulk else build_plait)(args.n)
     build_s = time.perf_counter() - t0
     classes = {"Int": Int, "Calc": CalcFunctionNode, "Group": Group, "Node": Node, "Process": ProcessNode}
-    timings = time_queries(run_queries(QueryBuilder, classes, args.n, head_pk, since), args.n, args.reps)
+    queries = run_queries(QueryBuilder, classes, args.n, head_pk, since)
+    aiida_record: dict[str, Any] | None = None
+    if partner is None:
+        timings = time_queries(queries, args.n, args.reps)
+    else:
+        check_queries(queries, args.n)
+        aiida_record = wait_for_aiida(partner)
+        timings, aiida_timings = interleave(queries, partner, args.reps)
+        aiida_record.update({name: aiida_timings[name]["median_s"] for name in QUERIES}, runs=aiida_timings)
+        stop_aiida(partner)
     record = {
         "engine": "plait",
         "storage": "postgresql" if args.postgres else "sqlite",
@@ -353,8 +430,9 @@ def plait_main(args: argparse.Namespace) -> dict[str, Any]:
         "build": "bulk rows" if bulk else "orm",
         **{name: timings[name]["median_s"] for name in QUERIES},
         "runs": timings,
+        "timing": "interleaved with aiida" if partner is not None else "alone",
     }
-    return record
+    return [record] if aiida_record is None else [record, aiida_record]
 
 
 # -- aiida-core ----------------------------------------------------------------------------------------
@@ -430,7 +508,14 @@ def aiida_main(args: argparse.Namespace) -> dict[str, Any]:
         "Node": orm.Node,
         "Process": orm.ProcessNode,
     }
-    timings = time_queries(run_queries(orm.QueryBuilder, classes, args.n, head_pk, since), args.n, args.reps)
+    queries = run_queries(orm.QueryBuilder, classes, args.n, head_pk, since)
+    if args.serve:
+        check_queries(queries, args.n)
+        record = {"engine": "aiida", "storage": "core.sqlite_dos", "n": args.n, "build_s": round(build_s, 2)}
+        print("READY " + json.dumps(record), flush=True)
+        serve_queries(queries)
+        return record
+    timings = time_queries(queries, args.n, args.reps)
     return {
         "engine": "aiida",
         "storage": "core.sqlite_dos",
@@ -439,6 +524,55 @@ def aiida_main(args: argparse.Namespace) -> dict[str, Any]:
         **{name: timings[name]["median_s"] for name in QUERIES},
         "runs": timings,
     }
+
+
+def _aiida_environment() -> tuple[Path, Path, dict[str, str]]:
+    venv = Path(os.environ.get("AIIDA_VENV", "/work/scratch/aiida-venv"))
+    if not (venv / "bin" / "verdi").exists():
+        raise SystemExit(f"no aiida venv at {venv}: run benchmarks/setup_aiida.sh first")
+    aiida_home = Path(
+        tempfile.mkdtemp(prefix="aiida-queries-", dir=os.environ.get("AIIDA_SCRATCH", "/work/scratch"))
+    )
+    env = {**os.environ, "AIIDA_PATH": str(aiida_home), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+    env.pop("PLAIT_HOME", None)
+    env.pop("PLAIT_PROFILE", None)
+    return venv, aiida_home, env
+
+
+def start_aiida(args: argparse.Namespace) -> subprocess.Popen[str]:
+    """aiida in its venv, in a throw-away profile, building its graph while plait builds its own;
+    it then serves its queries one run at a time (:func:`serve_queries`).  The profile's folder is
+    deleted by :func:`stop_aiida` (and at exit)."""
+    venv, aiida_home, env = _aiida_environment()
+    atexit.register(shutil.rmtree, aiida_home, ignore_errors=True)
+    profile = f"bench-queries-{os.getpid()}"
+    subprocess.run(
+        [str(venv / "bin" / "verdi"), "presto", "-n", "-p", profile, "--no-broker"],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=600,
+    )
+    command = [str(venv / "bin" / "python"), __file__, "--engine", "aiida", "-n", str(args.n)]
+    command += ["--aiida-profile", profile, "--serve"]
+    partner = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    atexit.register(partner.kill)
+    return partner
+
+
+def wait_for_aiida(partner: subprocess.Popen[str]) -> dict[str, Any]:
+    assert partner.stdout is not None
+    for line in partner.stdout:
+        if line.startswith("READY "):
+            return dict(json.loads(line[len("READY ") :]))
+    raise SystemExit(f"aiida's side ended before it was ready (exit status {partner.wait()})")
+
+
+def stop_aiida(partner: subprocess.Popen[str]) -> None:
+    assert partner.stdin is not None
+    partner.stdin.write("quit\n")
+    partner.stdin.flush()
+    partner.wait(timeout=120)
 
 
 def run_aiida(args: argparse.Namespace) -> dict[str, Any]:
@@ -499,6 +633,7 @@ def main() -> None:
         help="build plait's graph as bulk rows (build_plait_bulk); default: only above 100,000 nodes",
     )
     parser.add_argument("--aiida-profile", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     if args_engine_is_aiida():
         args = parser.parse_args()
         print("AIIDA " + json.dumps(aiida_main(args)), flush=True)
@@ -509,9 +644,11 @@ def main() -> None:
     _common.add_common_args(parser)
     args = parser.parse_args()
     rows = []
-    if args.engine in ("both", "plait"):
-        rows.append(plait_main(args))
-    if args.engine in ("both", "aiida"):
+    if args.engine == "both":
+        rows += plait_main(args, partner=start_aiida(args))
+    elif args.engine == "plait":
+        rows += plait_main(args)
+    else:
         rows.append(run_aiida(args))
     print(f"\n{args.n:,} calcfunction nodes; medians of {args.reps} runs (s)")
     print("engine   storage          build_s  " + "  ".join(f"{q:>9}" for q in QUERIES))
@@ -527,7 +664,8 @@ def main() -> None:
 
 
 def args_engine_is_aiida() -> bool:
-    return "--engine" in sys.argv and sys.argv[sys.argv.index("--engine") + 1] == "aiida"
+    """Whether this interpreter is aiida's side (started by :func:`start_aiida` or :func:`run_aiida`)."""
+    return "--aiida-profile" in sys.argv
 
 
 if __name__ == "__main__":
