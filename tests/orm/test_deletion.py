@@ -388,14 +388,12 @@ def test_a_failure_midway_deletes_nothing(decorated, monkeypatch):
     assert g.names(delete_nodes([g.pk["W0"]], dry_run=False)[0]) == WORKFLOW
 
 
-def test_a_large_graph_is_walked_in_the_database(any_profile):
-    """A chain of 17,000 calculations (51,000 nodes), deleted from its first input, and 34,000 seeds at once.
-
-    Built with two bulk inserts; more seeds than SQLite takes bound parameters in one statement.
-    """
+def _bulk_calculations(count: int, *, chained: bool) -> list[int]:
+    """``count`` calculations ``x -> calc -> r`` as bulk rows; ``chained``: each takes the previous ``r``
+    as its input (a chain ``count`` calculations deep) instead of its own ``x``. Returns the node pks,
+    three per calculation (x, calc, r)."""
     backend = get_backend()
     now = utcnow()
-    count = 17_000
 
     def row(node_type: str) -> dict:
         return {
@@ -423,21 +421,36 @@ def test_a_large_graph_is_walked_in_the_database(any_profile):
             insert(processes),
             [{"node_id": pk, "state": "finished", "process_label": "f", "mtime": now} for pk in calcs],
         )
-        chain = []
+        links = []
         for index, calc in enumerate(calcs):
-            source = pks[3 * index] if index == 0 else pks[3 * index - 1]  # the previous output
-            chain.append({"input_id": source, "output_id": calc, "link_type": "input_calc", "label": "x"})
-            chain.append(
+            source = pks[3 * index - 1] if chained and index else pks[3 * index]
+            links.append({"input_id": source, "output_id": calc, "link_type": "input_calc", "label": "x"})
+            links.append(
                 {"input_id": calc, "output_id": pks[3 * index + 2], "link_type": "create", "label": "r"}
             )
-        backend.insert_links(chain)
+        backend.insert_links(links)
+    return pks
+
+
+def test_a_deep_chain_is_walked_in_the_database(any_profile):
+    """A chain 3,000 calculations deep (9,000 nodes), deleted from its first input."""
+    pks = _bulk_calculations(3_000, chained=True)
     spare_inputs = set(pks[3::3])  # the unused first inputs of every calculation but the first
     doomed = set(pks) - spare_inputs
     assert delete_nodes([pks[0]])[0] == doomed
-    many = list(pks[2::3]) + list(pks[3::3])  # every output and every spare input: 33,999 seeds
-    assert len(delete_nodes(many)[0]) == len(pks) - 1  # all but the very first input
     assert delete_nodes([pks[0]], dry_run=False)[0] == doomed
     assert stored_pks() == spare_inputs
+    assert_nothing_dangles()
+
+
+def test_more_seeds_than_sqlite_binds_in_one_statement(any_profile):
+    """33,000 seeds at once, every node of 11,000 calculations (SQLite binds at most 32,766 parameters
+    in one statement)."""
+    pks = _bulk_calculations(11_000, chained=False)
+    seeds = list(pks)
+    assert delete_nodes(seeds)[0] == set(pks)
+    assert delete_nodes(seeds, dry_run=False)[0] == set(pks)
+    assert not stored_pks() & set(pks)
     assert_nothing_dangles()
 
 

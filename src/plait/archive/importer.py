@@ -427,7 +427,7 @@ class _Import:
         return row
 
     def _nodes(self) -> None:
-        from sqlalchemy import insert, select
+        from sqlalchemy import select
 
         from plait.storage.schema import nodes
 
@@ -456,16 +456,11 @@ class _Import:
                     self.ids[row["id"]] = there["id"]
                     self.existing["nodes"] += 1
                 if fresh:
-                    # one executemany, then the new pks by UUID: quicker than the INSERT ... RETURNING
-                    # in parameter order of insert_nodes
-                    with self.backend.transaction() as db:
-                        db.execute(insert(nodes), [{k: v for k, v in r.items() if k != "id"} for r in fresh])
-                        uuids = [r["uuid"] for r in fresh]
-                        pks = dict(
-                            db.execute(select(nodes.c.uuid, nodes.c.id).where(nodes.c.uuid.in_(uuids))).all()
-                        )
-                    for row in fresh:
-                        self.ids[row["id"]] = pks[row["uuid"]]
+                    new_pks = self.backend.insert_nodes(
+                        [{k: v for k, v in r.items() if k != "id"} for r in fresh]
+                    )
+                    for row, pk in zip(fresh, new_pks, strict=True):
+                        self.ids[row["id"]] = pk
                         self.new.add(row["id"])
                     self.added["nodes"] += len(fresh)
                 advance(len(batch))

@@ -122,7 +122,9 @@ def _update_process_statement(
 
 
 _INSERT_NODE = insert(nodes).returning(nodes.c.id)
-_INSERT_NODES = insert(nodes).returning(nodes.c.id, sort_by_parameter_order=True)
+_INSERT_NODES = insert(nodes)
+#: UUIDs in one ``IN`` list when new pks are read back (under SQLite's 32,766 bound parameters)
+_UUIDS_PER_SELECT = 5_000
 _INSERT_LINKS = insert(links)
 _INSERT_PROCESS = insert(processes)
 _INSERT_CHECKPOINT = insert(process_checkpoints)
@@ -190,14 +192,27 @@ class StorageBackend:
 
     # -- nodes -------------------------------------------------------------------
     def insert_nodes(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Insert node rows (all columns but ``id``); return their new pks in order."""
+        """Insert node rows (all columns but ``id``); return their new pks in order.
+
+        Many rows go in as one executemany without ``RETURNING`` and their pks are
+        read back by UUID (unique, indexed), in batches: an ``INSERT ... RETURNING``
+        that must keep the parameters' order is sent a row at a time on PostgreSQL
+        (about 0.6 ms a node; 20 s for 33,000).
+        """
         if not rows:
             return []
         with self.transaction() as conn:
             if len(rows) == 1:
                 return [conn.execute(_INSERT_NODE, dict(rows[0])).scalar_one()]
-            result = conn.execute(_INSERT_NODES, [dict(r) for r in rows])
-            return list(result.scalars())
+            conn.execute(_INSERT_NODES, [dict(r) for r in rows])
+            uuids = [r["uuid"] for r in rows]
+            pks: dict[str, int] = {}
+            for start in range(0, len(uuids), _UUIDS_PER_SELECT):
+                batch = uuids[start : start + _UUIDS_PER_SELECT]
+                pks.update(
+                    conn.execute(select(nodes.c.uuid, nodes.c.id).where(nodes.c.uuid.in_(batch))).all()
+                )
+            return [pks[uuid] for uuid in uuids]
 
     def get_node(self, pk: int | None = None, uuid: str | None = None) -> dict[str, Any] | None:
         """The node row by pk, full uuid or unique uuid prefix (at least 4 characters)."""
