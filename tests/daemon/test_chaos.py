@@ -42,10 +42,12 @@ pytestmark = pytest.mark.timeout(480)  # the bounded waits below add up to less
 TERMINAL = ("finished", "excepted", "killed")
 WORKERS = 2
 LEASE_S = 2.0
-N_CHAINS = 300  # at least this many chains; more while the kills are not done (at most MAX_CHAINS)
-MAX_CHAINS = 500
-N_KILLS = 30  # worker kills; the supervisor is killed once, after SUPERVISOR_KILL_AFTER of them
-SUPERVISOR_KILL_AFTER = 15
+N_CHAINS = 200  # at least this many chains; more while the kills are not done (at most MAX_CHAINS)
+MAX_CHAINS = 400
+#: worker kills; the supervisor is killed once, after SUPERVISOR_KILL_AFTER of them (the test keeps the
+#: suite's time; benchmarks/bench_chaos.py is the long run: 100 kills, 1,000 chains)
+N_KILLS = 16
+SUPERVISOR_KILL_AFTER = 8
 BURST = 40  # chains submitted at once before the first kill, then one every SUBMIT_EVERY_S
 SUBMIT_EVERY_S = 0.3
 #: the supervisor restarts a worker that lived >= 5 s after 0.2 s, a younger one after a back-off that
@@ -53,7 +55,7 @@ SUBMIT_EVERY_S = 0.3
 #: machine: only workers older than this are killed, so that each has a few seconds of work in it
 MIN_AGE_S = 7.0
 KILL_JITTER_S = (0.1, 0.8)  # a random pause before each kill, once the previous victim was replaced
-KILL_PHASE_S = 240.0  # the kills must be done within this (about 100 s here)
+KILL_PHASE_S = 180.0  # the kills must be done within this (about 60 s here)
 FINISH_WAIT_S = 90.0  # then everything must be terminal within this
 SAMPLE = 20  # chains compared with a crash-free twin
 #: ChaosChain's naps in the daemon: at an await, in the submitted calcfunction, in a step after its calls
