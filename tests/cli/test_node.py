@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 import plait.storage
-from plait.cli._graph import HIGHLIGHT_FILL
 from plait.orm import Dict, SinglefileData, load_node
+from plait.orm.provenance_dot import HIGHLIGHT_FILL
 
 from .helpers import assert_one_line_error
 

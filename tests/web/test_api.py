@@ -101,6 +101,13 @@ def test_processes_list_show_report_and_nodes(web_server):
         assert center["process"]["state"] == "finished"
         too_deep = client.get(f"/api/nodes/{node.pk}/graph", params={"ancestors": 11})
         assert too_deep.status_code == 422 and too_deep.json()["field"] == "query.ancestors"
+        drawn = client.get(
+            f"/api/nodes/{node.pk}/graph.svg", params={"descendants": 1, "highlight_class": "Float"}
+        )
+        assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/svg+xml"
+        assert drawn.text.lstrip().startswith("<?xml") and "<svg" in drawn.text
+        assert f"{child.pk}" in drawn.text and "#ffd54f" in drawn.text  # the child drawn, Floats highlighted
+        assert "script-src" not in drawn.headers["content-security-policy"]  # default-src 'none' covers it
 
         data = client.get(f"/api/nodes/{outputs['root'].pk}").json()
         assert data["attributes"]["value"] == outputs["root"].value

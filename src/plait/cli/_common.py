@@ -7,7 +7,6 @@ their functions, so ``plait --help`` and ``plait profile list`` stay fast.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -113,7 +112,9 @@ def kv_table() -> Table:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    from plait.orm.node_text import one_line
+
+    return one_line(text)
 
 
 def describe_exception(exc: BaseException) -> str | None:
@@ -194,15 +195,10 @@ def relative_time(value: _dt.datetime | None, now: _dt.datetime | None = None) -
 def state_text(
     state: str, exit_status: int | None = None, paused: bool = False, status: str | None = None
 ) -> str:
-    """``"finished [0]"``, ``"waiting, paused: waiting for 2 processes: 5, 6"``."""
-    text = state
-    if state == "finished" and exit_status is not None:
-        text += f" [{exit_status}]"
-    if paused:
-        text += ", paused"
-    if status:
-        text += f": {status}"
-    return text
+    """``"finished [0]"``, ``"waiting, paused: waiting for 2 processes: 5, 6"`` (see plait.orm.node_text)."""
+    from plait.orm.node_text import state_text as text_of_state
+
+    return text_of_state(state, exit_status, paused, status)
 
 
 def state_style(state: str, exit_status: int | None = None) -> str:
@@ -226,31 +222,11 @@ def type_name(node: Node) -> str:
     return type(node).__name__
 
 
-def _short(text: str, limit: int = 60) -> str:
-    text = _one_line(text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def node_summary(node: Node, limit: int = 60) -> str:
     """A short description of a node's content: its value, keys, files or process state."""
-    from plait.orm import BaseType, Dict, List, ProcessNode
+    from plait.orm.node_text import node_summary as summary_of_node
 
-    if isinstance(node, ProcessNode):
-        text = f"{node.process_label} {state_text(node.process_state.value, node.exit_status, node.paused)}"
-        return _short(text, limit)
-    if isinstance(node, BaseType):
-        value = node.value
-        if isinstance(value, float):
-            return repr(value) if len(repr(value)) <= 14 else f"{value:.12g}"
-        return _short(repr(value) if isinstance(value, str) else str(value), limit)
-    if isinstance(node, (Dict, List)):
-        return _short(json.dumps(node.value, sort_keys=True), limit)
-    files = node.list_file_paths()
-    if files:
-        return _short(", ".join(files), limit)
-    if node.attributes:
-        return _short(json.dumps(node.attributes, sort_keys=True), limit)
-    return ""
+    return summary_of_node(node, limit)
 
 
 def link_label(label: str) -> str:

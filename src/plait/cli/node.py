@@ -294,8 +294,8 @@ def graph(
     descendants: int,
 ) -> None:
     """Draw the provenance graph around a node (inputs, creators, callers, outputs, called processes)."""
-    from plait.cli._graph import GraphvizError, collect_graph, render_with_graphviz, to_dot
     from plait.orm import load_node
+    from plait.orm.provenance_dot import GraphvizError, collect_graph, render_with_graphviz, to_dot
 
     backend = state.backend()
     center = load_node(identifier)

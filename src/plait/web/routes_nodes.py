@@ -98,3 +98,36 @@ def node_graph(pk: Pk, ancestors: Depth = 1, descendants: Depth = 1) -> dict[str
         for link in graph.links
     ]
     return {"center": graph.center, "nodes": nodes, "links": links}
+
+
+@router.get(
+    "/{pk}/graph.svg",
+    summary="The provenance graph around a node, drawn by Graphviz as SVG (as plait node graph draws it)",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/svg+xml": {}}},
+        503: {"description": "Graphviz's dot is not installed on the server, or it failed"},
+    },
+)
+def node_graph_svg(
+    pk: Pk,
+    ancestors: Depth = 1,
+    descendants: Depth = 1,
+    highlight_class: Annotated[
+        str | None, Query(max_length=200, description="fill the nodes of this class (e.g. Int)")
+    ] = None,
+) -> Response:
+    from plait.orm.provenance_dot import GraphvizError, render_with_graphviz, to_dot
+
+    graph = _graph(pk, ancestors, descendants)
+    text, _ = to_dot(graph, highlight_class)
+    try:
+        svg = render_with_graphviz(text, "svg", timeout=60)
+    except GraphvizError as exc:
+        raise ApiError(503, str(exc)) from None
+    # an SVG opened on its own is a document: it may run nothing
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    }
+    return Response(svg, media_type="image/svg+xml", headers=headers)

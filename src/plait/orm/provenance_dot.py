@@ -1,4 +1,6 @@
-"""The provenance graph around a node, and its Graphviz DOT text (written here, no library needed).
+"""The provenance graph around a node as Graphviz DOT text (no library needed), drawn by ``dot``.
+
+``plait node graph`` and the web API's ``/api/nodes/{pk}/graph.svg`` both draw with it.
 
 Nodes are drawn by kind: data as ellipses, calculations as rectangles,
 workflows as octagons in another colour.  Edges carry the link label and
@@ -48,9 +50,9 @@ def _matches(row: dict[str, Any], process: dict[str, Any] | None, wanted: str) -
 def _node_statement(
     row: dict[str, Any], process: dict[str, Any] | None, center: bool, highlight: bool
 ) -> str:
-    from plait.cli._common import node_summary, state_text
     from plait.orm import ProcessNode
     from plait.orm.node import node_from_row
+    from plait.orm.node_text import node_summary, state_text
 
     pk = row["id"]
     node_type = row["node_type"]
