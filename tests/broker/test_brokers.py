@@ -68,14 +68,24 @@ async def test_rabbitmq_bells_fan_out_and_route(rabbitmq_profile):
     try:
         waits = [asyncio.ensure_future(b.wait_for_work(10.0)) for b in (first, second)]
         controls = asyncio.ensure_future(second.wait_for_control("runner-2", 10.0))
-        await asyncio.sleep(0.3)  # queues bound
-        await first.publish_work()
+
+        async def ring_until_heard(ring, *heard: asyncio.Future) -> None:
+            # the queues are bound by the first wait, a few round trips after it starts: a bell rung
+            # before that is lost (by design), so ring until it is heard
+            while not all(f.done() for f in heard):
+                await ring()
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(ring_until_heard(first.publish_work, *waits), 10.0)
         assert all(await asyncio.gather(*waits))  # both workers hear the work bell
+        await asyncio.wait_for(ring_until_heard(lambda: first.publish_control("runner-2"), controls), 10.0)
+        assert await controls  # runner-2's queue is bound now
+        other = asyncio.ensure_future(second.wait_for_control("runner-2", 1.0))
         await first.publish_control("runner-1")
-        await asyncio.sleep(0.3)
-        assert not controls.done()  # not for runner-2
+        assert not await other  # a bell for runner-1 does not reach runner-2
+        mine = asyncio.ensure_future(second.wait_for_control("runner-2", 10.0))
         await first.publish_control("runner-2")
-        assert await controls
+        assert await mine
         assert (await first.describe()).startswith("rabbitmq (amqp://guest:***@")
     finally:
         await first.close()

@@ -142,3 +142,35 @@ def test_hash_depends_on_content_only():
     assert Int(1).store().node_hash == Int(1).store().node_hash
     assert Int(1).store().node_hash != Int(2).store().node_hash
     assert Int(1).store().node_hash != Float(1.0).store().node_hash
+
+
+def test_a_uuid_prefix_of_digits_is_found_when_no_node_has_that_pk(any_profile):
+    """A uuid may begin with eight digits (about 2 % do): such a prefix is a pk first, then a uuid prefix."""
+    import uuid as uuids
+
+    from plait.storage import get_backend
+    from plait.storage.backend import utcnow
+
+    first = Int(1).store()
+    row = {
+        "uuid": str(uuids.UUID("78113212-0000-4000-8000-000000000000")),
+        "node_type": "data.core.int",
+        "process_type": None,
+        "label": "digits",
+        "description": "",
+        "ctime": utcnow(),
+        "mtime": utcnow(),
+        "attributes": {"value": 7},
+        "extras": {},
+        "files": {},
+        "node_hash": None,
+        "computer_id": None,
+    }
+    (pk,) = get_backend().insert_nodes([row])
+    assert load_node("78113212").pk == pk  # no node 78113212: the uuid prefix
+    assert load_node(" 7811 ").pk == pk
+    assert load_node(str(first.pk)).pk == first.pk  # a pk that exists wins
+    with pytest.raises(NotExistentError, match="no node with pk 999"):
+        load_node("999")  # under 4 digits: a pk only
+    with pytest.raises(NotExistentError):
+        load_node(78113212)  # an int is a pk only

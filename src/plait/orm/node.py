@@ -605,6 +605,8 @@ def load_node(identifier: int | str | None = None, *, pk: int | None = None, uui
 
     Identifiers are read by :func:`parse_identifier`: a pk too large for the
     database, a non-ASCII digit or a prefix with ``%``/``_`` simply names no node.
+    A string of digits is a pk first; when no node has that pk and it has at
+    least 4 digits, it is tried as a uuid prefix (``"78113212"`` may begin a uuid).
 
     Raises:
         NotExistentError: no such node in the current profile (naming the value).
@@ -624,6 +626,9 @@ def load_node(identifier: int | str | None = None, *, pk: int | None = None, uui
         row = _backend().get_node(pk=pk)
     elif uuid and _UUID_CHARS.issuperset(uuid):
         row = _backend().get_node(uuid=uuid)
+    digits = identifier.strip() if isinstance(identifier, str) else ""
+    if row is None and pk is not None and len(digits) >= 4 and _UUID_CHARS.issuperset(digits):
+        row = _backend().get_node(uuid=digits)  # all digits, no such pk: perhaps a uuid prefix
     if row is None:
         from plait.storage import get_profile
 
