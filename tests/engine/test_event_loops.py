@@ -287,3 +287,28 @@ def test_slow_user_steps_do_not_hold_up_other_processes_commits():
 
     asyncio.run(main())
     assert finished == ["quick", "sleepy", "sleepy"]
+
+
+def test_a_calculation_job_checks_its_options_off_the_loop(monkeypatch):
+    """Validating a calculation job's inputs loads its computer (a database read, a plugin lookup): with
+    1,000 jobs launched at once that stalled the loop for 1.8 s; it runs in a thread now."""
+    from plait import arun_get_node
+    from plait.calculations.shell import ShellJob
+    from plait.engine import job_options
+
+    threads: list[int] = []
+    check = job_options.check_job_options
+
+    def recording(*args, **kwargs):
+        threads.append(threading.get_ident())
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(job_options, "check_job_options", recording)
+
+    async def main() -> int:
+        _, node = await arun_get_node(ShellJob, command="true")
+        assert node.is_finished_ok, node.exit_message
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert threads and loop_thread not in threads

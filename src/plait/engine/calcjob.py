@@ -218,6 +218,8 @@ class CalcJob(Process):
         )
         spec.exit_code(STOPPED_BY_MONITOR, "STOPPED_BY_MONITOR", "{message}")
 
+    prepare_reads_storage = True  # check_job_options loads the computer and its scheduler
+
     @classmethod
     def prepare_inputs(cls, inputs: Any) -> dict[str, Any]:
         """The spec's validation, then the options checked by the computer's scheduler.

@@ -165,6 +165,10 @@ class Process:
         #: a restart of another process: ``restarted_from`` and friends, recorded on the new node
         self._restart_attributes: dict[str, Any] = {}
 
+    #: whether :meth:`prepare_inputs` reads the storage (a calculation job loads its computer to check
+    #: the job options): the runner then calls it in a thread, never on the event loop
+    prepare_reads_storage: ClassVar[bool] = False
+
     @classmethod
     def prepare_inputs(cls, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
         """Validate and normalise launch inputs.

@@ -191,9 +191,17 @@ class Runner:
         *,
         parent: Process | None,
     ) -> Process:
-        """Validate inputs (on the loop) and store a new process (in a thread; state created, leased here)."""
+        """Validate inputs and store a new process (in a thread; state created, leased here).
+
+        Inputs are validated on the loop, or in a thread when the class's validation reads the
+        storage (``prepare_reads_storage``: a calculation job loads its computer).
+        """
         cls, merged = resolve_process(process, inputs, kwargs)
-        instance = cls(cls.prepare_inputs(merged), runner=self)
+        if cls.prepare_reads_storage:
+            prepared = await self.call_db(None, cls.prepare_inputs, merged)
+        else:
+            prepared = cls.prepare_inputs(merged)
+        instance = cls(prepared, runner=self)
         store = functools.partial(
             instance._store_new,
             state=ProcessState.RUNNING,
