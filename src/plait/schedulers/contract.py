@@ -60,6 +60,7 @@ __all__ = [
     "JobState",
     "JobTemplate",
     "Scheduler",
+    "checked_job_id",
 ]
 
 #: The values :attr:`JobInfo.failure` may take for a :attr:`JobState.FAILED` job.
@@ -837,3 +838,15 @@ class Scheduler(abc.ABC):
                 returncode=0,
             )
         return f"the {self.plugin_name} scheduler answered a status query (nothing was submitted)"
+
+
+def checked_job_id(job_id: str, pattern: re.Pattern[str], kind: str) -> str:
+    """``job_id`` when ``pattern`` matches it whole, for a scheduler plugin about to put it in a command.
+
+    Raises:
+        ValueError: ``job_id`` is not a str of the form ``pattern`` describes (``kind`` names the
+            scheduler in the message: "'x' is not a PBS job id"), before anything runs.
+    """
+    if not isinstance(job_id, str) or not pattern.match(job_id):
+        raise ValueError(f"{job_id!r} is not {kind} job id")
+    return job_id

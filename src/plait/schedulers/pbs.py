@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from plait.schedulers._common import check_header_value, format_hms, parse_duration, sanitize_job_name
-from plait.schedulers.contract import JobInfo, JobState, JobTemplate, Scheduler
+from plait.schedulers.contract import JobInfo, JobState, JobTemplate, Scheduler, checked_job_id
 from plait.transports.relative_paths import as_operand
 
 if TYPE_CHECKING:
@@ -92,9 +92,7 @@ _REFUSED = re.compile(
 
 
 def _check_job_id(job_id: str) -> str:
-    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
-        raise ValueError(f"{job_id!r} is not a PBS job id")
-    return job_id
+    return checked_job_id(job_id, _JOB_ID, "a PBS")
 
 
 def _sequence_number(job_id: str) -> str:
