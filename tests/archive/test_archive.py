@@ -91,7 +91,9 @@ def snapshot(backend: Any, uuids: set[str] | None = None) -> dict[str, Any]:
     return out
 
 
-def test_round_trip_into_a_fresh_profile(graph: Graph, target: str, tmp_path: Path) -> None:
+def test_round_trip_into_a_fresh_profile(
+    graph: Graph, target: str, fresh_sqlite_profile: Any, tmp_path: Path
+) -> None:
     path = tmp_path / "graph.plait"
     source = use("default")
     made = create_archive(path, nodes=[graph.result, graph.code], groups=[graph.group])
@@ -125,6 +127,13 @@ def test_round_trip_into_a_fresh_profile(graph: Graph, target: str, tmp_path: Pa
     again = tmp_path / "again.plait"
     create_archive(again, all=True)
     assert inspect_archive(again).counts["nodes"] == 9
+    # whose JSON and times were copied as the target stores them (SQLite's text, PostgreSQL's
+    # jsonb::text): imported into a third profile, it is the same graph again
+    third = use(fresh_sqlite_profile("third"))
+    import_archive(again)
+    got = snapshot(third, exported)
+    for key in ("nodes", "processes", "links", "logs", "comments", "groups", "members", "contents"):
+        assert got[key] == expected[key], key
 
 
 def test_a_computer_label_taken_by_another_is_suffixed(

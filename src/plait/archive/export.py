@@ -9,7 +9,10 @@ refused (its record is not final), as aiida refuses unsealed processes.
 
 The rows are read in batches of ``batch_size`` nodes inside one read transaction (one snapshot of
 the profile) and written to the archive's SQLite database as they come; the files are copied from
-the repository into the zip one by one, in chunks.  Only the set of pks is held in memory.  The
+the repository into the zip one by one, in chunks.  Only the set of pks is held in memory, and
+with ``all`` not even that (the pks are paged through in order).  JSON columns are copied as the
+text the database holds, never decoded and encoded again (it is half the time of an export of
+small nodes); only a node's ``files`` is decoded, when it has any, to list the objects.  The
 zip is written beside its destination and renamed into place at the end, so a failed export
 leaves no half-written archive.
 """
@@ -111,10 +114,59 @@ def _snapshot(backend: StorageBackend) -> Iterator[Connection]:
         yield conn
 
 
-def _rows(conn: Connection, table: Any, column: Any, ids: list[int]) -> list[dict[str, Any]]:
+def _all_ids(conn: Connection, column: Any, size: int) -> Iterator[list[int]]:
+    """Every pk of ``column``'s table in ascending batches (keyset pagination: no set in memory)."""
     from sqlalchemy import select
 
-    return [dict(r._mapping) for r in conn.execute(select(table).where(column.in_(ids))).all()]
+    last = None
+    while True:
+        query = select(column).order_by(column).limit(size)
+        if last is not None:
+            query = query.where(column > last)
+        batch = list(conn.execute(query).scalars())
+        if not batch:
+            return
+        yield batch
+        last = batch[-1]
+
+
+#: where each archive table is keyed by the node pks of a batch (computers, groups: their own pk)
+_KEYS = {
+    "nodes": "id",
+    "processes": "node_id",
+    "links": "output_id",
+    "logs": "node_id",
+    "comments": "node_id",
+    "computers": "id",
+    "groups": "id",
+}
+_COMPUTER = fmt.COLUMNS["nodes"].index("computer_id")
+_FILES = fmt.COLUMNS["nodes"].index("files")
+_CALLER = fmt.COLUMNS["processes"].index("caller_id")
+
+
+def _fetch(conn: Connection, table: Any, name: str, ids: list[int], sqlite: bool) -> list[tuple[Any, ...]]:
+    """The rows of profile ``table`` keyed by ``ids`` (sorted), as archive table ``name``'s tuples.
+
+    JSON columns are copied as the text the profile holds (see :func:`format.stored_columns`).
+    Sorted ids that fill most of their range are asked for as that range (and the rows between
+    them dropped here): a ``BETWEEN`` is far cheaper to send than an ``IN`` of 2,000 values.
+    """
+    from sqlalchemy import select
+
+    key_name = _KEYS[name]
+    key = table.c[key_name]
+    query = select(*fmt.stored_columns(table, name, sqlite=sqlite))
+    low, high = ids[0], ids[-1]
+    ranged = high - low < 2 * len(ids)
+    query = query.where(key.between(low, high) if ranged else key.in_(ids))
+    convert = fmt.text_row_converter(name)
+    rows = [convert(r) for r in conn.execute(query).all()]
+    if ranged and high - low + 1 != len(ids):
+        wanted = set(ids)
+        position = fmt.COLUMNS[name].index(key_name)
+        rows = [r for r in rows if r[position] in wanted]
+    return rows
 
 
 def create_plait_archive(
@@ -134,7 +186,7 @@ def create_plait_archive(
     **traversal_rules: bool,
 ) -> ExportResult:
     """Write the archive (see :func:`plait.archive.create_archive`, which documents the arguments)."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from plait.orm.graph_traversal import EXPORT_RULES, applied_rules, traverse_graph
     from plait.orm.node import _backend
@@ -160,19 +212,9 @@ def create_plait_archive(
     seeds = [] if all else [_node_pk(n) for n in (nodes or ())]
 
     # -- the node set -----------------------------------------------------------------------
-    if all:
-        with backend.database.read() as conn:
-            node_set = set(conn.execute(select(nodes_table.c.id)).scalars())
-            active = {
-                int(pk): str(state)
-                for pk, state in conn.execute(
-                    select(processes.c.node_id, processes.c.state).where(
-                        processes.c.state.not_in(TERMINAL_STATES)
-                    )
-                ).all()
-            }
-            group_ids = list(conn.execute(select(groups_table.c.id).order_by(groups_table.c.id)).scalars())
-    else:
+    node_set: set[int] | None = None  # None: every node (all=True), read batch by batch
+    group_ids: list[int] = []
+    if not all:
         group_ids = [g.pk for g in chosen_groups if g.pk is not None]
         with backend.database.read() as conn:
             for gid in group_ids:
@@ -183,8 +225,8 @@ def create_plait_archive(
         if found.missing:
             listed = ", ".join(str(pk) for pk in sorted(found.missing)[:10])
             raise ArchiveExportError(f"no node with pk {listed}: nothing was exported")
-        node_set, active = found.nodes, found.active
-    _refuse_active(active)
+        node_set = found.nodes
+        _refuse_active(found.active)
 
     parameters = {
         "all": bool(all),
@@ -199,53 +241,80 @@ def create_plait_archive(
     with tempfile.TemporaryDirectory(prefix="plait-export-") as scratch:
         db_path = os.path.join(scratch, fmt.DATABASE)
         db = fmt.create_database(db_path)
+        sqlite = backend.database.is_sqlite
         counts = dict.fromkeys(fmt.SCHEMA, 0)
         computer_ids: set[int] = set()
-        with (
-            _snapshot(backend) as conn,
-            progress_bar("Exporting nodes", len(node_set), progress) as advance,
-        ):
-            for batch in _batches(sorted(node_set), batch_size):
-                node_rows = _rows(conn, nodes_table, nodes_table.c.id, batch)
-                if len(node_rows) != len(batch):
-                    raise ArchiveExportError("nodes were deleted while the archive was written: run again")
-                objects: dict[str, int] = {}
-                for row in node_rows:
-                    if row["computer_id"] is not None:
-                        computer_ids.add(row["computer_id"])
-                    for key, size in (row["files"] or {}).values():
-                        objects[key] = size
-                fmt.insert_rows(db, "nodes", node_rows)
-                process_rows = _rows(conn, processes, processes.c.node_id, batch)
-                for row in process_rows:
-                    if row["caller_id"] not in node_set:
-                        row["caller_id"] = None  # the caller stays behind (call_*_backward off)
-                fmt.insert_rows(db, "processes", process_rows)
-                link_rows = [
-                    r for r in _rows(conn, links, links.c.output_id, batch) if r["input_id"] in node_set
-                ]
-                fmt.insert_rows(db, "links", link_rows)
-                if include_logs:
-                    fmt.insert_rows(db, "logs", _rows(conn, logs, logs.c.node_id, batch))
-                if include_comments:
-                    fmt.insert_rows(db, "comments", _rows(conn, comments, comments.c.node_id, batch))
-                db.executemany("INSERT OR IGNORE INTO objects (sha256, size) VALUES (?, ?)", objects.items())
-                advance(len(batch))
-            if all:
-                computer_ids.update(conn.execute(select(computers.c.id)).scalars())
-            if computer_ids:
-                fmt.insert_rows(db, "computers", _rows(conn, computers, computers.c.id, sorted(computer_ids)))
-            if group_ids:
-                fmt.insert_rows(db, "groups", _rows(conn, groups_table, groups_table.c.id, group_ids))
-                for gid in group_ids:
-                    members = conn.execute(
-                        select(group_nodes.c.node_id).where(group_nodes.c.group_id == gid)
-                    ).scalars()
-                    for batch in _batches(members, batch_size):
-                        db.executemany(
-                            "INSERT INTO group_nodes (group_id, node_id) VALUES (?, ?)",
-                            [(gid, n) for n in batch],
+        with _snapshot(backend) as conn:
+            if node_set is None:
+                active = {
+                    int(pk): str(state)
+                    for pk, state in conn.execute(
+                        select(processes.c.node_id, processes.c.state).where(
+                            processes.c.state.not_in(TERMINAL_STATES)
                         )
+                    ).all()
+                }
+                _refuse_active(active)
+                group_ids = list(
+                    conn.execute(select(groups_table.c.id).order_by(groups_table.c.id)).scalars()
+                )
+                total = int(conn.execute(select(func.count()).select_from(nodes_table)).scalar_one())
+                node_batches = _all_ids(conn, nodes_table.c.id, batch_size)
+            else:
+                total = len(node_set)
+                node_batches = _batches(sorted(node_set), batch_size)
+            with progress_bar("Exporting nodes", total, progress) as advance:
+                for batch in node_batches:
+                    node_rows = _fetch(conn, nodes_table, "nodes", batch, sqlite)
+                    if len(node_rows) != len(batch):
+                        raise ArchiveExportError(
+                            "nodes were deleted while the archive was written: run again"
+                        )
+                    objects: dict[str, int] = {}
+                    for row in node_rows:
+                        if row[_COMPUTER] is not None:
+                            computer_ids.add(row[_COMPUTER])
+                        if row[_FILES] != "{}":
+                            for key, size in json.loads(row[_FILES]).values():
+                                objects[key] = size
+                    fmt.insert_tuples(db, "nodes", node_rows)
+                    process_rows = _fetch(conn, processes, "processes", batch, sqlite)
+                    for i, row in enumerate(process_rows):
+                        if row[_CALLER] is not None and node_set is not None and row[_CALLER] not in node_set:
+                            # the caller stays behind (call_*_backward off)
+                            process_rows[i] = (*row[:_CALLER], None, *row[_CALLER + 1 :])
+                    fmt.insert_tuples(db, "processes", process_rows)
+                    link_rows = _fetch(conn, links, "links", batch, sqlite)
+                    if node_set is not None:
+                        link_rows = [r for r in link_rows if r[0] in node_set]
+                    fmt.insert_tuples(db, "links", link_rows)
+                    if include_logs:
+                        fmt.insert_tuples(db, "logs", _fetch(conn, logs, "logs", batch, sqlite))
+                    if include_comments:
+                        fmt.insert_tuples(db, "comments", _fetch(conn, comments, "comments", batch, sqlite))
+                    db.executemany(
+                        "INSERT OR IGNORE INTO objects (sha256, size) VALUES (?, ?)", objects.items()
+                    )
+                    advance(len(batch))
+                if all:
+                    computer_ids.update(conn.execute(select(computers.c.id)).scalars())
+                if computer_ids:
+                    fmt.insert_tuples(
+                        db, "computers", _fetch(conn, computers, "computers", sorted(computer_ids), sqlite)
+                    )
+                if group_ids:
+                    fmt.insert_tuples(
+                        db, "groups", _fetch(conn, groups_table, "groups", sorted(set(group_ids)), sqlite)
+                    )
+                    for gid in group_ids:
+                        members = conn.execute(
+                            select(group_nodes.c.node_id).where(group_nodes.c.group_id == gid)
+                        ).scalars()
+                        for batch in _batches(members, batch_size):
+                            db.executemany(
+                                "INSERT INTO group_nodes (group_id, node_id) VALUES (?, ?)",
+                                [(gid, n) for n in batch],
+                            )
         for table in counts:
             counts[table] = int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
         result.counts = counts

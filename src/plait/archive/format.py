@@ -10,7 +10,8 @@ An archive is a zip file (``.plait`` by convention; any name works) with exactly
     A small SQLite database with the tables of :data:`SCHEMA` (nodes, processes, links,
     computers, groups, group_nodes, logs, comments, objects).  Ids are the pks of the profile the
     archive was made from; an import maps them to new pks.  Times are ISO 8601 in UTC; JSON
-    columns hold JSON text.
+    columns hold JSON text, copied as the profile stores it (so key order and spacing are
+    whatever the source database kept: a reader decodes it and must not rely on either).
 ``objects/<2 hex>/<62 hex>``
     Each file content once, named by its SHA-256 (the name *is* the checksum), as in the
     profile's repository; the ``objects`` table lists each with its size.
@@ -134,6 +135,55 @@ def to_text(column: str, value: Any) -> Any:
     return value
 
 
+def stored_columns(table: Any, name: str, *, sqlite: bool) -> list[Any]:
+    """The columns of profile ``table`` to select for archive table ``name``, as the archive stores them.
+
+    JSON columns come as the JSON text the profile holds (SQLite: the stored text itself;
+    PostgreSQL: ``jsonb::text``), so an export never decodes and re-encodes them: JSON text is
+    JSON text, whatever its key order or spacing.  On SQLite the times come as their stored text
+    too (:func:`time_text` turns it into ISO 8601 without parsing it).
+    """
+    from sqlalchemy import String, Text, cast, type_coerce
+
+    selected = []
+    for column in COLUMNS[name]:
+        col = table.c[column]
+        if column in JSON_COLUMNS:
+            col = type_coerce(col, Text) if sqlite else cast(col, Text)
+        elif column in TIME_COLUMNS and sqlite:
+            col = type_coerce(col, String)
+        selected.append(col.label(column))
+    return selected
+
+
+def text_row_converter(name: str) -> Any:
+    """A function turning a row of :func:`stored_columns` into the archive table's row tuple."""
+    times = [i for i, c in enumerate(COLUMNS[name]) if c in TIME_COLUMNS]
+    if not times:
+        return tuple
+
+    def convert(row: Any) -> tuple[Any, ...]:
+        values = list(row)
+        for i in times:
+            values[i] = time_text(values[i])
+        return tuple(values)
+
+    return convert
+
+
+def time_text(value: Any) -> Any:
+    """A time as the profile returns it (a datetime, or SQLite's stored text) in ISO 8601 UTC.
+
+    SQLite holds ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC without an offset; that text is
+    rewritten, not parsed.  Anything else goes through :func:`to_text`.
+    """
+    if type(value) is str and len(value) == 26 and value[10] == " " and value[19] == ".":
+        return f"{value[:10]}T{value[11:]}+00:00"  # SQLAlchemy's SQLite storage format
+    if isinstance(value, str):
+        value = _dt.datetime.fromisoformat(value)
+    return to_text("time", value)
+
+
 def from_text(column: str, value: Any) -> Any:
     """An archive database value as the profile stores it.
 
@@ -150,13 +200,9 @@ def from_text(column: str, value: Any) -> Any:
     return value
 
 
-def insert_rows(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:
-    """Insert profile rows (dicts with at least the table's columns) into the archive database."""
-    if not rows:
-        return
-    columns = COLUMNS[table]
-    marks = ", ".join("?" for _ in columns)
-    conn.executemany(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
-        [tuple(to_text(c, row.get(c)) for c in columns) for row in rows],
-    )
+def insert_tuples(conn: sqlite3.Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows already in the archive's form (tuples in :data:`COLUMNS` order)."""
+    if rows:
+        columns = COLUMNS[table]
+        marks = ", ".join("?" for _ in columns)
+        conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
