@@ -411,7 +411,8 @@ def show(state: CliState, identifier: str) -> None:
     restarted_from = node.get_attribute("restarted_from", None)
     if restarted_from is not None:
         step = node.get_attribute("restarted_from_step", None)
-        grid.add_row("restarted from", Text(f"{restarted_from} at step {step}"))
+        where = f" at step {step}" if step is not None else ", replayed from the top"  # a durable workflow
+        grid.add_row("restarted from", Text(f"{restarted_from}{where}"))
     caller = node.caller
     grid.add_row(
         "caller",
@@ -953,7 +954,8 @@ def _step_map(assignments: tuple[str, ...]) -> dict[str, str]:
     "--from",
     "from_step",
     metavar="STEP",
-    help="The step to start at (default: the step that failed); 'parse' for a calculation job.",
+    help="The step to start at (default: the step that failed); 'parse' for a calculation job; "
+    "for a durable workflow, the launch position from which nothing is reused.",
 )
 @click.option(
     "--input",
@@ -985,8 +987,10 @@ def restart(
 
     A work chain that excepted, was killed or failed starts again at the checkpoint taken
     before the failed step (or STEP), reusing the children that finished before it; a
-    calculation job parses its retrieved files again with the current parser (--from parse).
-    The new process records restarted_from and restarted_from_step; PK is not changed.
+    calculation job parses its retrieved files again with the current parser (--from parse);
+    a durable workflow runs again from the top, reusing the launches its old run finished ok
+    up to the first that differs (--from N: only launches 0 to N-1).
+    The new process records restarted_from (and restarted_from_step); PK is not changed.
     """
     from plait.engine.ports import InputValidationError
     from plait.engine.restart_from import RestartError, plan_restart
@@ -999,7 +1003,16 @@ def restart(
     out = console()
     try:
         plan = plan_restart(node, from_step, mapping)  # refused here, before anything is stored
-        out.print(Text(f"Restarting process {node.pk} ({node.process_label}) at step {plan.step}"))
+        if plan.is_replay:
+            count = len(plan.reused())
+            out.print(
+                Text(
+                    f"Restarting durable workflow {node.pk} ({node.process_label}) from the top, "
+                    f"reusing up to {count} recorded launch{'' if count == 1 else 'es'}"
+                )
+            )
+        else:
+            out.print(Text(f"Restarting process {node.pk} ({node.process_label}) at step {plan.step}"))
         new = restart_process(node, from_step, inputs, step_map=mapping, submit=submit)
     except (RestartError, InputValidationError) as exc:
         raise CliError(str(exc)) from None

@@ -36,6 +36,26 @@ or be mapped to its new name with ``step_map={"old": "new"}`` (``--map
 OLD=NEW``).  Anything else is refused with :class:`RestartError`, naming the
 step and what differs.  The saved context is used as it is: a node it refers
 to must still exist.
+
+A durable workflow (``@plait.workflow``) has no steps and no saved
+coroutine: it restarts *from the top*, as a new workflow node of the same
+function imported from the current code, and replays.  The launches the old
+run recorded and that finished ok, in launch order from launch 0 up to the
+first one that did not (failed, excepted, killed or still running), are
+offered for reuse: while the new run launches the same class with the same
+inputs at the same position, it gets the recorded child's outputs at once
+and runs nothing.  The first launch that differs (the fixed code launches
+something else, or ``inputs=`` changed what it launches) runs anew, and so
+does every launch after it: only the prefix of matching launches is reused,
+since what follows a changed launch usually depends on it.  ``from_step``
+is then a launch position: ``from_step="2"`` offers only launches 0 and 1
+(so launch 2 runs again although it finished ok, e.g. after fixing a
+calcfunction that returned a wrong value); a step name is refused, a
+workflow has none.  ``restart_reused`` lists the offered children in launch
+order (the child reused at launch ``i`` is ``restart_reused[i]``); they keep
+their one call link, from the old workflow, exactly as a work chain's reused
+children do.  The replay of the new node (after a park, a crash or a pause)
+offers the same launches again, up to the first position it launched itself.
 """
 
 from __future__ import annotations
@@ -45,7 +65,8 @@ from typing import Any
 
 from plait.engine.calcjob import CalcJob
 from plait.engine.checkpoint import CHECKPOINT_VERSION, decode
-from plait.engine.lifecycle import EngineError
+from plait.engine.durable import DurableWorkflowProcess, NonDeterminismError
+from plait.engine.lifecycle import EngineError, call_index, encode_call_key
 from plait.engine.process import _backend
 from plait.engine.resolve import load_process_class
 from plait.engine.workchain import _CALL, WorkChain, _name
@@ -70,15 +91,16 @@ class RestartPlan:
     def __init__(
         self,
         old: ProcessNode,
-        cls: type[WorkChain] | type[CalcJob],
+        cls: type[WorkChain] | type[CalcJob] | type[DurableWorkflowProcess],
         step: str,
         checkpoint: dict[str, Any],
         pc: int,
         before: list[str],
+        launches: list[int] | None = None,
     ) -> None:
         self.old = old
         self.cls = cls
-        #: the step the new chain starts at (its name in the current code)
+        #: the step the new chain starts at (its name in the current code); "" for a durable workflow
         self.step = step
         #: the old checkpoint (its ctx is reused as it is)
         self.checkpoint = checkpoint
@@ -86,10 +108,19 @@ class RestartPlan:
         self.pc = pc
         #: the steps that ran before the checkpoint, in order (old names)
         self.before = before
+        #: a durable workflow: the old run's children offered for reuse, in launch order (else None)
+        self.launches = launches
 
-    def new_checkpoint(self) -> dict[str, Any]:
+    @property
+    def is_replay(self) -> bool:
+        """True for a durable workflow, which restarts from the top and replays."""
+        return self.launches is not None
+
+    def new_checkpoint(self) -> dict[str, Any] | None:
         """The checkpoint the new process starts from: for a chain, the old context at the step's
-        position now; for a job, the old job's parse stage."""
+        position now; for a job, the old job's parse stage; none for a workflow (from the top)."""
+        if issubclass(self.cls, DurableWorkflowProcess):
+            return None
         if issubclass(self.cls, CalcJob):
             return {**self.checkpoint, "reused_outputs": self._job_outputs()}
         _, fingerprint = self.cls._program()
@@ -114,12 +145,13 @@ class RestartPlan:
         }
 
     def reused(self) -> list[int]:
-        """The pks of the old chain's children made before the checkpoint (reused, not run again)."""
+        """The pks of the old chain's children made before the checkpoint (reused, not run again);
+        for a durable workflow the children offered, in launch order (``[i]``: launch ``i``)."""
+        if self.launches is not None:
+            return list(self.launches)
         if issubclass(self.cls, CalcJob):
             return sorted(self._job_outputs().values())
         calls = int(self.checkpoint.get("calls", 0))
-        from plait.engine.lifecycle import call_index
-
         return sorted(
             child["node_id"]
             for child in _backend().get_children(self.old.pk)
@@ -153,6 +185,8 @@ def plan_restart(
     state = old.process_state
     if state not in RESTARTABLE or (state is ProcessState.FINISHED and not old.exit_status):
         what = "finished ok" if state is ProcessState.FINISHED else f"{state.value}"
+        if not old.is_terminated:
+            what += " (not terminated: kill it first, or play it if it is paused)"
         raise RestartError(
             f"process {old.pk} is {what}: only an excepted, killed or failed (non-zero exit status) "
             "process can be restarted"
@@ -163,10 +197,12 @@ def plan_restart(
         raise RestartError(f"cannot restart process {old.pk}: {exc}") from exc
     if issubclass(cls, CalcJob):
         return _plan_parse(old, cls, from_step)
+    if issubclass(cls, DurableWorkflowProcess):
+        return _plan_replay(old, cls, from_step, step_map)
     if not issubclass(cls, WorkChain):
         raise RestartError(
-            f"process {old.pk} is a {cls.__name__}: only work chains restart from a step, and "
-            "calculation jobs from their parse stage"
+            f"process {old.pk} is a {cls.__name__}: only work chains restart from a step, "
+            "calculation jobs from their parse stage and durable workflows from the top"
         )
     mapping = dict(step_map or {})
     history = _backend().get_checkpoints(old.pk)
@@ -263,6 +299,77 @@ def _plan_parse(old: ProcessNode, cls: type[CalcJob], from_step: str | None) -> 
     return RestartPlan(old, cls, PARSE_STAGE, checkpoint, 0, [])
 
 
+def _plan_replay(
+    old: ProcessNode,
+    cls: type[DurableWorkflowProcess],
+    from_step: str | None,
+    step_map: Mapping[str, str] | None,
+) -> RestartPlan:
+    """A durable workflow restarts from the top, offered the launches its old run finished ok."""
+    name = f"durable workflow {old.process_label} (process {old.pk})"
+    if step_map:
+        raise RestartError(
+            f"{name} has no steps, so there is nothing to map (--map): it restarts from the top and "
+            "reuses its recorded launches up to the first one that differs"
+        )
+    offered = reusable_launches(old)
+    if from_step is not None:
+        if not from_step.strip().isdigit():
+            raise RestartError(
+                f"{name} has no step '{from_step}': a workflow has no steps, it restarts from the top; "
+                f"--from takes a launch position there (0 to {len(offered)}: the launches before it "
+                "are reused, that one and the later ones run again)"
+            )
+        position = int(from_step)
+        if position > len(offered):
+            raise RestartError(
+                f"cannot restart {name} from launch {position}: only launches 0 to {len(offered) - 1} "
+                f"finished ok in its run (--from takes 0 to {len(offered)})"
+                if offered
+                else f"cannot restart {name} from launch {position}: none of its launches finished ok "
+                "(--from takes only 0)"
+            )
+        offered = offered[:position]
+    return RestartPlan(old, cls, "", {}, 0, [], launches=offered)
+
+
+def recorded_launches(node: ProcessNode) -> dict[int, int]:
+    """``{launch position: child pk}`` of what durable workflow ``node`` launched or reused.
+
+    Its own children by their call keys, and, when ``node`` is itself a
+    restart, the children it was offered (``restart_reused``) at the
+    positions before its own first launch.
+    """
+    own = {
+        call_index(row["call_key"]): int(row["node_id"])
+        for row in _backend().get_children(int(node.pk or 0))
+        if row["call_key"]
+    }
+    offered: list[int] = []
+    if node.get_attribute("restarted_from", None) is not None:
+        offered = [int(pk) for pk in node.get_attribute("restart_reused", None) or []]
+    first_own = min(own, default=len(offered))
+    launches = dict(enumerate(offered[:first_own]))
+    launches.update(own)
+    return launches
+
+
+def reusable_launches(node: ProcessNode) -> list[int]:
+    """The children of durable workflow ``node`` a restart reuses, in launch order: from launch 0
+    up to (not including) the first position with no child, or one that did not finish ok."""
+    launches = recorded_launches(node)
+    reusable: list[int] = []
+    for position in range(len(launches)):
+        pk = launches.get(position)
+        if pk is None:
+            break
+        child = load_node(pk)
+        if not isinstance(child, ProcessNode) or not child.is_finished_ok:
+            break
+        reusable.append(pk)
+    return reusable
+
+
 def _reverse(mapping: Mapping[str, str], new: str) -> str | None:
     for old, target in mapping.items():
         if target == new:
@@ -280,7 +387,9 @@ def restart(
 ) -> ProcessNode:
     """Restart work chain ``pk`` at ``from_step`` (None: the step that failed) as a new process.
 
-    A calculation job restarts at its parse stage (``from_step`` None or ``"parse"``).
+    A calculation job restarts at its parse stage (``from_step`` None or ``"parse"``).  A
+    durable workflow restarts from the top, reusing the launches its old run finished ok up to the
+    first that differs (``from_step``: a launch position, the launches before it are reused).
 
     ``inputs`` replace the old inputs of those ports (validated by the spec as at any launch).
     Without ``submit`` the new chain runs here until it ends and its node is returned
@@ -298,10 +407,11 @@ def restart(
     instance._restart_attributes = {
         "restarted_from": plan.old.pk,
         "restarted_from_uuid": plan.old.uuid,
-        "restarted_from_step": plan.step,
         "restart_reused": plan.reused(),
         "restart_changed_inputs": sorted(inputs or {}),
     }
+    if not plan.is_replay:  # a workflow has no step: it replays from the top
+        instance._restart_attributes["restarted_from_step"] = plan.step
     if issubclass(plan.cls, CalcJob):
         from plait.engine.parser import get_parser_class
 
@@ -323,3 +433,73 @@ def restart(
 
     _, node = resume(int(node.pk or 0))
     return node
+
+
+# -- a restarted durable workflow's replay: the launches offered by the old run ---------------------
+#
+# durable.py matches each launch against ``_recorded_children`` ({call key: pk}), rebuilt from the
+# workflow's own children before every attempt.  A restarted workflow's offered launches are another
+# node's children, so two small hooks around DurableWorkflowProcess add them: before each run from
+# the top, the offered children go in at their positions (before the first position the new node
+# launched itself); and at an offered position a launch that differs ends the reuse there (it and
+# every later launch run anew) instead of being a non-determinism.  They change nothing for a
+# workflow that is not a restart.
+
+
+def _offer_reused_launches(process: DurableWorkflowProcess) -> None:
+    """(thread) Put the offered launches of restarted workflow ``process`` in its recorded children."""
+    offered = [int(pk) for pk in process.node.get_attribute("restart_reused", None) or []]
+    own = [call_index(row["call_key"]) for row in _backend().get_children(process.pk) if row["call_key"]]
+    first_own = min(own, default=len(offered))
+    positions: set[int] = set()
+    for position, pk in enumerate(offered[:first_own]):
+        process._recorded_children.setdefault(encode_call_key(process.pk, position), pk)
+        positions.add(position)
+    process._restart_offered = positions  # type: ignore[attr-defined]
+
+
+def _end_reuse(process: DurableWorkflowProcess, position: int) -> None:
+    """A launch differs from the offered one at ``position``: it and the later ones run anew."""
+    offered: set[int] = process._restart_offered  # type: ignore[attr-defined]
+    recorded = process._recorded_children.get(encode_call_key(process.pk, position))
+    for later in sorted(p for p in offered if p >= position):
+        process._recorded_children.pop(encode_call_key(process.pk, later), None)
+        offered.discard(later)
+    node = load_node(recorded) if recorded is not None else None
+    label = node.process_label if isinstance(node, ProcessNode) else "?"
+    process.report(
+        f"restart of process {process.node.get_attribute('restarted_from', None)}: launch {position} "
+        f"differs from the old run's ({label}, process {recorded}: another class or other inputs now), "
+        "so it and every launch after it run anew"
+    )
+
+
+def _install_replay_hooks() -> None:
+    """Wrap DurableWorkflowProcess once so that a restarted workflow's replay reuses the old run."""
+    durable = DurableWorkflowProcess
+    if getattr(durable, "_restart_hooks_installed", False):
+        return
+    run_from_the_top = durable._run_from_the_top
+    check_replay = durable._check_replay
+
+    async def _run_from_the_top_offered(self: DurableWorkflowProcess) -> Any:
+        if self.node.get_attribute("restarted_from", None) is not None and self.runner is not None:
+            await self.runner.call_db(self, _offer_reused_launches, self)
+        return await run_from_the_top(self)
+
+    def _check_replay_offered(self: DurableWorkflowProcess, cls: type[Any], inputs: dict[str, Any]) -> None:
+        position = self._call_counter
+        if position not in getattr(self, "_restart_offered", ()):
+            check_replay(self, cls, inputs)
+            return
+        try:
+            check_replay(self, cls, inputs)
+        except NonDeterminismError:
+            _end_reuse(self, position)
+
+    durable._run_from_the_top = _run_from_the_top_offered  # type: ignore[method-assign]
+    durable._check_replay = _check_replay_offered  # type: ignore[method-assign]
+    durable._restart_hooks_installed = True  # type: ignore[attr-defined]
+
+
+_install_replay_hooks()

@@ -67,7 +67,7 @@ def _node_statement(
         restarted = (row.get("attributes") or {}).get("restarted_from")
         if restarted is not None:  # a restart (plait.engine.restart_from): from which process and step
             step = (row.get("attributes") or {}).get("restarted_from_step")
-            detail += f"\nrestarted from {restarted} at {step}"
+            detail += f"\nrestarted from {restarted} " + (f"at {step}" if step else "(replayed)")
         is_workflow = node_type.startswith(("process.workflow", "process.workchain", "process.workfunction"))
         attrs["shape"] = "octagon" if is_workflow else "box"
         fill = "#e1d5f5" if is_workflow else "#d6e6f7"
