@@ -334,3 +334,48 @@ def test_a_uuid_with_other_content_stops_the_whole_import(
     ):
         import_archive(good)
     assert backend.count_nodes() == 1
+
+
+def with_database_change(source: Path, target: Path, tmp_path: Path, sql: str) -> Path:
+    """A copy of ``source`` whose database had ``sql`` run on it (its checksum made to match)."""
+    import hashlib
+    import sqlite3
+
+    database = tmp_path / "changed.sqlite"
+    with zipfile.ZipFile(source) as archive:
+        database.write_bytes(archive.read("database.sqlite"))
+    conn = sqlite3.connect(database)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+    data = database.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    manifest = manifest_with(
+        source, database={"member": "database.sqlite", "sha256": digest, "size": len(data)}
+    )
+    return rewrite(source, target, {"database.sqlite": data, "manifest.json": manifest})
+
+
+MALFORMED = {
+    "json": (
+        "UPDATE nodes SET attributes = '{\"value\": 1' WHERE id = (SELECT min(id) FROM nodes)",
+        "malformed",
+    ),
+    "nan": ("UPDATE nodes SET attributes = '{\"value\": NaN}' WHERE id = (SELECT min(id) FROM nodes)", "NaN"),
+    "time": ("UPDATE nodes SET ctime = 'yesterday' WHERE id = (SELECT max(id) FROM nodes)", "malformed"),
+    "extras": ("UPDATE nodes SET extras = '{''a'': 1}' WHERE id = (SELECT max(id) FROM nodes)", "malformed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_a_malformed_node_value_is_refused(
+    case: str, good: Path, tmp_path: Path, fresh_sqlite_profile: Any
+) -> None:
+    # the import passes the archive's JSON text on without encoding it again: it must still be JSON,
+    # without NaN (storage refuses it), and times must be times
+    sql, message = MALFORMED[case]
+    bad = with_database_change(good, tmp_path / f"{case}.plait", tmp_path, sql)
+    backend = use(fresh_sqlite_profile("victim"))
+    with pytest.raises(CorruptArchiveError, match=message):
+        import_archive(bad)
+    assert backend.count_nodes() == 0

@@ -20,12 +20,16 @@ The order, and why:
 
 Importing the same archive twice adds nothing the second time.  Rows are read from the archive
 in batches; the map of archive pks to profile pks is the one structure that grows with the
-archive (about 100 bytes a node).
+archive (two arrays, 16 bytes a node).  Node rows and links go in through the driver's
+``executemany`` with the JSON text of the archive checked (``json.loads``) but not encoded again
+(see :class:`_Writer`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
+import itertools
 import json
 import os
 import re
@@ -297,8 +301,115 @@ def _free_label(label: str, taken: Any) -> str:
     raise ImportConflictError(f"no free label for '{label}' (tried {label}-imported-1 to -9999)")
 
 
-def _differences(existing: dict[str, Any], incoming: dict[str, Any]) -> list[str]:
-    return [key for key in CONTENT if existing.get(key) != incoming.get(key)]
+class _PkMap:
+    """Archive node pk -> profile pk, in two arrays (16 bytes a node, not a dict's ~100).
+
+    Filled in ascending archive pk (the nodes are read ``ORDER BY id``) and looked up by
+    bisection.  A profile pk is stored negated when the node was there already, so one array
+    also says which nodes this import added.
+    """
+
+    def __init__(self) -> None:
+        from array import array
+
+        self._keys = array("q")
+        self._values = array("q")
+
+    def add(self, archive_pk: int, pk: int, *, new: bool) -> None:
+        if self._keys and archive_pk <= self._keys[-1]:
+            raise CorruptArchiveError(f"archive database: node {archive_pk} comes twice or out of order")
+        self._keys.append(archive_pk)
+        self._values.append(pk if new else -pk)
+
+    def _value(self, archive_pk: int) -> int:
+        from bisect import bisect_left
+
+        i = bisect_left(self._keys, archive_pk)
+        if i == len(self._keys) or self._keys[i] != archive_pk:
+            raise KeyError(archive_pk)
+        return self._values[i]
+
+    def __getitem__(self, archive_pk: int) -> int:
+        return abs(self._value(archive_pk))
+
+    def is_new(self, archive_pk: int) -> bool:
+        return self._value(archive_pk) > 0
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def profile_pks(self) -> Iterator[int]:
+        return (abs(v) for v in self._values)
+
+    def as_dict(self) -> dict[int, int]:
+        return {k: abs(v) for k, v in zip(self._keys, self._values, strict=True)}
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decode_json = json.JSONDecoder(parse_constant=_refuse_constant).decode
+#: the node columns an import writes, in order (all but ``id``)
+_NODE_COLUMNS = tuple(c for c in fmt.COLUMNS["nodes"] if c != "id")
+
+
+class _Writer:
+    """Bulk writes of archive rows, the JSON columns passed on as the archive's (checked) text.
+
+    Decoding every JSON value only for the storage layer to encode it again was most of an
+    import's time, so node rows go in through the driver's ``executemany``: the JSON text
+    checked with :func:`json.loads` (NaN and Infinity refused, as storage refuses them) and
+    sent as it is (PostgreSQL: ``CAST(... AS jsonb)``, which normalises it), times checked by
+    :meth:`datetime.fromisoformat` and sent as SQLite's storage text (SQLAlchemy's
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC) or as an aware datetime (PostgreSQL).  New pks are
+    read back by UUID in batches, with one parameter per batch (SQLite ``json_each``,
+    PostgreSQL ``= ANY``) instead of an ``IN`` list of thousands.
+    """
+
+    def __init__(self, backend: StorageBackend) -> None:
+        self.sqlite = backend.database.is_sqlite
+        mark = "?" if self.sqlite else "%s"
+        json_mark = mark if self.sqlite else "CAST(%s AS jsonb)"
+        marks = ", ".join(json_mark if c in fmt.JSON_COLUMNS else mark for c in _NODE_COLUMNS)
+        self.insert_nodes_sql = f"INSERT INTO nodes ({', '.join(_NODE_COLUMNS)}) VALUES ({marks})"
+        self.insert_links_sql = (
+            f"INSERT INTO links (input_id, output_id, link_type, label) VALUES ({', '.join([mark] * 4)})"
+        )
+        self.by_uuid = "IN (SELECT value FROM json_each(?))" if self.sqlite else "= ANY(%s)"
+
+    def uuid_list(self, uuids: list[str]) -> Any:
+        return json.dumps(uuids) if self.sqlite else uuids
+
+    def time(self, text: Any) -> Any:
+        if not isinstance(text, str):
+            raise ValueError(f"{text!r} is not a time")
+        value = _dt.datetime.fromisoformat(text)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.UTC)
+        if not self.sqlite:
+            return value
+        if len(text) == 32 and text[10] == "T" and text.endswith("+00:00"):
+            return f"{text[:10]} {text[11:26]}"  # already UTC with microseconds: no formatting
+        value = value.astimezone(_dt.UTC)
+        return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond:06d}"
+
+    def lookup(self, db: Any, columns: str, uuids: list[str]) -> list[Any]:
+        """Rows ``(uuid, <columns>)`` of the profile's nodes with these UUIDs."""
+        return list(
+            db.exec_driver_sql(
+                f"SELECT uuid, {columns} FROM nodes WHERE uuid {self.by_uuid}", (self.uuid_list(uuids),)
+            )
+        )
+
+
+def _json_text(text: Any) -> tuple[str, Any]:
+    """The archive's JSON text and its value (refusing what is not JSON or not allowed)."""
+    if text == "{}":
+        return text, {}
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not JSON text")
+    return text, _decode_json(text)
 
 
 def import_plait_archive(
@@ -333,10 +444,11 @@ def import_plait_archive(
                     copy_member(archive, fmt.object_member(key), sha256=key)
                     advance(1)
             result = ImportResult(path=Path(path))
+            importer = _Import(conn, archive, backend, batch_size, progress, result)
             with backend.transaction():
-                _Import(conn, archive, backend, batch_size, progress, result).run(objects, group)
-            if not pk_map:
-                result.node_pks = {}
+                importer.run(objects, group)
+            if pk_map:
+                result.node_pks = importer.ids.as_dict()
     return result
 
 
@@ -369,8 +481,8 @@ class _Import:
             0,
         )
         self.existing = dict(self.added)
-        self.ids: dict[int, int] = {}  # archive node pk -> profile pk
-        self.new: set[int] = set()  # archive pks of the nodes this import adds
+        self.ids = _PkMap()  # archive node pk -> profile pk, and which nodes are new
+        self.writer = _Writer(backend)
         self.relabel: dict[int, tuple[str, str]] = {}  # archive computer pk -> (archive label, new label)
 
     def run(self, objects: set[str], group: str | None) -> None:
@@ -385,7 +497,6 @@ class _Import:
             self._import_group(group)
         self._files(objects)
         self.result.added, self.result.existing = self.added, self.existing
-        self.result.node_pks = self.ids
 
     # -- computers --------------------------------------------------------------------------
     def _computers(self) -> None:
@@ -412,64 +523,118 @@ class _Import:
                 self.added["computers"] += 1
 
     # -- nodes ------------------------------------------------------------------------------
-    def _transform(self, row: dict[str, Any]) -> dict[str, Any]:
-        archive_computer = row["computer_id"]
-        if archive_computer is not None:
-            row["computer_id"] = self.result.computer_pks[archive_computer]
-            renamed = self.relabel.get(archive_computer)
-            attributes = row["attributes"]
-            if (
-                renamed is not None
-                and isinstance(attributes, dict)
-                and attributes.get("computer") == renamed[0]
-            ):
-                attributes["computer"] = renamed[1]  # label@computer must find the code again
-        return row
-
     def _nodes(self) -> None:
-        from sqlalchemy import select
-
-        from plait.storage.schema import nodes
-
+        columns = fmt.COLUMNS["nodes"]
+        at = {c: i for i, c in enumerate(columns)}
+        uuid_at, computer_at, attributes_at = at["uuid"], at["computer_id"], at["attributes"]
+        json_at = [at[c] for c in _NODE_COLUMNS if c in fmt.JSON_COLUMNS]
+        time_at = [at[c] for c in _NODE_COLUMNS if c in fmt.TIME_COLUMNS]
+        writer = self.writer
         total = int(_first(self.conn, "SELECT count(*) FROM nodes")[0])
+        cursor = self.conn.execute(f"SELECT {', '.join(columns)} FROM nodes ORDER BY id")
         with progress_bar("Importing nodes", total, self.progress) as advance:
-            for batch in _archive_rows(self.conn, "nodes", "id", self.batch_size):
-                rows = [self._transform(r) for r in batch]
+            while chunk := cursor.fetchmany(self.batch_size):
+                rows: list[list[Any]] = []
+                for raw in chunk:
+                    row = list(raw)
+                    try:
+                        for i in json_at:
+                            row[i] = _json_text(row[i])
+                        for i in time_at:
+                            row[i] = writer.time(row[i])
+                    except ValueError as exc:
+                        raise CorruptArchiveError(
+                            f"archive database: node {row[uuid_at]} has a malformed value ({exc})"
+                        ) from None
+                    self._transform(row, computer_at, attributes_at)
+                    rows.append(row)
                 with self.backend.transaction() as db:
                     found = {
-                        r.uuid: dict(r._mapping)
-                        for r in db.execute(select(nodes).where(nodes.c.uuid.in_([r["uuid"] for r in rows])))
+                        r[0]: r
+                        for r in writer.lookup(
+                            db,
+                            "id, node_type, process_type, attributes, files, computer_id",
+                            [r[uuid_at] for r in rows],
+                        )
                     }
                 fresh = []
                 for row in rows:
-                    there = found.get(row["uuid"])
+                    there = found.get(row[uuid_at])
                     if there is None:
                         fresh.append(row)
                         continue
-                    differ = _differences(there, row)
+                    differ = self._differences(there, row, at)
                     if differ:
                         raise ImportConflictError(
-                            f"node {row['uuid']} exists in this profile (pk {there['id']}) with other "
+                            f"node {row[uuid_at]} exists in this profile (pk {there[1]}) with other "
                             f"content than in the archive: its {', '.join(differ)} differ; "
                             "nothing was imported"
                         )
-                    self.ids[row["id"]] = there["id"]
+                    self.ids.add(row[0], int(there[1]), new=False)
                     self.existing["nodes"] += 1
                 if fresh:
-                    new_pks = self.backend.insert_nodes(
-                        [{k: v for k, v in r.items() if k != "id"} for r in fresh]
-                    )
-                    for row, pk in zip(fresh, new_pks, strict=True):
-                        self.ids[row["id"]] = pk
-                        self.new.add(row["id"])
+                    for archive_pk, pk in zip(
+                        (r[0] for r in fresh), self._insert_nodes(fresh, at), strict=True
+                    ):
+                        self.ids.add(archive_pk, pk, new=True)
                     self.added["nodes"] += len(fresh)
-                advance(len(batch))
+                advance(len(chunk))
+
+    def _transform(self, row: list[Any], computer_at: int, attributes_at: int) -> None:
+        """Map the computer; a relabelled computer's label follows into ``attributes["computer"]``."""
+        archive_computer = row[computer_at]
+        if archive_computer is None:
+            return
+        try:
+            row[computer_at] = self.result.computer_pks[archive_computer]
+        except KeyError:
+            raise CorruptArchiveError(
+                f"archive database: a node refers to computer {archive_computer}, which the archive lacks"
+            ) from None
+        renamed = self.relabel.get(archive_computer)
+        _, attributes = row[attributes_at]
+        if renamed is not None and isinstance(attributes, dict) and attributes.get("computer") == renamed[0]:
+            attributes["computer"] = renamed[1]  # label@computer must find the code again
+            row[attributes_at] = (
+                json.dumps(attributes, separators=(",", ":"), allow_nan=False),
+                attributes,
+            )
+
+    @staticmethod
+    def _differences(there: Any, row: list[Any], at: dict[str, int]) -> list[str]:
+        """The content columns in which the profile's node ``there`` and the archive's differ."""
+        differ = []
+        for i, key in enumerate(CONTENT, start=2):
+            mine = row[at[key]]
+            if key in fmt.JSON_COLUMNS:
+                mine = mine[1]
+            theirs = there[i]
+            if key in fmt.JSON_COLUMNS and isinstance(theirs, str):
+                theirs = json.loads(theirs)
+            if theirs != mine:
+                differ.append(key)
+        return differ
+
+    def _insert_nodes(self, rows: list[list[Any]], at: dict[str, int]) -> list[int]:
+        """Insert new node rows; their profile pks in order."""
+        order = [at[c] for c in _NODE_COLUMNS]
+        json_at = {at[c] for c in _NODE_COLUMNS if c in fmt.JSON_COLUMNS}
+        params = [tuple(row[i][0] if i in json_at else row[i] for i in order) for row in rows]
+        uuid_at = at["uuid"]
+        with self.backend.transaction() as db:
+            db.exec_driver_sql(self.writer.insert_nodes_sql, params)
+            pks = {
+                uuid: int(pk)
+                for start in range(0, len(rows), 5000)
+                for uuid, pk in self.writer.lookup(db, "id", [r[uuid_at] for r in rows[start : start + 5000]])
+            }
+        return [pks[row[uuid_at]] for row in rows]
 
     def _processes(self) -> None:
         for batch in _archive_rows(self.conn, "processes", "node_id", self.batch_size):
             rows = []
             for row in batch:
-                if row["node_id"] not in self.new:
+                if not self.ids.is_new(row["node_id"]):
                     self.existing["processes"] += 1
                     continue
                 row["node_id"] = self.ids[row["node_id"]]
@@ -484,35 +649,32 @@ class _Import:
 
         from plait.storage.schema import links
 
-        for batch in _archive_rows(self.conn, "links", "output_id, input_id", self.batch_size):
-            mapped = [
-                {**row, "input_id": self.ids[row["input_id"]], "output_id": self.ids[row["output_id"]]}
-                for row in batch
-            ]
-            fresh = [
-                m
-                for m, row in zip(mapped, batch, strict=True)
-                if row["input_id"] in self.new or row["output_id"] in self.new
-            ]
-            old = [
-                m
-                for m, row in zip(mapped, batch, strict=True)
-                if not (row["input_id"] in self.new or row["output_id"] in self.new)
-            ]
+        ids = self.ids
+        cursor = self.conn.execute(
+            "SELECT input_id, output_id, link_type, label FROM links ORDER BY output_id, input_id"
+        )
+        while chunk := cursor.fetchmany(self.batch_size):
+            fresh: list[tuple[Any, ...]] = []
+            old: list[tuple[Any, ...]] = []
+            for input_id, output_id, link_type, label in chunk:
+                mapped = (ids[input_id], ids[output_id], link_type, label)
+                (fresh if ids.is_new(input_id) or ids.is_new(output_id) else old).append(mapped)
             if old:
                 with self.backend.transaction() as db:
                     there = {
                         (r.input_id, r.output_id, r.link_type, r.label)
                         for r in db.execute(
-                            select(links).where(links.c.output_id.in_(sorted({m["output_id"] for m in old})))
+                            select(links).where(links.c.output_id.in_(sorted({m[1] for m in old})))
                         )
                     }
                 for m in old:
-                    if (m["input_id"], m["output_id"], m["link_type"], m["label"]) in there:
+                    if m in there:
                         self.existing["links"] += 1
                     else:
                         fresh.append(m)
-            self.backend.insert_links(fresh)
+            if fresh:
+                with self.backend.transaction() as db:
+                    db.exec_driver_sql(self.writer.insert_links_sql, fresh)
             self.added["links"] += len(fresh)
 
     def _logs(self) -> None:
@@ -523,7 +685,7 @@ class _Import:
         for batch in _archive_rows(self.conn, "logs", "id", self.batch_size):
             rows = []
             for row in batch:
-                if row["node_id"] not in self.new:
+                if not self.ids.is_new(row["node_id"]):
                     self.existing["logs"] += 1  # the node was there: its logs are its own
                     continue
                 row.pop("id")
@@ -609,8 +771,9 @@ class _Import:
             if new is None:  # pragma: no cover - taken between the look-up and the insert
                 raise ImportConflictError(f"group label '{label}' was taken meanwhile: import again")
             gid = new
-        for start in range(0, len(self.ids), self.batch_size):
-            self.backend.add_group_nodes(gid, list(self.ids.values())[start : start + self.batch_size])
+        pks = self.ids.profile_pks()
+        while batch := list(itertools.islice(pks, self.batch_size)):
+            self.backend.add_group_nodes(gid, batch)
         self.result.import_group = gid
 
     # -- files ------------------------------------------------------------------------------
