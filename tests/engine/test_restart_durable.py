@@ -258,3 +258,46 @@ def plait_logs(pk: int) -> list[dict]:
     from plait.storage import get_backend
 
     return get_backend().get_logs(pk)
+
+
+def test_a_workflow_killed_while_asleep_restarts_reusing_what_finished(tmp_path):
+    """Killed on a durable timer after its launches: the restart reuses them, with a shorter nap."""
+    import asyncio
+    import time
+
+    from durable_library import gated_pipeline
+    from plait.engine.lifecycle import ProcessKilledError
+    from plait.engine.runner import Runner
+    from plait.orm import Float, Str
+    from plait.storage import get_backend
+
+    gate = tmp_path / "gate"
+    gate.touch()
+
+    async def kill_asleep() -> int:
+        runner = Runner.for_loop()
+        inputs = {"n": Int(2), "gate": Str(str(gate)), "nap": Float(600)}
+        task = asyncio.ensure_future(runner.arun_get_node(gated_pipeline.process_class, inputs))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pks = list(runner._processes)
+            rows = [await asyncio.to_thread(get_backend().get_process, pk) for pk in pks]
+            asleep = [r["node_id"] for r in rows if r and (r["status"] or "").startswith("sleeping until")]
+            if asleep:
+                runner.kill(asleep[0], "the service moved")
+                with pytest.raises(ProcessKilledError):
+                    await task
+                return asleep[0]
+            await asyncio.sleep(0.02)
+        raise AssertionError("the workflow never went to sleep")
+
+    old = load_node(asyncio.run(kill_asleep()))
+    assert old.is_killed
+    launched = sorted(old.called, key=lambda c: c.pk)
+    assert [c.process_label for c in launched] == ["square", "square", "gated"]
+    new = restart(old.pk, inputs={"nap": Float(0.01)})
+    assert new.is_finished_ok, new.exception
+    assert new.outputs["sum"].value == 0 + 1 + 1
+    assert new.get_attribute("restart_reused") == [c.pk for c in launched]
+    assert new.get_attribute("restart_changed_inputs") == ["nap"]
+    assert [c.process_label for c in new.called] == ["total"]  # the squares and the gate ran once

@@ -358,16 +358,22 @@ def reusable_launches(node: ProcessNode) -> list[int]:
     """The children of durable workflow ``node`` a restart reuses, in launch order: from launch 0
     up to (not including) the first position with no child, or one that did not finish ok."""
     launches = recorded_launches(node)
+    pks = sorted(set(launches.values()))
+    rows: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(pks), _IDS_PER_QUERY):  # a few queries, whatever the fan-out
+        chunk = pks[start : start + _IDS_PER_QUERY]
+        rows.update({row["node_id"]: row for row in _backend().list_processes(pks=chunk)})
     reusable: list[int] = []
     for position in range(len(launches)):
-        pk = launches.get(position)
-        if pk is None:
+        row = rows.get(launches.get(position, -1))
+        if row is None or row["state"] != ProcessState.FINISHED.value or row["exit_status"] != 0:
             break
-        child = load_node(pk)
-        if not isinstance(child, ProcessNode) or not child.is_finished_ok:
-            break
-        reusable.append(pk)
+        reusable.append(int(row["node_id"]))
     return reusable
+
+
+#: ids in one IN list of the queries above
+_IDS_PER_QUERY = 2000
 
 
 def _reverse(mapping: Mapping[str, str], new: str) -> str | None:
