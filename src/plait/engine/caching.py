@@ -10,7 +10,9 @@ of the source's outputs and records the source's uuid in the attribute
 :data:`CACHED_FROM_KEY` (``node.cached_from`` reads it back).  Outputs,
 the attribute and the finished state are one transaction, so a crash leaves
 either a running process that its holder's successor looks up again, or a
-finished one.
+finished one.  A top-level launch of a calculation job is looked up before
+anything is stored (:func:`launch_from_cache`): a hit is then one transaction
+from the inputs to the finished state, with no event loop or runner.
 
 Whether caching is on for a class, by its *identifier* (the entry point name
 of a calculation plugin such as ``core.arithmetic.add``, or its class path
@@ -65,6 +67,8 @@ __all__ = [
     "find_cache_source",
     "get_use_cache",
     "hash_extras",
+    "launch_from_cache",
+    "may_launch_from_cache",
     "plugin_version",
     "rehash_nodes",
     "reuse_cached_outputs",
@@ -293,34 +297,57 @@ def find_cache_source(node: ProcessNode) -> ProcessNode | None:
     One query on the indexed ``nodes.node_hash`` joined with ``processes``;
     the rare candidates marked ``is_valid_cache = False`` are skipped here.
     """
-    from sqlalchemy import select
-
-    from plait.orm.node import node_from_row
-    from plait.storage import get_backend
-    from plait.storage.schema import nodes, processes
+    from plait.orm import load_node
 
     if not node.node_hash:
         return None
-    query = (
-        select(nodes)
+    found = _find_source(node.node_hash, node.node_type, node.pk)
+    if found is None:
+        return None
+    source = load_node(found[0])
+    assert isinstance(source, ProcessNode)
+    return source
+
+
+@functools.cache
+def _source_query(excluding: bool) -> Any:
+    """The look-up of :func:`_find_source`, built once (parameters ``h``, ``t`` and ``x``)."""
+    from sqlalchemy import bindparam, select
+
+    from plait.storage.schema import nodes, processes
+
+    conditions = [
+        nodes.c.node_hash == bindparam("h"),
+        nodes.c.node_type == bindparam("t"),
+        processes.c.state == "finished",
+        processes.c.exit_status == 0,
+    ]
+    if excluding:
+        conditions.append(nodes.c.id != bindparam("x"))
+    return (
+        select(nodes.c.id, nodes.c.uuid, nodes.c.extras)
         .join(processes, processes.c.node_id == nodes.c.id)
-        .where(
-            nodes.c.node_hash == node.node_hash,
-            nodes.c.node_type == node.node_type,
-            nodes.c.id != node.pk,
-            processes.c.state == "finished",
-            processes.c.exit_status == 0,
-        )
+        .where(*conditions)
         .order_by(nodes.c.id)
         .limit(20)
     )
-    with get_backend().database.read() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query).all()]
-    for row in rows:
-        if (row["extras"] or {}).get(VALID_CACHE_KEY, True) is not False:
-            found = node_from_row(row)
-            assert isinstance(found, ProcessNode)
-            return found
+
+
+def _find_source(
+    node_hash: str, node_type: str, exclude: int | None, conn: Any = None
+) -> tuple[int, str] | None:
+    """``(pk, uuid)`` of :func:`find_cache_source`'s node by hash and node type (in ``conn`` if given)."""
+    from plait.storage import get_backend
+
+    query, parameters = _source_query(exclude is not None), {"h": node_hash, "t": node_type, "x": exclude}
+    if conn is not None:
+        rows = conn.execute(query, parameters).all()
+    else:
+        with get_backend().database.read() as reading:
+            rows = reading.execute(query, parameters).all()
+    for pk, uuid, extras in rows:
+        if (extras or {}).get(VALID_CACHE_KEY, True) is not False:
+            return int(pk), str(uuid)
     return None
 
 
@@ -355,16 +382,93 @@ def reuse_cached_outputs(process: Process) -> bool:
         decision = get_use_cache(type(process), process._inputs_raw.get("metadata"))
     if not decision:
         return False
-    source = find_cache_source(process.node)
+    node = process.node
+    source = _find_source(node.node_hash, node.node_type, node.pk) if node.node_hash else None
     if source is None:
         return False
-    from plait.orm import LinkType
-
-    for label, _, value in source.get_outgoing((LinkType.CREATE,)):
-        process.out(label.replace("__", "."), clone_output(value))
-    process.node.set_runtime_attributes(**{CACHED_FROM_KEY: source.uuid})
-    process.report(f"reused the outputs of process {source.pk} from the cache (same hash)")
+    _reuse(process, *source)
     return True
+
+
+def _reuse(process: Process, pk: int, uuid: str) -> None:
+    """Register clones of the outputs that process ``pk`` created; record it as the source."""
+    from plait.orm import LinkType
+    from plait.orm.node import node_from_row
+    from plait.storage import get_backend
+
+    for label, _, row in get_backend().get_links(pk, incoming=False, link_types=[LinkType.CREATE.value]):
+        process.out(label.replace("__", "."), clone_output(node_from_row(row)))
+    process.node.set_runtime_attributes(**{CACHED_FROM_KEY: uuid})
+    process.report(f"reused the outputs of process {pk} from the cache (same hash)")
+
+
+def may_launch_from_cache(process: Any, inputs: Any, kwargs: Mapping[str, Any]) -> bool:
+    """Whether :func:`launch_from_cache` could answer this launch (cheap: no storage is read).
+
+    True for a calculation job whose caching is on (see :func:`get_use_cache`).
+    """
+    from plait.engine.calcjob import CalcJob
+    from plait.engine.resolve import resolve_process
+
+    try:
+        cls, merged = resolve_process(process, inputs, kwargs)
+    except TypeError:
+        return False  # the launch itself reports it
+    if not issubclass(cls, CalcJob):
+        return False
+    metadata = merged.get("metadata")
+    return get_use_cache(cls, metadata if isinstance(metadata, Mapping) else None)
+
+
+def launch_from_cache(
+    process: Any, inputs: Any, kwargs: Mapping[str, Any]
+) -> tuple[dict[str, Any], Any] | None:
+    """A top-level launch of a calculation job answered from the cache, or None to launch it as usual.
+
+    The hash of the launch is computed before anything is stored (the inputs' hashes, the class,
+    its plugin version, the computer) and looked up.  With no valid source, nothing is stored and
+    the launch goes on as usual (the runner looks again when the job starts).  With one, ONE
+    transaction stores the inputs and the new process node, clones the source's outputs, records
+    :data:`CACHED_FROM_KEY` and the finished state; no event loop, runner, lease, heartbeat or
+    control server is involved, as a top-level process function runs.  Nothing can see the process
+    before it is finished, so nothing can kill or take it meanwhile.  ``on_terminated`` runs
+    after the commit.  Returns ``(nested outputs, node)``.
+
+    Called by ``run``/``run_get_node`` in a thread without a running loop and by a runner's
+    ``arun_get_node`` (in its database thread) for launches without a caller.
+
+    Raises:
+        InputValidationError: bad inputs (nothing stored), as the launch would.
+    """
+    from plait.engine.ports import extract_non_db, flatten_nodes
+    from plait.engine.resolve import resolve_process
+    from plait.orm import ProcessState
+    from plait.storage import get_backend
+
+    if not may_launch_from_cache(process, inputs, kwargs):
+        return None
+    cls, merged = resolve_process(process, inputs, kwargs)
+    instance = cls(cls.prepare_inputs(merged), runner=None)
+    spec = cls.spec()
+    raw = instance._inputs_raw
+    node_hash = instance._process_hash(flatten_nodes(raw, spec.inputs), extract_non_db(raw, spec.inputs))
+    node_type = cls._node_class.node_type
+    if _find_source(node_hash, node_type, None) is None:
+        return None
+    backend = get_backend()
+    instance._on_terminated_called = True  # held back until the transaction has committed
+    with backend.transaction() as conn:
+        source = _find_source(node_hash, node_type, None, conn)  # again, in the writing transaction
+        if source is None:
+            return None  # it went meanwhile: nothing was stored
+        node = instance._store_new(state=ProcessState.RUNNING, parent=None)
+        if node.node_hash != node_hash:  # pragma: no cover - the hash is a function of the inputs
+            raise RuntimeError(f"process {node.pk}: its stored hash differs from the one looked up")
+        _reuse(instance, *source)
+        instance._finish(None)
+    instance._on_terminated_called = False
+    instance._call_on_terminated()
+    return instance.nested_outputs(), node
 
 
 @dataclass
