@@ -263,3 +263,75 @@ def test_rehash_recomputes_and_keeps_what_cannot_be_imported(monkeypatch):
     assert caching.rehash_nodes([node.pk]).skipped == [node.pk]
     with pytest.raises(NotExistentError):
         caching.rehash_nodes([10**9])
+
+
+# -- the cache hit of a top-level launch: one transaction, no loop or runner -----------------------------
+
+SEEN_AT_END: list[tuple[int, str]] = []
+
+
+class RecordingAdd(ArithmeticAddCalculation):
+    """Records the state the database holds when its on_terminated hook runs."""
+
+    def on_terminated(self) -> None:
+        super().on_terminated()
+        SEEN_AT_END.append((self.pk, load_node(self.pk).process_state.value))
+
+
+async def _no_loop(*_args, **_kwargs):
+    raise AssertionError("a cache hit of a top-level launch needs no event loop or runner")
+
+
+def test_a_blocking_cache_hit_is_one_commit_without_a_loop(any_profile, bash, monkeypatch):
+    SEEN_AT_END.clear()
+    _, first = run_get_node(RecordingAdd, code=bash, x=Int(5), y=Int(6))
+    x, y = Int(5), Int(6)
+    from sqlalchemy import event
+
+    commits: list[int] = []
+    engine = get_backend().database.engine
+
+    def count(_conn):
+        commits.append(1)
+
+    event.listen(engine, "commit", count)
+    monkeypatch.setattr("plait.engine.launch._arun_in_fresh_loop", _no_loop)
+    try:
+        with enable_caching():
+            outputs, node = run_get_node(RecordingAdd, code=bash, x=x, y=y)
+    finally:
+        event.remove(engine, "commit", count)
+    assert len(commits) == 1  # inputs, node, process row, clones, links, report and the end together
+    assert node.cached_from == first and node.is_finished_ok and outputs["sum"].value == 11
+    assert x.is_stored and {label for label, _, _ in node.get_incoming()} >= {"x", "y", "code"}
+    reloaded = load_node(node.pk)
+    assert reloaded.is_finished_ok and reloaded._process_row.get("lease_owner") is None
+    assert any("from the cache" in r["message"] for r in get_backend().get_logs(node.pk))
+    assert SEEN_AT_END == [(first.pk, "finished"), (node.pk, "finished")]  # hook after the commit
+
+
+def test_an_async_cache_hit_starts_no_task(bash, monkeypatch):
+    from plait.engine.runner import Runner
+
+    _, first = run_get_node(ArithmeticAddCalculation, code=bash, x=Int(7), y=Int(8))
+
+    async def refuse(*_args, **_kwargs):
+        raise AssertionError("a cache hit creates no process task")
+
+    async def launch():
+        monkeypatch.setattr(Runner, "create", refuse)
+        with enable_caching():
+            return await plait.arun_get_node(ArithmeticAddCalculation, code=bash, x=Int(7), y=Int(8))
+
+    outputs, node = asyncio.run(launch())
+    assert node.cached_from == first and outputs["sum"].value == 15
+
+
+def test_a_miss_with_caching_on_runs_once_and_stores_nothing_twice(bash):
+    before = get_backend().count_nodes()
+    with enable_caching():
+        outputs, node = run_get_node(ArithmeticAddCalculation, code=bash, x=Int(40), y=Int(2))
+    assert node.cached_from is None and node.get_attribute("job_id") is not None
+    assert outputs["sum"].value == 42
+    # x, y, the job, remote_folder, retrieved, sum: the look-up before storing left nothing behind
+    assert get_backend().count_nodes() - before == 6

@@ -98,6 +98,12 @@ def run_get_node(
     except RuntimeError:
         loop = None
     if loop is None:
+        if parent is None:
+            from plait.engine.caching import launch_from_cache
+
+            hit = launch_from_cache(process, inputs, kwargs)  # a cache hit needs no loop
+            if hit is not None:
+                return hit
         outputs, node = asyncio.run(_arun_in_fresh_loop(process, inputs, kwargs))
         return outputs, node
     if parent is not None or is_engine_loop_thread():

@@ -251,6 +251,13 @@ class Runner:
     ) -> tuple[dict[str, Any], ProcessNode]:
         """Launch and await a process on this loop; re-raise what made it except."""
         self._thread_id = threading.get_ident()
+        if parent is None:
+            from plait.engine import caching
+
+            if caching.may_launch_from_cache(process, inputs, kwargs or {}):
+                hit = await self.call_db(None, caching.launch_from_cache, process, inputs, kwargs or {})
+                if hit is not None:
+                    return hit  # stored and finished in one transaction: no task, lease or heartbeat
         instance = await self.create(process, inputs, kwargs or {}, parent=parent)
         return await self.await_process(self.start(instance), instance, kill_on_cancel=parent is None)
 
