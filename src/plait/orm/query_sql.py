@@ -2,8 +2,10 @@
 
 :class:`CompiledQuery` turns a :class:`~plait.orm.querybuilder.QuerySpec` into a SQLAlchemy Core
 ``SELECT`` on the tables of :mod:`plait.storage.schema`, for the dialect of the profile's
-database, runs it and decodes the rows.  Every value of the query is a bound parameter, JSON
-keys and patterns included.
+database, runs it and decodes the rows.  Every value of the query is a bound parameter, patterns
+included; so are JSON keys, except those that are plain names (``value``, ``energy_1``) or list
+indices, which are written into the SQL text so that the database's expression index on
+``attributes.value`` applies (see :func:`_plain_path`).
 
 How the path becomes SQL:
 
@@ -39,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -125,11 +128,17 @@ def _utc_text(text: str | None) -> _dt.datetime | None:
 
     ``datetime.fromisoformat`` is C code; SQLAlchemy's SQLite ``DateTime`` result processor
     parses the same text with a regular expression, which was most of the Python time of a
-    query returning thousands of rows with a ``ctime`` (``process list``).
+    query returning thousands of rows with a ``ctime`` (``process list``).  The text plait
+    stores has no offset (it is UTC): parsing it with ``+00:00`` appended gives the aware
+    datetime directly, where ``.replace(tzinfo=...)`` afterwards cost ten times the parse; a
+    text that has an offset of its own fails that parse and is converted instead.
     """
     if text is None:
         return None
-    value = _dt.datetime.fromisoformat(text)
+    try:
+        return _dt.datetime.fromisoformat(text + "+00:00")
+    except ValueError:
+        value = _dt.datetime.fromisoformat(text)
     return value.replace(tzinfo=_dt.UTC) if value.tzinfo is None else value.astimezone(_dt.UTC)
 
 
@@ -138,6 +147,31 @@ def _datetime_names(table: Table) -> frozenset[str]:
 
 
 _DATETIME_NAMES = {table.name: _datetime_names(table) for table in (nodes, processes, groups)}
+_JSON_NAMES = {
+    table.name: frozenset(column.name for column in table.columns if isinstance(column.type, JSON))
+    for table in (nodes, processes, groups)
+}
+_JSON_DECODER = json.JSONDecoder()
+
+
+def _json_text(text: str | None) -> Any:
+    """A JSON column read as SQLite's stored text, decoded.
+
+    ``json.loads`` matches a regular expression on each side of the document to skip white
+    space, which was two thirds of its time for the small objects nodes hold; the text plait
+    stores has none, so the decoder's ``raw_decode`` reads it directly (``loads`` still reads
+    any text that is not one whole compact document).  ``{}`` (the extras and files of most
+    nodes) needs no decoding at all.
+    """
+    if text is None:
+        return None
+    if text == "{}":
+        return {}
+    try:
+        value, end = _JSON_DECODER.raw_decode(text)
+    except json.JSONDecodeError:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def _glob(pattern: str) -> str:
@@ -164,6 +198,20 @@ def _fields(condition: Condition) -> Iterator[FieldRef]:
             yield from _fields(part)
 
 
+def _plain_path(path: Sequence[str | int]) -> bool:
+    """Whether every key of a JSON path is a plain name (ASCII letters, digits, ``_``) or an index.
+
+    Such a path is written into the SQL text (quoted by SQLAlchemy) rather than bound: a
+    database uses an index on an expression (``ix_nodes_attributes_value``, see
+    :class:`plait.storage.schema.AttributeValue`) only for a query holding the very same
+    expression, and a bound parameter is not the same to it.  A plain name cannot carry
+    anything but itself into the SQL; every other key is bound.
+    """
+    return all(
+        isinstance(item, int) or (item.isascii() and item.isidentifier() and len(item) <= 64) for item in path
+    )
+
+
 class _Json:
     """Typed access to the value at ``path`` inside the JSON column ``column``, for one dialect."""
 
@@ -173,7 +221,7 @@ class _Json:
         self.sqlite = sqlite
         if sqlite:
             text = "$" + "".join(f"[{item}]" if isinstance(item, int) else f'."{item}"' for item in self.path)
-            self.path_text = bindparam(None, text, type_=String)
+            self.path_text = bindparam(None, text, type_=String, literal_execute=_plain_path(self.path))
             self.kind = func.coalesce(func.json_type(column, self.path_text), literal("missing", String))
         else:
             parent: ColumnElement[Any] = type_coerce(column, JSONB)
@@ -191,7 +239,8 @@ class _Json:
 
     @staticmethod
     def _key(item: str | int) -> Any:
-        return bindparam(None, item, type_=Integer if isinstance(item, int) else String)
+        kind = Integer if isinstance(item, int) else String
+        return bindparam(None, item, type_=kind, literal_execute=_plain_path((item,)))
 
     def is_type(self, *kinds: str) -> ColumnElement[bool]:
         if self.sqlite:
@@ -481,11 +530,12 @@ class CompiledQuery:
         self.where = [expression for expression in self._conditions() if expression is not None]
         self.from_clause = from_clause
         self.columns: list[ColumnElement[Any]] = []
-        self.decoders: list[Callable[[Row[Any]], Any]] = []
         self.keys: list[tuple[str, str]] = []
+        expressions: list[str] = []
         for tag, projection in spec.projections:
             self.keys.append((tag, projection.text))
-            self.decoders.append(self._projection(tag, projection))
+            expressions.append(self._projection(tag, projection))
+        self._decode = _row_decoder(tuple(expressions))
         self.order_keys: list[ColumnElement[Any]] = []
         self.order = [clause for item in spec.order for clause in self._order(item)]
 
@@ -692,7 +742,9 @@ class CompiledQuery:
         self.columns.append(expression.label(f"c{len(self.columns)}"))
         return len(self.columns) - 1
 
-    def _projection(self, tag: str, projection: Projection) -> Callable[[Row[Any]], Any]:
+    def _projection(self, tag: str, projection: Projection) -> str:
+        """Add the columns of one projection; return the Python expression that decodes them from
+        a row ``r`` (see :func:`_row_decoder`): a plain column is ``r[i]`` as it comes."""
         if projection.field is None:
             return self._star(tag)
         field = projection.field
@@ -700,72 +752,45 @@ class CompiledQuery:
         if field.is_json and field.path:
             at = _Json(column, field.path, self.sqlite)
             if projection.cast is not None:
-                index = self._add(self.sql_of.json_cast(at, projection.cast))
-                return lambda row: row[index]
+                return f"r[{self._add(self.sql_of.json_cast(at, projection.cast))}]"
             if not self.sqlite:
-                index = self._add(at.node)
-                return lambda row: row[index]
-            kind_index = self._add(func.json_type(column, at.path_text))
-            value_index = self._add(at.extract())
-            return lambda row: _sqlite_json(row[kind_index], row[value_index])
+                return f"r[{self._add(at.node)}]"
+            kind = self._add(func.json_type(column, at.path_text))
+            value = self._add(at.extract())
+            # json_extract's value is the answer for numbers, text, null and a missing key
+            return f"(r[{value}] if r[{kind}] in _PLAIN_JSON else _sqlite_json(r[{kind}], r[{value}]))"
         if field.column.kind == DATETIME:
             if self.sqlite:
-                index = self._add(type_coerce(column, String))
-                return lambda row: _utc_text(row[index])
-            index = self._add(column)
-            return lambda row: _utc(row[index])
-        index = self._add(column)
-        return lambda row: row[index]
+                return f"_utc_text(r[{self._add(type_coerce(column, String))}])"
+            return f"_utc(r[{self._add(column)}])"
+        return f"r[{self._add(column)}]"
 
     def _row_column(self, alias: Any, table: Table, name: str) -> ColumnElement[Any]:
-        """Column ``name`` of a whole row read for ``project='*'``: datetimes as text on SQLite
-        (decoded by :func:`_utc_text`, see there)."""
+        """Column ``name`` of a whole row read for ``project='*'``: datetimes and JSON as text on
+        SQLite (decoded by :func:`_utc_text` and :func:`_json_text`, see there)."""
         column: ColumnElement[Any] = alias.c[name]
-        if self.sqlite and name in _DATETIME_NAMES[table.name]:
+        if self.sqlite and (name in _DATETIME_NAMES[table.name] or name in _JSON_NAMES[table.name]):
             return type_coerce(column, String)
         return column
 
-    def _star(self, tag: str) -> Callable[[Row[Any]], Any]:
+    def _star(self, tag: str) -> str:
         vertex = self.vertices[tag]
         table = self.tables[tag]
-        utc: Callable[[Any], Any] = _utc_text if self.sqlite else _utc
+        utc, loads = ("_utc_text", "_json_text") if self.sqlite else ("_utc", "None")
+        first = len(self.columns)
         if vertex.entity == "group":
-            from plait.orm.groups import Group
-
-            first = len(self.columns)
             for name in _GROUP_COLUMNS:
                 self._add(self._row_column(table, groups, name))
-
-            def group(row: Row[Any]) -> Any:
-                data = dict(zip(_GROUP_COLUMNS, row[first : first + len(_GROUP_COLUMNS)], strict=True))
-                data["ctime"] = utc(data["ctime"])
-                return Group._from_row(data)
-
-            return group
-        first = len(self.columns)
+            return f"_group_from_row(r, {first}, {utc}, {loads})"
         for name in _NODE_COLUMNS:
             self._add(self._row_column(table, nodes, name))
         process = self.process_tables.get(tag)
         process_first = len(self.columns)
-        if process is not None:
-            for name in _PROCESS_COLUMNS:
-                self._add(self._row_column(process, processes, name))
-        count = len(_NODE_COLUMNS)
-
-        def node(row: Row[Any]) -> Any:
-            data = dict(zip(_NODE_COLUMNS, row[first : first + count], strict=True))
-            data["ctime"], data["mtime"] = utc(data["ctime"]), utc(data["mtime"])
-            if process is not None:
-                values = row[process_first : process_first + len(_PROCESS_COLUMNS)]
-                if values[0] is None:
-                    data["process"] = None
-                else:
-                    process_row = dict(zip(_PROCESS_COLUMNS, values, strict=True))
-                    process_row["mtime"] = utc(process_row["mtime"])
-                    data["process"] = process_row
-            return node_from_row(data)
-
-        return node
+        if process is None:
+            return f"_node_from_row(r, {first}, None, {utc}, {loads})"
+        for name in _PROCESS_COLUMNS:
+            self._add(self._row_column(process, processes, name))
+        return f"_node_from_row(r, {first}, {process_first}, {utc}, {loads})"
 
     def _order(self, item: OrderItem) -> list[Any]:
         column = self._column(item.tag, item.field)
@@ -826,7 +851,8 @@ class CompiledQuery:
         return select(func.count()).select_from(inner.subquery("counted"))
 
     def sql(self) -> str:
-        return str(self.statement().compile(dialect=self.backend.database.engine.dialect))
+        dialect = self.backend.database.engine.dialect
+        return str(self.statement().compile(dialect=dialect, compile_kwargs={"render_postcompile": True}))
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -839,10 +865,6 @@ class CompiledQuery:
                 yield conn
 
     # -- results --------------------------------------------------------------------------------------
-    def _decode(self, rows: Sequence[Row[Any]]) -> list[list[Any]]:
-        decoders = self.decoders
-        return [[decode(row) for decode in decoders] for row in rows]
-
     def fetch(self, batch_size: int | None) -> list[list[Any]]:
         """Every row, decoded."""
         if batch_size:
@@ -908,9 +930,85 @@ def _json_kind(value: Any) -> str:
 def _sqlite_json(kind: str | None, value: Any) -> Any:
     """A JSON value from SQLite's ``json_type`` and ``json_extract`` of it."""
     if kind in ("object", "array"):
-        return json.loads(value)
+        return _json_text(value)
     if kind == "true":
         return True
     if kind == "false":
         return False
     return value  # integer, real, text; None for null and for a missing key
+
+
+#: SQLite json_type names whose json_extract value is the Python value (None: a missing key)
+_PLAIN_JSON = frozenset({"integer", "real", "text", "null", None})
+_NODE_COUNT = len(_NODE_COLUMNS)
+_PROCESS_COUNT = len(_PROCESS_COLUMNS)
+_GROUP_COUNT = len(_GROUP_COLUMNS)
+
+
+def _node_from_row(
+    row: Row[Any],
+    first: int,
+    process_first: int | None,
+    utc: Callable[[Any], Any],
+    loads: Callable[[Any], Any] | None,
+) -> Any:
+    """The node whose columns start at ``row[first]`` (its process row's at ``row[process_first]``);
+    ``utc`` reads a datetime column, ``loads`` a JSON column (None: the driver has decoded it)."""
+    data = dict(zip(_NODE_COLUMNS, row[first : first + _NODE_COUNT], strict=True))
+    data["ctime"], data["mtime"] = utc(data["ctime"]), utc(data["mtime"])
+    if loads is not None:
+        data["attributes"] = loads(data["attributes"])
+        data["extras"] = loads(data["extras"])
+        data["files"] = loads(data["files"])
+    if process_first is not None:
+        values = row[process_first : process_first + _PROCESS_COUNT]
+        if values[0] is None:
+            data["process"] = None
+        else:
+            process_row = dict(zip(_PROCESS_COLUMNS, values, strict=True))
+            process_row["mtime"] = utc(process_row["mtime"])
+            if loads is not None:
+                process_row["checkpoint"] = loads(process_row["checkpoint"])
+            data["process"] = process_row
+    return node_from_row(data)
+
+
+def _group_from_row(
+    row: Row[Any], first: int, utc: Callable[[Any], Any], loads: Callable[[Any], Any] | None
+) -> Any:
+    from plait.orm.groups import Group
+
+    data = dict(zip(_GROUP_COLUMNS, row[first : first + _GROUP_COUNT], strict=True))
+    data["ctime"] = utc(data["ctime"])
+    if loads is not None:
+        data["extras"] = loads(data["extras"])
+    return Group._from_row(data)
+
+
+_DECODER_NAMES = {
+    "_PLAIN_JSON": _PLAIN_JSON,
+    "_sqlite_json": _sqlite_json,
+    "_utc": _utc,
+    "_utc_text": _utc_text,
+    "_json_text": _json_text,
+    "_node_from_row": _node_from_row,
+    "_group_from_row": _group_from_row,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _row_decoder(expressions: tuple[str, ...]) -> Callable[[Sequence[Row[Any]]], list[list[Any]]]:
+    """A function that turns database rows into result rows: one list comprehension.
+
+    Each of ``expressions`` decodes one projection from the row ``r`` (``r[3]``, ``_utc(r[1])``,
+    ``_node_from_row(r, 0, 13, _utc)``), as :meth:`CompiledQuery._projection` wrote it from
+    the query's own columns (never from a value of the query), so the source is one of a few
+    shapes and compiled once per shape.  Written out as one comprehension, a plain column costs
+    an index into the row; a function per projection called for every row was most of the
+    Python time of a ``process list`` of thousands of rows.
+    """
+    source = f"def decode(rows):\n    return [[{', '.join(expressions)}] for r in rows]\n"
+    namespace: dict[str, Any] = dict(_DECODER_NAMES)
+    exec(compile(source, "<plait.orm.query_sql row decoder>", "exec"), namespace)
+    decode: Callable[[Sequence[Row[Any]]], list[list[Any]]] = namespace["decode"]
+    return decode

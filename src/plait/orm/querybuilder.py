@@ -26,7 +26,8 @@ The contract:
   that is not a node class nor ``Group``, a value of the wrong type); no database is touched
   before a result is asked for, and a failed call leaves the query as it was.
 * Asking for results (``all``, ``first``, ``one``, ``count``, ``iterall``, ``iterdict``,
-  ``dict``) runs *one* SQL statement, with bound parameters only; ancestors and descendants are
+  ``dict``) runs *one* SQL statement, with bound parameters (JSON keys that are plain names are
+  written into it, see :func:`plait.orm.query_sql._plain_path`); ancestors and descendants are
   recursive queries inside it.  Projecting ``*`` gives loaded nodes (or groups) built from the
   rows of that statement, never one more query per row.
 * The same query gives the same results on SQLite and on PostgreSQL: JSON values compare by

@@ -46,6 +46,8 @@ Tables:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -63,8 +65,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
-__all__ = ["metadata"]
+__all__ = ["INDEXED_ATTRIBUTE_KEYS", "metadata"]
 
 # One JSON type: JSONB on PostgreSQL (indexable), JSON text on SQLite.
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -104,6 +109,54 @@ computer_configs = Table(
     UniqueConstraint("computer_id", "user_email"),
 )
 
+#: the top-level keys of ``nodes.attributes`` whose values are indexed (``ix_nodes_attributes_<key>``):
+#: ``value`` holds the value of every ``Int``, ``Float``, ``Str`` and ``Bool``, the attribute most
+#: often filtered on (``attributes.value > 3``)
+INDEXED_ATTRIBUTE_KEYS = ("value",)
+
+
+class AttributeValue(FunctionElement[Any]):
+    """The value at a top-level key of a JSON column, written the way each database indexes it.
+
+    ``AttributeValue(nodes.c.attributes, "value")`` is ``json_extract(attributes, '$."value"')``
+    on SQLite and ``(attributes -> 'value')`` on PostgreSQL: exactly the expressions the query
+    builder writes for ``attributes.value`` (:mod:`plait.orm.query_sql`), since a database uses
+    an index on an expression only for a query holding the same expression, the key included
+    as a literal.  ``key`` is a plain name (letters, digits, underscores), written into the DDL.
+    """
+
+    inherit_cache = True
+    name = "attribute_value"
+
+    def __init__(self, column: Any, key: str) -> None:
+        if not key.isidentifier() or not key.isascii():
+            raise ValueError(f"an indexed attribute key is a plain name, not {key!r}")
+        self.key = key
+        super().__init__(column)
+
+
+@compiles(AttributeValue, "sqlite")
+def _attribute_value_sqlite(element: AttributeValue, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_extract({compiler.process(element.clauses, **kw)}, '$.\"{element.key}\"')"
+
+
+@compiles(AttributeValue, "postgresql")
+def _attribute_value_postgresql(element: AttributeValue, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)} -> '{element.key}')"
+
+
+def _attribute_index(key: str) -> Index:
+    """A partial index of the values at ``attributes.<key>`` (nodes without the key are left out;
+    a comparison ``attributes.<key> > x`` implies the key is there, so it may use the index)."""
+    value = AttributeValue(nodes.c.attributes, key)
+    return Index(
+        f"ix_nodes_attributes_{key}",
+        value,
+        sqlite_where=value.is_not(None),
+        postgresql_where=value.is_not(None),
+    )
+
+
 nodes = Table(
     "nodes",
     metadata,
@@ -121,6 +174,9 @@ nodes = Table(
     Column("node_hash", String(64), nullable=True, index=True),
     Column("computer_id", PkType, ForeignKey("computers.id", ondelete="RESTRICT"), nullable=True, index=True),
 )
+
+for _key in INDEXED_ATTRIBUTE_KEYS:
+    _attribute_index(_key)
 
 processes = Table(
     "processes",

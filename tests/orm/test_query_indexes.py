@@ -1,0 +1,132 @@
+"""The query builder's SQL reads the indexes made for it, and its rows decode as the ORM loads them.
+
+``attributes.value`` (the value of every Int, Float, Str and Bool) has an expression index,
+``ix_nodes_attributes_value``, that the migrations make with the expression of
+:class:`plait.storage.schema.AttributeValue`; a database uses it only for a query holding the
+same expression, the JSON key written as a literal (``query_sql._plain_path``).  Each test runs
+on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.schema import CreateIndex
+
+from plait.orm import CalcFunctionNode, Dict, Float, Int, Node, QueryBuilder, Str
+from plait.orm.node import LinkType, store_nodes
+from plait.orm.query_sql import _json_text
+from plait.storage import get_backend
+from plait.storage.schema import nodes
+
+
+@contextmanager
+def _explained() -> Iterator[list[str]]:
+    """Inside: every statement the profile's database runs is asked for its plan instead."""
+    backend = get_backend()
+    engine = backend.database.engine
+    prefix = "EXPLAIN QUERY PLAN " if backend.database.is_sqlite else "EXPLAIN "
+    plans: list[str] = []
+
+    def explain(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> Any:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            if not backend.database.is_sqlite:  # the tables are small: make any index path win
+                cursor.execute("SET LOCAL enable_seqscan = off")
+            return prefix + statement, parameters
+        return statement, parameters
+
+    event.listen(engine, "before_cursor_execute", explain, retval=True)
+    try:
+        yield plans
+    finally:
+        event.remove(engine, "before_cursor_execute", explain)
+
+
+def _plan(qb: QueryBuilder) -> str:
+    compiled = qb._compiled()
+    with _explained(), get_backend().database.read() as conn:
+        rows = conn.execute(compiled.statement()).cursor.fetchall()
+    return "\n".join(str(row[-1]) for row in rows)
+
+
+@pytest.fixture
+def values(any_profile: str) -> None:
+    """Ints 0..299, each the input ``x`` of a calculation whose output is -i; a few other nodes; analysed."""
+    ints = [Int(i) for i in range(300)]
+    calcs = [CalcFunctionNode(label="add") for _ in ints]
+    outputs = [Int(-i) for i in range(300)]
+    store_nodes([*ints, *calcs, *outputs, Float(2.5), Str("hello"), Dict({"value": {"nested": 1}})])
+    backend = get_backend()
+    links = []
+    for x, calc, out in zip(ints, calcs, outputs, strict=True):
+        assert calc.pk is not None
+        backend.insert_process(
+            {"node_id": calc.pk, "state": "finished", "process_label": "add", "exit_status": 0}
+        )
+        links.append(
+            {"input_id": x.pk, "output_id": calc.pk, "link_type": LinkType.INPUT_CALC.value, "label": "x"}
+        )
+        links.append(
+            {"input_id": calc.pk, "output_id": out.pk, "link_type": LinkType.CREATE.value, "label": "result"}
+        )
+    backend.insert_links(links)
+    backend.database.analyze()
+
+
+def test_the_migrations_make_the_value_index_of_the_schema(any_profile):
+    (index,) = [ix for ix in nodes.indexes if ix.name == "ix_nodes_attributes_value"]
+    backend = get_backend()
+    with backend.database.read() as conn:
+        if backend.database.is_sqlite:
+            made = conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :name"),
+                {"name": index.name},
+            ).scalar_one()
+            assert made == str(CreateIndex(index).compile(dialect=conn.dialect))
+        else:
+            made = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :name"), {"name": index.name}
+            ).scalar_one()
+            assert "(attributes -> 'value'::text)" in made and "IS NOT NULL" in made, made
+
+
+def test_a_filter_on_attributes_value_reads_the_value_index(values):
+    qb = QueryBuilder().append(Int, filters={"attributes.value": {">": 290}}, project="attributes.value")
+    assert "ix_nodes_attributes_value" in _plan(qb)
+    assert sorted(qb.all(flat=True)) == list(range(291, 300))
+    equal = QueryBuilder().append(Node, filters={"attributes.value": 7}, project="attributes.value")
+    assert "ix_nodes_attributes_value" in _plan(equal)
+    assert equal.all(flat=True) == [7]
+    assert QueryBuilder().append(Node, filters={"attributes.value": {"<": -297}}).count() == 2
+
+
+def test_the_inputs_of_calculations_by_value_start_from_the_value_index(values):
+    """The shape of bench_queries' q2: the planner starts from the values, not from every calculation."""
+    qb = QueryBuilder()
+    qb.append(Int, tag="x", filters={"attributes.value": {">": 290}}, project="attributes.value")
+    qb.append(CalcFunctionNode, tag="c", with_incoming="x", edge_filters={"label": "x"})
+    qb.append(Int, with_incoming="c", project="attributes.value")
+    plan = _plan(qb)
+    assert "ix_nodes_attributes_value" in plan, plan
+    assert sorted(qb.all()) == [[x, -x] for x in range(291, 300)]
+
+
+def test_a_key_that_is_not_a_plain_name_stays_bound(values):
+    qb = QueryBuilder().append(Dict, filters={"attributes.value.nested": 1}, project="attributes.value")
+    assert qb.all(flat=True) == [{"nested": 1}]
+    odd = QueryBuilder().append(Dict, filters={"attributes.it's": {"==": 1}})
+    assert "it's" not in odd.as_sql() and odd.all() == []
+
+
+def test_json_text_reads_what_json_loads_reads():
+    for value in ({}, {"value": 900001}, {"a": [1, 2.5, "x", None, True]}, [], "text", 3, None):
+        assert _json_text(json.dumps(value, separators=(",", ":"))) == value
+    assert _json_text(None) is None
+    assert _json_text(' {"a": 1} ') == {"a": 1}  # white space: read by json.loads
+    with pytest.raises(json.JSONDecodeError):
+        _json_text('{"a": 1} trailing')
