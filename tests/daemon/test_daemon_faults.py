@@ -69,12 +69,15 @@ def test_worker_killed_with_sigkill_mid_batch_everything_still_finishes_once(dae
 
 
 SUBMITTER = """
-import sys
+import os, sys
 sys.path.insert(0, sys.argv[1])
 from plait import submit
 from plait.orm import Int
 from wf_library import Counter
-for _ in range(30):
+# keeps the workers busy until the test has done its CLI rounds (at least 30, at most 3,000)
+for count in range(3000):
+    if count >= 30 and os.path.exists(sys.argv[2]):
+        break
     submit(Counter, n=Int(3))
 """
 
@@ -88,8 +91,9 @@ def test_two_workers_and_the_cli_on_one_sqlite_file_never_see_database_locked(da
         submit(Gather, count=Int(3)).pk for _ in range(40)
     ]
     env = dict(os.environ)
+    stop = tmp_path / "stop-submitting"
     submitter = subprocess.Popen(
-        [sys.executable, "-c", SUBMITTER, str(Path(__file__).resolve().parents[1])],
+        [sys.executable, "-c", SUBMITTER, str(Path(__file__).resolve().parents[1]), str(stop)],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -97,9 +101,11 @@ def test_two_workers_and_the_cli_on_one_sqlite_file_never_see_database_locked(da
     cli = [sys.executable, "-m", "plait.cli.main"]
     outputs = []
     deadline = time.monotonic() + 120
-    round_ = 0
-    while not all_done(pks) and time.monotonic() < deadline:
+    round_ = busy_rounds = 0
+    # three rounds of the CLI while the workers run (the submitter keeps feeding them until `stop`)
+    while round_ < 3 and time.monotonic() < deadline:
         round_ += 1
+        busy_rounds += not all_done(pks) or submitter.poll() is None
         target = str(pks[round_ % len(pks)])
         for args in (
             ["process", "list", "-a", "--limit", "50"],
@@ -108,6 +114,7 @@ def test_two_workers_and_the_cli_on_one_sqlite_file_never_see_database_locked(da
         ):
             result = subprocess.run([*cli, *args], capture_output=True, text=True, env=env, timeout=120)
             outputs.append((args, result.returncode, result.stdout + result.stderr))
+    stop.touch()
     assert submitter.wait(timeout=120) == 0, submitter.stderr.read()
     assert "locked" not in submitter.stderr.read()
     # whatever a pause left paused is played; then everything must finish
@@ -117,7 +124,7 @@ def test_two_workers_and_the_cli_on_one_sqlite_file_never_see_database_locked(da
     wait_for(lambda: all_done(everything), 120, "every process to finish", interval=0.2)
     assert {r["state"] for r in get_backend().list_processes(pks=everything)} == {"finished"}
     assert len(everything) >= len(pks) + 30
-    assert round_ >= 2, "the CLI did not run while the workers were busy"
+    assert busy_rounds >= 2, "the CLI did not run while the workers were busy"
     locked = [out for _, _, out in outputs if "locked" in out]
     assert locked == []
     failed = [(args, out) for args, code, out in outputs if code != 0 and "already" not in out]

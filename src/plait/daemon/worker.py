@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import gc
 import logging
 import os
@@ -52,6 +51,9 @@ from plait.orm import ProcessNode, ProcessState, load_node
 __all__ = ["Worker", "main"]
 
 LOGGER = logging.getLogger("plait.worker")
+
+#: claimed processes rebuilt in one trip to the database thread (and one read transaction)
+LOAD_BATCH = 25
 
 
 class Worker:
@@ -137,8 +139,8 @@ class Worker:
                     )
                 except Exception as exc:
                     LOGGER.warning("claiming failed (%s); trying again", exc)
-                for pk in claimed:
-                    await self._start(pk)
+                for first in range(0, len(claimed), LOAD_BATCH):
+                    await self._start(claimed[first : first + LOAD_BATCH])
             if claimed and len(claimed) == free:
                 await asyncio.sleep(0)
                 continue
@@ -148,28 +150,60 @@ class Worker:
             for waiter in (bell, stop):
                 waiter.cancel()
 
-    async def _start(self, pk: int) -> None:
+    async def _start(self, pks: list[int]) -> None:
+        """Rebuild the processes just claimed, in one trip to the database thread, and run them.
+
+        Their rows are read in one shared read transaction, and those never started are moved
+        to ``running`` in one commit (not one each): at thousands of processes a minute, the
+        per-process round trips were what a worker spent its time on.
+        """
         runner = self.runner
         assert runner is not None
-        try:
-            node = await runner.call_db(None, load_node, pk)
-            process = await runner.call_db(None, functools.partial(runner._load, node, claimed=True))
-        except Exception as exc:
+        loaded = await runner.call_db(None, self._load_claimed, pks)
+        for pk, process, exc in loaded:
+            if process is not None:
+                self.claimed += 1
+                runner.start(process)
+                continue
+            assert exc is not None
             if _is_transient(exc):
                 # the database (or the disk) is away for a moment: nothing is wrong with the process;
                 # let go of the claim, and it is claimed again (here or elsewhere) once it is back
                 LOGGER.warning("could not load process %s (%s); letting go of it for now", pk, exc)
                 with contextlib.suppress(Exception):
                     await runner.call_db(None, lifecycle.release, self.worker_id, [pk])
-                return
+                continue
             LOGGER.error("cannot continue process %s: %s", pk, exc)
             try:
                 await runner.call_db(None, self._mark_excepted, pk, exc)
             except Exception as again:  # never let one process take the worker down
                 LOGGER.warning("could not mark process %s excepted: %s", pk, again)
-            return
-        self.claimed += 1
-        runner.start(process)
+
+    def _load_claimed(self, pks: list[int]) -> list[tuple[int, Any, BaseException | None]]:
+        """(database thread) ``(pk, process or None, error or None)`` for each claimed pk, in order."""
+        from plait.storage import get_backend
+
+        runner = self.runner
+        assert runner is not None
+        loaded: list[tuple[int, Any, BaseException | None]] = []
+        with get_backend().snapshot():
+            for pk in pks:
+                try:
+                    node = load_node(pk)
+                    if not isinstance(node, ProcessNode):
+                        raise TypeError(f"node {pk} is a {type(node).__name__}, not a process")
+                    loaded.append((pk, runner._load(node, claimed=True), None))
+                except Exception as exc:
+                    loaded.append((pk, None, exc))
+        fresh = [
+            p.node for _, p, _ in loaded if p is not None and p.node.process_state is ProcessState.CREATED
+        ]
+        if fresh:
+            try:
+                lifecycle.start_running(fresh, self.worker_id)
+            except Exception as exc:  # each process's own first commit tries again and reports
+                LOGGER.warning("could not mark %d claimed processes running at once: %s", len(fresh), exc)
+        return loaded
 
     def _mark_excepted(self, pk: int, exc: BaseException) -> None:
         """A claimed process that cannot be rebuilt here (its class is gone): excepted, with why."""

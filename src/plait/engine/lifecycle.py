@@ -296,6 +296,30 @@ def commit(
     return woken
 
 
+def start_running(nodes: Sequence[ProcessNode], owner: str) -> list[ProcessNode]:
+    """Move the ``created`` processes of ``nodes`` that ``owner`` holds to ``running``, in one transaction.
+
+    For a worker that has just claimed and rebuilt a batch: one commit for all of them instead
+    of one each (:func:`commit` does the same move for one process).  A process that is not
+    ``created`` or not held by ``owner`` any more is left as it is (the caller's usual
+    :func:`commit` then meets the refusal and its reason); returns the nodes that moved.
+    """
+    backend = _backend()
+    target = S.RUNNING
+    moved: list[ProcessNode] = []
+    values: dict[str, Any] = {"state": target.value}
+    with backend.transaction():
+        for node in nodes:
+            if node.process_state is S.CREATED and backend.update_process(
+                _pk(node), expect_owner=owner, expect_states=_FROM[target], **values
+            ):
+                moved.append(node)
+    for node in moved:
+        _committed(node, values)
+        _announce(_pk(node))
+    return moved
+
+
 def end(
     node: ProcessNode,
     owner: str | None,

@@ -45,6 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Select
 
 from plait.storage.database import Database
 from plait.storage.profile import Profile
@@ -72,6 +73,8 @@ TERMINAL_STATES = ("finished", "excepted", "killed")
 ACTIVE_STATES = ("created", "running", "waiting")
 
 _current: contextvars.ContextVar[Connection | None] = contextvars.ContextVar("plait_txn", default=None)
+#: the read transaction that :meth:`StorageBackend.snapshot` shares among the reads of its block
+_current_read: contextvars.ContextVar[Connection | None] = contextvars.ContextVar("plait_read", default=None)
 
 
 def utcnow() -> _dt.datetime:
@@ -150,6 +153,25 @@ _RELEASE_TO_PARK = (
 _WAITS_OF = select(process_waits.c.child_id).where(process_waits.c.parent_id == bindparam("_pk"))
 
 
+def _links_of(incoming: bool, typed: bool) -> Select[Any]:
+    near, far = (links.c.output_id, links.c.input_id) if incoming else (links.c.input_id, links.c.output_id)
+    query = (
+        select(links.c.label.label("link_label"), links.c.link_type.label("link_kind"), nodes)
+        .join(nodes, nodes.c.id == far)
+        .where(near == bindparam("_pk"))
+        .order_by(links.c.id)
+    )
+    if typed:
+        query = query.where(links.c.link_type.in_(bindparam("_types", expanding=True)))
+    return query
+
+
+#: (incoming, filtered by link type) -> the statement of :meth:`StorageBackend.get_links`, built once
+_LINKS_OF = {
+    (incoming, typed): _links_of(incoming, typed) for incoming in (True, False) for typed in (True, False)
+}
+
+
 class StorageBackend:
     """Database and file repository of one profile."""
 
@@ -179,8 +201,29 @@ class StorageBackend:
         return _current.get() is not None
 
     @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction shared by every read of this block (in this thread/task).
+
+        For a burst of reads (a worker rebuilding the processes it has just claimed):
+        each read otherwise checks a connection out, begins and rolls back on its own.
+        The reads see the database as of the block's first read; a write inside the
+        block still opens a transaction of its own (:meth:`transaction`), which the
+        block's later reads may not see, so write before the block, not within it.
+        Joins an enclosing snapshot or transaction.
+        """
+        if _current.get() is not None or _current_read.get() is not None:
+            yield
+            return
+        with self.database.read() as conn:
+            token = _current_read.set(conn)
+            try:
+                yield
+            finally:
+                _current_read.reset(token)
+
+    @contextlib.contextmanager
     def _reading(self) -> Iterator[Connection]:
-        conn = _current.get()
+        conn = _current.get() or _current_read.get()
         if conn is not None:
             yield conn
             return
@@ -282,19 +325,12 @@ class StorageBackend:
         self, node_id: int, *, incoming: bool, link_types: Sequence[str] | None = None
     ) -> list[tuple[str, str, dict[str, Any]]]:
         """``(label, link_type, neighbour node row)`` for each link into or out of ``node_id``."""
-        near, far = (
-            (links.c.output_id, links.c.input_id) if incoming else (links.c.input_id, links.c.output_id)
-        )
-        query = (
-            select(links.c.label.label("link_label"), links.c.link_type.label("link_kind"), nodes)
-            .join(nodes, nodes.c.id == far)
-            .where(near == node_id)
-            .order_by(links.c.id)
-        )
+        query = _LINKS_OF[incoming, bool(link_types)]
+        parameters: dict[str, Any] = {"_pk": node_id}
         if link_types:
-            query = query.where(links.c.link_type.in_(list(link_types)))
+            parameters["_types"] = list(link_types)
         with self._reading() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(query, parameters).all()
         result = []
         for row in rows:
             data = _row(row)
