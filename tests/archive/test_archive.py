@@ -379,3 +379,19 @@ def test_a_malformed_node_value_is_refused(
     with pytest.raises(CorruptArchiveError, match=message):
         import_archive(bad)
     assert backend.count_nodes() == 0
+
+
+def test_the_pk_map_finds_every_pk_with_and_without_gaps() -> None:
+    from plait.archive.importer import _PkMap
+
+    for keys in ([5, 6, 7, 8], [5, 6, 9, 10, 40]):
+        mapping = _PkMap()
+        for i, key in enumerate(keys):
+            mapping.add(key, 100 + i, new=i % 2 == 0)
+        assert [mapping[k] for k in keys] == [100 + i for i in range(len(keys))]
+        assert [mapping.is_new(k) for k in keys] == [i % 2 == 0 for i in range(len(keys))]
+        for missing in (4, 11, 41, 7 if 7 not in keys else 0):
+            with pytest.raises(KeyError):
+                mapping[missing]
+        with pytest.raises(CorruptArchiveError, match="out of order"):
+            mapping.add(keys[-1], 1, new=True)

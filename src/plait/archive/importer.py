@@ -251,16 +251,16 @@ def _check_references(conn: sqlite3.Connection, objects: set[str]) -> None:
         raise CorruptArchiveError(
             f"archive member {fmt.object_member(lacking[0])!r} is missing (listed in objects)"
         )
-    from plait.orm.node import Node
+    from plait.transports.relative_paths import check_relative_path
 
-    for uuid, files in conn.execute("SELECT uuid, files FROM nodes"):
+    for uuid, files in conn.execute("SELECT uuid, files FROM nodes WHERE files != '{}'"):
         try:
             mapping = json.loads(files)
             assert isinstance(mapping, dict)
             for relpath, entry in mapping.items():
                 key, size = entry
                 assert isinstance(key, str) and isinstance(size, int)
-                if Node._clean_relpath(relpath) != relpath:
+                if check_relative_path(relpath, "file name") != relpath:
                     raise UnsafeArchiveError(
                         f"node {uuid}: file path {relpath!r} is not a clean relative path"
                     )
@@ -305,8 +305,8 @@ class _PkMap:
     """Archive node pk -> profile pk, in two arrays (16 bytes a node, not a dict's ~100).
 
     Filled in ascending archive pk (the nodes are read ``ORDER BY id``) and looked up by
-    bisection.  A profile pk is stored negated when the node was there already, so one array
-    also says which nodes this import added.
+    bisection, or by subtraction while the archive pks have no gap.  A profile pk is stored
+    negated when the node was there already, so one array also says which nodes this import added.
     """
 
     def __init__(self) -> None:
@@ -314,16 +314,28 @@ class _PkMap:
 
         self._keys = array("q")
         self._values = array("q")
+        self._first: int | None = None  # the first key while the keys are consecutive
 
     def add(self, archive_pk: int, pk: int, *, new: bool) -> None:
-        if self._keys and archive_pk <= self._keys[-1]:
+        keys = self._keys
+        if keys and archive_pk <= keys[-1]:
             raise CorruptArchiveError(f"archive database: node {archive_pk} comes twice or out of order")
-        self._keys.append(archive_pk)
+        if keys and archive_pk != keys[-1] + 1:
+            self._first = None  # a gap: look up by bisection from now on
+        elif not keys:
+            self._first = archive_pk
+        keys.append(archive_pk)
         self._values.append(pk if new else -pk)
 
     def _value(self, archive_pk: int) -> int:
         from bisect import bisect_left
 
+        first = self._first
+        if first is not None:  # the archive pks are one run (an export of a whole profile): no search
+            i = archive_pk - first
+            if 0 <= i < len(self._values):
+                return self._values[i]
+            raise KeyError(archive_pk)
         i = bisect_left(self._keys, archive_pk)
         if i == len(self._keys) or self._keys[i] != archive_pk:
             raise KeyError(archive_pk)
@@ -422,7 +434,7 @@ def import_plait_archive(
     pk_map: bool = True,
 ) -> ImportResult:
     """Import a plait archive (see :func:`plait.archive.import_archive`, which documents the arguments)."""
-    from plait.orm.node import _backend
+    from plait.storage import get_backend
 
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
@@ -430,7 +442,7 @@ def import_plait_archive(
         from plait.orm.groups import _check_label
 
         _check_label(group)
-    backend = backend or _backend()
+    backend = backend or get_backend()
     archive = open_checked(path)
     with archive:
         manifest = read_manifest(archive)
