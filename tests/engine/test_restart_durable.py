@@ -252,6 +252,9 @@ def test_the_command_restarts_a_workflow_and_refuses_a_step(broken):
     assert new.get_attribute("restarted_from") == old.pk and new.outputs["sum"].value == 14
     code, out, _ = run_cli("process", "show", str(new.pk))
     assert code == 0 and f"{old.pk}, replayed from the top" in " ".join(out.split()), out
+    code, out, _ = run_cli("node", "graph", str(new.pk), "-o", "-")
+    assert code == 0 and f'n{old.pk} -> n{new.pk} [label="restarted"' in out
+    assert f"restarted from {old.pk} (replayed)" in out
 
 
 def plait_logs(pk: int) -> list[dict]:
