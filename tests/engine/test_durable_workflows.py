@@ -40,16 +40,17 @@ def test_call_outside_a_workflow_is_refused(any_profile):
 
 
 CRASH_SCRIPT = """
+import sys
 from plait import run
 from plait.orm import Int
 from durable_library import sum_of_squares
-run(sum_of_squares, n=Int(3))
+run(sum_of_squares, n=Int(int(sys.argv[1])))
 print("not reached")
 """
 
 
-def _crash_after_squares(tmp_env: dict[str, str]) -> int:
-    """Run the workflow in a subprocess that dies (os._exit) after its three squares finished."""
+def _crash_after_squares(tmp_env: dict[str, str], n: int = 3) -> int:
+    """Run the workflow in a subprocess that dies (os._exit) after its ``n`` squares finished."""
     import os
     import subprocess
     import sys
@@ -57,14 +58,13 @@ def _crash_after_squares(tmp_env: dict[str, str]) -> int:
     from durable_library import CRASH_AFTER
     from plait.storage import get_backend
 
-    env = dict(os.environ, PYTHONPATH=str(TESTS), **{CRASH_AFTER: "3"}, **tmp_env)
+    env = dict(os.environ, PYTHONPATH=str(TESTS), **{CRASH_AFTER: str(n)}, **tmp_env)
     proc = subprocess.run(
-        [sys.executable, "-c", CRASH_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", CRASH_SCRIPT, str(n)], env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 17, proc.stdout + proc.stderr
     rows = [r for r in get_backend().list_processes() if r["process_label"] == "sum_of_squares"]
-    assert len(rows) == 1
-    return rows[0]["id"]
+    return rows[-1]["id"]  # the newest
 
 
 def _count(label: str) -> int:
@@ -182,3 +182,106 @@ def test_query_finds_durable_workflows():
         QueryBuilder().append(WorkFunctionNode, filters={"attributes.durable_workflow": True}).all(flat=True)
     )
     assert [n.process_label for n in found] == ["sum_of_squares"]
+
+
+# -- replay reads its records in a few queries, off the loop -------------------------------------
+
+
+def _statements_during(fn):  # type: ignore[no-untyped-def]
+    """``(fn(), number of SQL statements the database ran meanwhile)``."""
+    from sqlalchemy import event
+
+    from plait.storage import get_backend
+
+    seen: list[str] = []
+    engine = get_backend().database.engine
+
+    def record(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        result = fn()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return result, len(seen)
+
+
+def test_replay_reads_the_recorded_launches_in_a_bounded_number_of_queries(any_profile):
+    """Replaying 40 recorded launches runs as many statements as replaying 5: no per-launch loads.
+
+    Loading each recorded child (its class, inputs and outputs) one by one made a replay of 1,000
+    children take seconds; the records are read in a few queries before the replay starts.
+    """
+    counts = {}
+    for n in (5, 40):
+        pk = _crash_after_squares({}, n)
+        before = _count("square")
+        (outputs, node), counts[n] = _statements_during(lambda pk=pk: plait.resume(pk))
+        assert node.is_finished_ok and outputs["sum"].value == sum(i * i for i in range(n))
+        assert _count("square") == before  # replayed from the records, none run again
+    assert counts[40] - counts[5] < 10, counts  # per-launch loads would add 35 x several statements
+
+
+def test_replay_returns_the_recorded_output_nodes(any_profile):
+    """The batched replay hands each launch the very nodes its child recorded (same pks, same values)."""
+    from plait.orm import load_node
+
+    pk = _crash_after_squares({}, 6)
+    squares = {
+        int(child.inputs.x.value): child.outputs.result  # type: ignore[union-attr]
+        for _, _, child in load_node(pk).get_outgoing((LinkType.CALL_CALC,))
+    }
+    _, node = plait.resume(pk)
+    (total_node,) = [c for _, _, c in node.get_outgoing((LinkType.CALL_CALC,)) if c.process_label == "total"]
+    given = {label: value.pk for label, _, value in total_node.get_incoming((LinkType.INPUT_CALC,))}
+    assert given == {f"v{i}": squares[i].pk for i in range(6)}
+
+
+def test_a_stale_stored_hash_is_checked_against_the_inputs_themselves():
+    """The replay compares stored input hashes first; one that differs is recomputed from the node,
+    so a stored hash gone stale (another plait version, an import) is no false non-determinism."""
+    from plait.orm import load_node
+    from plait.storage import get_backend
+
+    pk = _crash_after_squares({})
+    (first,) = [
+        c
+        for _, _, c in load_node(pk).get_outgoing((LinkType.CALL_CALC,))
+        if c.inputs.x.value == 0  # type: ignore[union-attr]
+    ]
+    get_backend().update_node(first.inputs.x.pk, node_hash="stale")  # type: ignore[union-attr]
+    outputs, node = plait.resume(pk)
+    assert node.is_finished_ok and outputs["sum"].value == 0 + 1 + 4
+    assert _count("square") == 3
+
+
+def test_replay_checks_and_submits_launches_off_the_event_loop(monkeypatch):
+    """The replay's checks and submissions (database work) run in the database thread, never on the
+    loop: 1,000 of them on the loop stalled it for seconds."""
+    import asyncio
+
+    from plait.engine.durable import DurableWorkflowProcess
+    from plait.engine.runner import Runner
+
+    on_loop: list[str] = []
+
+    def watched(name, original):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            try:
+                asyncio.get_running_loop()
+                on_loop.append(name)
+            except RuntimeError:
+                pass
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(
+        DurableWorkflowProcess, "_check_replay", watched("check", DurableWorkflowProcess._check_replay)
+    )
+    monkeypatch.setattr(Runner, "submit_child", watched("submit", Runner.submit_child))
+    pk = _crash_after_squares({})
+    outputs, node = plait.resume(pk)
+    assert node.is_finished_ok and outputs["sum"].value == 0 + 1 + 4
+    assert on_loop == []

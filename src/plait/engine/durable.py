@@ -25,6 +25,14 @@ mechanism as work chain children (``Process._reuse_recorded_call``).  A
 replayed launch of a different class or different inputs raises
 :class:`NonDeterminismError`, naming the position and both launches.
 
+Cost: before a replay, every recorded launch (child node and process row, the
+stored hashes of its inputs, its outputs if it finished ok) is read in a few
+queries whatever their number (``_read_recorded``); the replay is served from
+that.  Launches are queued and checked and submitted in the database thread,
+one batch per loop turn and in launch order (``_submit_queued``), so nothing of
+it runs on the event loop and children start while the batch goes on; outputs
+of children that ended together are read in one go (``_read_queued``).
+
 What must be deterministic: the sequence of launches (class and inputs at
 each position).  What need not be: logging, pure computation, timing.
 
@@ -46,7 +54,8 @@ import contextvars
 import inspect
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from plait.engine.exit_code import ExitCode
@@ -55,6 +64,7 @@ from plait.engine.ports import flatten_nodes
 from plait.engine.process_function import FunctionProcess, ProcessFunction, _nest
 from plait.engine.resolve import resolve_process
 from plait.orm import LinkType, Node, ProcessNode, ProcessState, WorkFunctionNode, load_node
+from plait.orm.node import node_from_row
 
 __all__ = ["DurableWorkflow", "NonDeterminismError", "call", "current_workflow", "sleep", "workflow"]
 
@@ -96,6 +106,14 @@ class DurableWorkflowProcess(FunctionProcess):
         self._sleeps: dict[str, float] = {}
         self._sleep_index = 0
         self._wake_event: asyncio.Event | None = None  # set by the placement while a timer waits
+        #: ``{call key: what the recorded launch was}``, read in a few queries before a replay
+        self._records: dict[str, _Recorded] = {}
+        #: launches waiting to be checked and submitted (in launch order) by ``_launcher``
+        self._launch_queue: list[tuple[Any, Any, dict[str, Any], asyncio.Future[Any]]] = []
+        self._launcher: asyncio.Task[None] | None = None
+        #: children whose outputs are to be read (in one go) by ``_output_reader``
+        self._output_queue: list[tuple[int, asyncio.Future[Any]]] = []
+        self._output_reader: asyncio.Task[None] | None = None
 
     def _node_attributes(self, non_db: dict[str, Any]) -> dict[str, Any]:
         attributes = super()._node_attributes(non_db)
@@ -124,6 +142,10 @@ class DurableWorkflowProcess(FunctionProcess):
     async def _run_from_the_top(self) -> Any:
         """Run the function once from the top (a first run and a replay are the same thing)."""
         args, kwargs = self._function_arguments()
+        if self._recorded_children:  # a replay: what was launched, read at once, not launch by launch
+            runner = self.runner
+            assert runner is not None
+            await runner.call_db(self, self._read_recorded)
         token = _CURRENT.set(self)
         try:
             return await self._func(*args, **kwargs)
@@ -137,6 +159,7 @@ class DurableWorkflowProcess(FunctionProcess):
         self._call_counter = 0
         self._sleep_index = 0
         self._diverged = None
+        self._records = {}  # read again by the replay, with the children recorded now
         self._recorded_children = {
             row["call_key"]: row["node_id"] for row in get_backend().get_children(self.pk) if row["call_key"]
         }
@@ -169,18 +192,173 @@ class DurableWorkflowProcess(FunctionProcess):
         runner = self.runner
         assert runner is not None
         await self._before_launch()
-        cls, merged = resolve_process(process, inputs, kwargs)
-        try:
-            self._check_replay(cls, cls.prepare_inputs(merged))
-        except NonDeterminismError as exc:
-            self._diverged = exc  # the launches after it in a gather stop too: nothing new is launched
-            raise
-        # no await between the check and the submission: the call key follows the launch order
-        child = runner.submit_child(self, process, inputs, kwargs)
+        # checked and submitted in the database thread, in launch order, with the launches started
+        # in the same loop turns (an ``asyncio.gather``): the call keys follow the launch order
+        future: asyncio.Future[tuple[ProcessNode, Any]] = runner.loop.create_future()
+        self._launch_queue.append((process, inputs, kwargs, future))
+        if self._launcher is None:
+            self._launcher = runner.loop.create_task(self._submit_queued(), name=f"plait-launch-{self.pk}")
+        child, outputs = await future
+        if outputs is not _UNREAD:
+            return outputs  # recorded finished ok: read with the replay's other launches
         assert child.pk is not None
         if not child.is_terminated:
             await self._wait_for(child.pk)
-        return await runner.call_db(self, self._outputs_of, child.pk)
+        return await self._child_outputs(child.pk)
+
+    async def _submit_queued(self) -> None:
+        """Check and submit the queued launches, one batch (one database-thread call) at a time."""
+        runner = self.runner
+        assert runner is not None
+        batch: list[tuple[Any, Any, dict[str, Any], asyncio.Future[Any]]] = []
+        try:
+            while self._launch_queue:
+                batch, self._launch_queue = self._launch_queue, []
+                results = await runner.call_db(self, self._submit_batch, [item[:3] for item in batch])
+                for (*_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+                batch = []
+        except BaseException as exc:  # a cancellation or a database error: every queued launch sees it
+            for *_, future in batch + self._launch_queue:
+                if not future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            self._launch_queue = []
+            if not isinstance(exc, Exception | asyncio.CancelledError):
+                raise
+        finally:
+            self._launcher = None
+
+    def _submit_batch(self, batch: list[tuple[Any, Any, dict[str, Any]]]) -> list[Any]:
+        """(thread) Check each launch against its record and submit it: ``(child node, outputs)``
+        each (outputs ``_UNREAD`` unless recorded finished ok), or the exception it raised."""
+        runner = self.runner
+        assert runner is not None
+        results: list[Any] = []
+        for process, inputs, kwargs in batch:
+            try:
+                runner.check_safe_point(self)  # killed meanwhile: launch nothing more
+                if self._diverged is not None:
+                    raise self._diverged
+                cls, merged = resolve_process(process, inputs, kwargs)
+                try:
+                    self._check_replay(cls, cls.prepare_inputs(merged))
+                except NonDeterminismError as exc:
+                    self._diverged = exc  # the launches after it stop too: nothing new is launched
+                    raise
+                key = encode_call_key(self.pk, self._call_counter)
+                child = runner.submit_child(self, process, inputs, kwargs)
+                record = self._records.get(key)
+                outputs = _UNREAD
+                if record is not None and record.node.pk == child.pk:
+                    outputs = record.outputs
+                results.append((child, outputs))
+            except BaseException as exc:
+                results.append(exc)
+        return results
+
+    async def _child_outputs(self, pk: int) -> Any:
+        """The outputs of finished child ``pk``, read together with those the other launches wait for."""
+        runner = self.runner
+        assert runner is not None
+        future: asyncio.Future[Any] = runner.loop.create_future()
+        self._output_queue.append((pk, future))
+        if self._output_reader is None:
+            self._output_reader = runner.loop.create_task(
+                self._read_queued(), name=f"plait-outputs-{self.pk}"
+            )
+        return await future
+
+    async def _read_queued(self) -> None:
+        runner = self.runner
+        assert runner is not None
+        batch: list[tuple[int, asyncio.Future[Any]]] = []
+        try:
+            while self._output_queue:
+                await asyncio.sleep(0)  # the children that ended in this loop turn join the batch
+                batch, self._output_queue = self._output_queue, []
+                found = await runner.call_db(self, self._read_outputs, [pk for pk, _ in batch])
+                for pk, future in batch:
+                    if not future.done():
+                        if isinstance(found[pk], BaseException):
+                            future.set_exception(found[pk])
+                        else:
+                            future.set_result(found[pk])
+                batch = []
+        except BaseException as exc:
+            for _, future in batch + self._output_queue:
+                if not future.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+            self._output_queue = []
+            if not isinstance(exc, Exception | asyncio.CancelledError):
+                raise
+        finally:
+            self._output_reader = None
+
+    def _read_outputs(self, pks: list[int]) -> dict[int, Any]:
+        """(thread) ``{pk: outputs}`` of finished children (an :class:`EngineError` for one that did
+        not finish ok), in a few queries whatever their number."""
+        from plait.storage import get_backend
+
+        backend = get_backend()
+        rows = {row["node_id"]: row for row in backend.list_processes(pks=pks)}
+        ok = [pk for pk in pks if pk in rows and _finished_ok(rows[pk])]
+        outputs, _ = _links_of(backend, ok, ok=ok, inputs=False)
+        found: dict[int, Any] = {}
+        for pk in pks:
+            row = rows.get(pk)
+            if row is None:
+                found[pk] = EngineError(f"child process {pk} of {self.process_label_string()} was deleted")
+            elif pk in outputs:
+                found[pk] = _shaped(outputs[pk])
+            else:
+                found[pk] = self._not_ok(row["process_label"], pk, row["state"], row["exit_status"])
+        return found
+
+    def _not_ok(self, label: str, pk: int, state: str, exit_status: int | None) -> EngineError:
+        return EngineError(
+            f"child {label} (process {pk}) of durable workflow "
+            f"{self.process_label_string()} ended {ProcessState(state).value}"
+            + (f" with exit status {exit_status}" if exit_status else "")
+        )
+
+    def _read_recorded(self) -> None:
+        """(thread) Before a replay: every recorded launch (class, input hashes, outputs if finished ok)
+        in a few queries, so that the replay serves its launches from memory."""
+        from plait.storage import get_backend
+
+        backend = get_backend()
+        wanted = dict(self._recorded_children)
+        rows = {row["node_id"]: row for row in backend.get_children(self.pk)}
+        for pk in wanted.values():
+            if pk not in rows:  # offered by another node (a restart): not among this node's children
+                row = backend.get_process(pk)
+                if row is not None:
+                    rows[pk] = row
+        pks = [pk for pk in wanted.values() if pk in rows]
+        node_rows = _node_rows(backend, pks)
+        ok = [pk for pk in pks if pk in node_rows and _finished_ok(rows[pk])]
+        outputs, hashes = _links_of(backend, pks, ok=ok)
+        self._records = {}
+        for key, pk in wanted.items():
+            if pk not in node_rows:
+                continue
+            node = node_from_row({**node_rows[pk], "process": rows[pk]})
+            if not isinstance(node, ProcessNode):
+                continue
+            self._records[key] = _Recorded(
+                node, hashes.get(pk, {}), _shaped(outputs[pk]) if pk in outputs else _UNREAD
+            )
 
     async def _wait_for(self, pk: int) -> None:
         """Wait for child ``pk``: parked with the other waiting calls, or in memory."""
@@ -202,8 +380,13 @@ class DurableWorkflowProcess(FunctionProcess):
         parked = False
         error: BaseException | None = None
         try:
-            for _ in range(_SETTLE_TURNS):
-                await asyncio.sleep(0)
+            while True:
+                for _ in range(_SETTLE_TURNS):
+                    await asyncio.sleep(0)
+                launcher = self._launcher
+                if launcher is None:
+                    break
+                await asyncio.wait([launcher])  # launches being submitted join the same park
             self._committing = runner.loop.create_future()
             parked = await runner.call_db(self, self._commit_waiting, list(self._waits))
         except BaseException as exc:  # a kill or a lost lease: every waiting call sees it
@@ -241,21 +424,6 @@ class DurableWorkflowProcess(FunctionProcess):
 
     def _commit_running(self) -> None:
         self._commit(ProcessState.RUNNING, status=None)  # wake_at stays: when it was last due
-
-    def _outputs_of(self, pk: int) -> Any:
-        """(thread) The outputs of child ``pk``; raises if it did not finish ok."""
-        node = load_node(pk)
-        assert isinstance(node, ProcessNode)
-        if not node.is_finished_ok:
-            raise EngineError(
-                f"child {node.process_label} (process {node.pk}) of durable workflow "
-                f"{self.process_label_string()} ended {node.process_state.value}"
-                + (f" with exit status {node.exit_status}" if node.exit_status else "")
-            )
-        outputs = {label: value for label, _, value in node.get_outgoing((LinkType.CREATE, LinkType.RETURN))}
-        if list(outputs) == ["result"]:
-            return outputs["result"]
-        return _nest(outputs)
 
     async def _sleep(self, seconds: float) -> None:
         runner = self.runner
@@ -295,19 +463,30 @@ class DurableWorkflowProcess(FunctionProcess):
         )
 
     def _check_replay(self, cls: type[Any], inputs: dict[str, Any]) -> None:
-        """Refuse a replayed launch that differs from the one recorded at its position."""
+        """(thread) Refuse a replayed launch that differs from the one recorded at its position.
+
+        Served from the records read before the replay (:meth:`_read_recorded`): the stored hashes
+        of the recorded inputs are compared with those of the new inputs; only if they differ are
+        the recorded inputs loaded and hashed again, so a stale stored hash never makes a false
+        :class:`NonDeterminismError`.
+        """
         key = encode_call_key(self.pk, self._call_counter)
         pk = self._recorded_children.get(key)
         if pk is None:
             return
-        recorded = load_node(pk)
-        assert isinstance(recorded, ProcessNode)
+        record = self._records.get(key)
+        if record is None or record.node.pk != pk:
+            loaded = load_node(pk)
+            assert isinstance(loaded, ProcessNode)
+            record = _Recorded(loaded, None, _UNREAD)
+        recorded = record.node
         new_label = cls.process_label_string()
         differs = recorded.process_type != cls.process_type_string()
         if not differs:
             new = {k: v._compute_hash() for k, v in flatten_nodes(inputs, cls.spec().inputs).items()}
-            old = {k: v._compute_hash() for k, v in _input_nodes(recorded)}
-            differs = new != old
+            differs = new != record.input_hashes
+            if differs:  # confirm from the nodes themselves
+                differs = new != {k: v._compute_hash() for k, v in _input_nodes(recorded)}
         if differs:
             raise NonDeterminismError(
                 f"durable workflow {self.process_label_string()} (process {self.pk}): launch "
@@ -316,6 +495,94 @@ class DurableWorkflowProcess(FunctionProcess):
                 f"{new_label} with other inputs or another class; launches must happen in the same order "
                 "with the same inputs on every run (fix the code, then play the workflow)"
             )
+
+    def _reuse_recorded_call(self, cls: type[Any]) -> ProcessNode | None:
+        """(thread) The recorded child of this launch, from the records read before the replay."""
+        key = encode_call_key(self.pk, self._call_counter)
+        record = self._records.get(key)
+        if (
+            record is None
+            or self._recorded_children.get(key) != record.node.pk
+            or record.node.process_type != cls.process_type_string()
+        ):
+            return super()._reuse_recorded_call(cls)  # loads it (and says why it is not reused)
+        del self._recorded_children[key]
+        self._call_counter += 1
+        return record.node
+
+
+#: a recorded launch's outputs that were not read (it had not finished ok when the replay began)
+_UNREAD: Any = object()
+
+
+@dataclass
+class _Recorded:
+    """What a launch recorded before the replay was: its child, and what the replay compares."""
+
+    node: ProcessNode
+    #: ``{link label: stored hash}`` of its node inputs (None: compare with the loaded inputs)
+    input_hashes: dict[str, str | None] | None
+    #: its outputs shaped as ``plait.call`` returns them, or ``_UNREAD``
+    outputs: Any
+
+
+#: ids per IN list of the replay's queries (each query may hold two such lists)
+_IDS_PER_QUERY = 2000
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        yield ids[start : start + _IDS_PER_QUERY]
+
+
+def _node_rows(backend: Any, pks: Iterable[int]) -> dict[int, dict[str, Any]]:
+    found: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(sorted(set(pks))):
+        found.update(backend.get_nodes(chunk))
+    return found
+
+
+def _finished_ok(row: Mapping[str, Any]) -> bool:
+    return bool(row["state"] == ProcessState.FINISHED.value and row["exit_status"] == 0)
+
+
+_OUTPUT_LINKS = frozenset({LinkType.CREATE.value, LinkType.RETURN.value})
+_INPUT_LINKS = frozenset({LinkType.INPUT_CALC.value, LinkType.INPUT_WORK.value})
+
+
+def _links_of(
+    backend: Any, pks: list[int], *, ok: Iterable[int], inputs: bool = True
+) -> tuple[dict[int, dict[str, Node]], dict[int, dict[str, str | None]]]:
+    """``({pk: {label: output node}}, {pk: {label: stored input hash}})`` of processes ``pks`` in a
+    few queries: outputs for those in ``ok`` (in link order, as ``get_outgoing`` gives them), input
+    hashes for all (if ``inputs``)."""
+    ok = set(ok)
+    links: list[dict[str, Any]] = []
+    for chunk in _chunks(pks):
+        links.extend(backend.all_links(chunk))
+    links.sort(key=lambda link: link["id"])
+    wanted = set(pks)
+    out_links = [link for link in links if link["link_type"] in _OUTPUT_LINKS and link["input_id"] in ok]
+    in_links = [
+        link for link in links if inputs and link["link_type"] in _INPUT_LINKS and link["output_id"] in wanted
+    ]
+    rows = _node_rows(
+        backend, [link["output_id"] for link in out_links] + [link["input_id"] for link in in_links]
+    )
+    outputs: dict[int, dict[str, Node]] = {pk: {} for pk in ok}
+    for link in out_links:
+        outputs[link["input_id"]][link["label"]] = node_from_row(rows[link["output_id"]])
+    hashes: dict[int, dict[str, str | None]] = {pk: {} for pk in pks} if inputs else {}
+    for link in in_links:
+        hashes[link["output_id"]][link["label"]] = rows[link["input_id"]]["node_hash"]
+    return outputs, hashes
+
+
+def _shaped(outputs: dict[str, Node]) -> Any:
+    """A child's outputs as ``plait.call`` returns them: the ``result`` node alone, or the dict."""
+    if list(outputs) == ["result"]:
+        return outputs["result"]
+    return _nest(outputs)
 
 
 def _input_nodes(node: ProcessNode) -> list[tuple[str, Node]]:
