@@ -130,3 +130,19 @@ def test_json_text_reads_what_json_loads_reads():
     assert _json_text(' {"a": 1} ') == {"a": 1}  # white space: read by json.loads
     with pytest.raises(json.JSONDecodeError):
         _json_text('{"a": 1} trailing')
+
+
+def test_a_walk_starts_from_its_anchor(values):
+    """SQLite reads the anchor first and joins the walk to it (``_WalkJoin``): with statistics it
+    otherwise put the walk outside and built a Bloom filter over the anchor's nodes each time."""
+    (head,) = QueryBuilder().append(Int, filters={"attributes.value": 5}, project="id").all(flat=True)
+    qb = QueryBuilder()
+    qb.append(Node, filters={"id": head}, tag="head")
+    qb.append(Node, with_ancestors="head", project="attributes.value")
+    if get_backend().database.is_sqlite:
+        plan = _plan(qb).splitlines()
+        assert not any("BLOOM" in line for line in plan), plan
+        v0 = [i for i, line in enumerate(plan) if line.startswith("SEARCH v0")]
+        walk = [i for i, line in enumerate(plan) if line.startswith("SCAN walk")]  # the last: the join
+        assert v0 and v0[0] < walk[-1], plan
+    assert sorted(qb.all(flat=True), key=lambda v: (v is not None, v)) == [None, -5]

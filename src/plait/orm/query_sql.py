@@ -67,9 +67,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Table
-from sqlalchemy.sql.selectable import FromClause, NamedFromClause, Select
+from sqlalchemy.sql.selectable import FromClause, Join, NamedFromClause, Select
 
 from plait.orm.node import LinkType, node_from_row
 from plait.orm.query_filters import (
@@ -196,6 +198,31 @@ def _fields(condition: Condition) -> Iterator[FieldRef]:
     else:
         for part in condition.parts:
             yield from _fields(part)
+
+
+class _WalkJoin(Join):
+    """The join of a walk (a recursive CTE) to the vertices before it; on SQLite a ``CROSS JOIN``.
+
+    SQLite keeps the left side of a ``CROSS JOIN`` in an outer loop, so the anchor's rows are
+    read first and the walk is joined to them.  Left to choose, with the statistics of an
+    ``ANALYZE`` it put the walk outside and built a Bloom filter over the anchor's nodes: 2.5 ms
+    for six descendants of one node, of which the walk itself took 0.04 ms.  Other databases
+    get a plain ``JOIN``.
+    """
+
+    inherit_cache = True
+
+
+@compiles(_WalkJoin, "sqlite")
+def _walk_join_sqlite(join: _WalkJoin, compiler: SQLCompiler, **kw: Any) -> str:
+    kw.pop("asfrom", None)
+    linter = kw.get("from_linter")
+    if linter is not None:  # the pairs this join connects, for SQLAlchemy's cartesian-product check
+        linter.edges.update((a, b) for a in join.left._from_objects for b in join.right._from_objects)
+    left = compiler.process(join.left, asfrom=True, **kw)
+    right = compiler.process(join.right, asfrom=True, **kw)
+    assert join.onclause is not None
+    return f"{left} CROSS JOIN {right} ON {compiler.process(join.onclause, **kw)}"
 
 
 def _plain_path(path: Sequence[str | int]) -> bool:
@@ -622,7 +649,8 @@ class CompiledQuery:
                     if relationship == "with_ancestors"
                     else (edge.c.descendant_id, edge.c.ancestor_id)
                 )
-                from_clause = from_clause.join(edge, near == target.c.id).join(table, table.c.id == far)
+                walk_join = _WalkJoin(from_clause, edge, near == target.c.id)
+                from_clause = walk_join.join(table, table.c.id == far)
             self.edge_tables[vertex.edge_tag] = edge
             from_clause = self._with_processes(from_clause, vertex, index)
         return from_clause
