@@ -146,3 +146,26 @@ def test_a_walk_starts_from_its_anchor(values):
         walk = [i for i, line in enumerate(plan) if line.startswith("SCAN walk")]  # the last: the join
         assert v0 and v0[0] < walk[-1], plan
     assert sorted(qb.all(flat=True), key=lambda v: (v is not None, v)) == [None, -5]
+
+
+def test_storage_maintenance_analyses_the_database(any_profile):
+    """``plait storage maintain`` leaves the statistics the planner reads (an SQLite file has none before)."""
+    store_nodes([Int(i) for i in range(20)])
+    backend = get_backend()
+    statistics = (
+        "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'nodes'"
+        if backend.database.is_sqlite
+        else "SELECT count(*) FROM pg_stats WHERE tablename = 'nodes'"
+    )
+
+    def count() -> int:
+        with backend.database.read() as conn:
+            try:
+                return int(conn.execute(text(statistics)).scalar_one())
+            except Exception:  # SQLite: no sqlite_stat1 table before the first ANALYZE
+                return 0
+
+    if backend.database.is_sqlite:
+        assert count() == 0
+    backend.maintain_storage(grace_seconds=0)
+    assert count() > 0

@@ -242,10 +242,11 @@ def maintain(state: CliState, dry_run: bool, grace_period: float) -> None:
 
     Deleting nodes (`plait node delete`) leaves their files in the repository, since other nodes may
     share them; this removes the ones nothing refers to, and gives the database's free space back
-    (SQLite VACUUM, PostgreSQL VACUUM ANALYZE). Files written less than --grace-period seconds ago,
-    or since the oldest process that is still running started, are kept: their node may not be
-    committed yet. SQLite's VACUUM holds the write lock while it rewrites the file: on a big
-    database, stop the daemon first.
+    (SQLite VACUUM then ANALYZE, PostgreSQL VACUUM ANALYZE; ANALYZE refreshes the statistics that
+    queries are planned from). Files written less than --grace-period seconds ago, or since the
+    oldest process that is still running started, are kept: their node may not be committed yet.
+    SQLite's VACUUM holds the write lock while it rewrites the file: on a big database, stop the
+    daemon first.
     """
     from plait.cli._common import format_time
 

@@ -1365,7 +1365,8 @@ class StorageBackend:
         return int(pages) * int(size)
 
     def vacuum(self) -> None:
-        """Give back the space of deleted rows: SQLite ``VACUUM``, PostgreSQL ``VACUUM ANALYZE``.
+        """Give back the space of deleted rows and refresh the planner's statistics: SQLite ``VACUUM``
+        then ``ANALYZE``, PostgreSQL ``VACUUM ANALYZE`` (see :meth:`Database.analyze`).
 
         Both must run outside a transaction, so this takes a connection of its own in autocommit
         mode.  SQLite's VACUUM rewrites the whole file, holding the write lock while it does
@@ -1384,6 +1385,7 @@ class StorageBackend:
                 driver = raw.driver_connection
                 assert driver is not None
                 driver.execute("VACUUM")  # the driver is in autocommit mode: plait issues BEGIN itself
+                driver.execute("ANALYZE")  # the planner's statistics, as PostgreSQL's VACUUM ANALYZE
                 driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 raw.close()
