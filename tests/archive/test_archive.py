@@ -106,6 +106,7 @@ def test_round_trip_into_a_fresh_profile(
     done = import_archive(path)
     assert done.added["nodes"] == 9 and done.existing["nodes"] == 0
     assert done.added["logs"] == 1 and done.added["comments"] == 1 and done.added["files"] == 1
+    assert done.added["groups"] == 1 and done.added["group_nodes"] == 1
     assert set(done.node_pks) == {pk for pk in done.node_pks}  # archive pks of every node
     got = snapshot(backend, exported)
     for key in ("nodes", "processes", "links", "logs", "comments", "groups", "members", "contents"):
@@ -151,6 +152,24 @@ def test_a_computer_label_taken_by_another_is_suffixed(
     code = load_code("bash@localhost-imported-1")  # label@computer finds the code by its new label
     assert code.pk == done.node_pks[graph.code] and code.computer.pk != own.pk
     assert sum(import_archive(path).added.values()) == 0  # and a second import matches it again
+
+
+def test_a_group_label_taken_by_another_is_suffixed(
+    graph: Graph, fresh_sqlite_profile: Any, tmp_path: Path
+) -> None:
+    from plait.orm import Group, load_group
+
+    path = tmp_path / "group.plait"
+    use("default")
+    create_archive(path, groups=[graph.group])
+    use(fresh_sqlite_profile("mine"))
+    Group("archived").store()
+    Group("archived-imported-1").store()
+    done = import_archive(path)
+    assert done.relabelled == [("group", "archived", "archived-imported-2")]
+    assert load_group("archived").count() == 0 and load_group("archived-imported-2").count() == 1
+    again = import_archive(path)  # matched by UUID: nothing added, the members there already
+    assert again.added["groups"] == 0 and again.existing["group_nodes"] == 1
 
 
 def test_a_second_import_adds_nothing(graph: Graph, fresh_sqlite_profile: Any, tmp_path: Path) -> None:

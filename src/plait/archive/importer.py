@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import itertools
 import json
 import os
@@ -362,8 +363,33 @@ def _refuse_constant(name: str) -> Any:
 
 
 _decode_json = json.JSONDecoder(parse_constant=_refuse_constant).decode
-#: the node columns an import writes, in order (all but ``id``)
+#: the node columns an import writes, in order (all but ``id``), and where some of them are
 _NODE_COLUMNS = tuple(c for c in fmt.COLUMNS["nodes"] if c != "id")
+_NODE_JSON = tuple(c for c in _NODE_COLUMNS if c in fmt.JSON_COLUMNS)
+_NODE_TIMES = tuple(c for c in _NODE_COLUMNS if c in fmt.TIME_COLUMNS)
+_UUID, _CTIME, _MTIME = (_NODE_COLUMNS.index(c) for c in ("uuid", "ctime", "mtime"))
+_COMPUTER, _ATTRIBUTES = _NODE_COLUMNS.index("computer_id"), _NODE_COLUMNS.index("attributes")
+#: the time form an export writes (SQLite's stored time as ISO 8601 in UTC)
+_EXPORT_TIME = (
+    "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9]."
+    "[0-9][0-9][0-9][0-9][0-9][0-9]+00:00"
+)
+
+
+def _differences(there: Any, row: tuple[Any, ...]) -> list[str]:
+    """The content columns in which the profile's node ``there`` (uuid, id, CONTENT...) and the
+    archive's row differ (JSON compared as values)."""
+    differ = []
+    for i, key in enumerate(CONTENT, start=2):
+        mine = row[_NODE_COLUMNS.index(key)]
+        theirs = there[i]
+        if key in fmt.JSON_COLUMNS:
+            mine = json.loads(mine)
+            if isinstance(theirs, str):
+                theirs = json.loads(theirs)
+        if theirs != mine:
+            differ.append(key)
+    return differ
 
 
 class _Writer:
@@ -383,12 +409,25 @@ class _Writer:
         self.sqlite = backend.database.is_sqlite
         mark = "?" if self.sqlite else "%s"
         json_mark = mark if self.sqlite else "CAST(%s AS jsonb)"
-        marks = ", ".join(json_mark if c in fmt.JSON_COLUMNS else mark for c in _NODE_COLUMNS)
+        time_mark = mark if self.sqlite else "CAST(%s AS timestamptz)"
+        marks = ", ".join(
+            json_mark if c in fmt.JSON_COLUMNS else time_mark if c in fmt.TIME_COLUMNS else mark
+            for c in _NODE_COLUMNS
+        )
         self.insert_nodes_sql = f"INSERT INTO nodes ({', '.join(_NODE_COLUMNS)}) VALUES ({marks})"
         self.insert_links_sql = (
             f"INSERT INTO links (input_id, output_id, link_type, label) VALUES ({', '.join([mark] * 4)})"
         )
+        self.insert_members_sql = (
+            f"INSERT INTO group_nodes (group_id, node_id) VALUES ({mark}, {mark}) ON CONFLICT DO NOTHING"
+        )
         self.by_uuid = "IN (SELECT value FROM json_each(?))" if self.sqlite else "= ANY(%s)"
+
+    def time_sql(self, column: str) -> str:
+        """SQL (on the archive database) giving ``column``'s time as the insert takes it, or NULL
+        when it is not in the form an export writes (then :meth:`time` converts it)."""
+        converted = f"substr({column}, 1, 10) || ' ' || substr({column}, 12, 15)" if self.sqlite else column
+        return f"CASE WHEN {column} GLOB '{_EXPORT_TIME}' THEN {converted} END"
 
     def uuid_list(self, uuids: list[str]) -> Any:
         return json.dumps(uuids) if self.sqlite else uuids
@@ -536,29 +575,34 @@ class _Import:
 
     # -- nodes ------------------------------------------------------------------------------
     def _nodes(self) -> None:
-        columns = fmt.COLUMNS["nodes"]
-        at = {c: i for i, c in enumerate(columns)}
-        uuid_at, computer_at, attributes_at = at["uuid"], at["computer_id"], at["attributes"]
-        json_at = [at[c] for c in _NODE_COLUMNS if c in fmt.JSON_COLUMNS]
-        time_at = [at[c] for c in _NODE_COLUMNS if c in fmt.TIME_COLUMNS]
+        """Nodes by UUID: the new ones inserted, the ones there compared (another content stops it).
+
+        The archive's SQLite does the per-row work where it can: ``json_valid`` checks the JSON
+        columns and a ``GLOB`` recognises the times an export writes (``...T...ffffff+00:00``),
+        rewritten to the profile's form in the query; only rows with another time form, a
+        computer or an existing twin are handled value by value here.
+        """
         writer = self.writer
+        select = ", ".join(
+            [
+                "id",
+                *(writer.time_sql(c) if c in fmt.TIME_COLUMNS else c for c in _NODE_COLUMNS),
+                " AND ".join(f"(typeof({c}) = 'text' AND json_valid({c}))" for c in _NODE_JSON),
+                *_NODE_TIMES,
+            ]
+        )
         total = int(_first(self.conn, "SELECT count(*) FROM nodes")[0])
-        cursor = self.conn.execute(f"SELECT {', '.join(columns)} FROM nodes ORDER BY id")
+        cursor = self.conn.execute(f"SELECT {select} FROM nodes ORDER BY id")
+        width = len(_NODE_COLUMNS) + 1
         with progress_bar("Importing nodes", total, self.progress) as advance:
             while chunk := cursor.fetchmany(self.batch_size):
-                rows: list[list[Any]] = []
+                keys: list[int] = []
+                rows: list[tuple[Any, ...]] = []
                 for raw in chunk:
-                    row = list(raw)
-                    try:
-                        for i in json_at:
-                            row[i] = _json_text(row[i])
-                        for i in time_at:
-                            row[i] = writer.time(row[i])
-                    except ValueError as exc:
-                        raise CorruptArchiveError(
-                            f"archive database: node {row[uuid_at]} has a malformed value ({exc})"
-                        ) from None
-                    self._transform(row, computer_at, attributes_at)
+                    row = raw[1:width]
+                    if not raw[width] or None in (row[_CTIME], row[_MTIME]) or row[_COMPUTER] is not None:
+                        row = self._by_value(raw, width)
+                    keys.append(raw[0])
                     rows.append(row)
                 with self.backend.transaction() as db:
                     found = {
@@ -566,81 +610,76 @@ class _Import:
                         for r in writer.lookup(
                             db,
                             "id, node_type, process_type, attributes, files, computer_id",
-                            [r[uuid_at] for r in rows],
+                            [r[_UUID] for r in rows],
                         )
                     }
-                fresh = []
-                for row in rows:
-                    there = found.get(row[uuid_at])
+                fresh_keys, fresh = [], []
+                for key, row in zip(keys, rows, strict=True):
+                    there = found.get(row[_UUID])
                     if there is None:
+                        fresh_keys.append(key)
                         fresh.append(row)
                         continue
-                    differ = self._differences(there, row, at)
+                    differ = _differences(there, row)
                     if differ:
                         raise ImportConflictError(
-                            f"node {row[uuid_at]} exists in this profile (pk {there[1]}) with other "
+                            f"node {row[_UUID]} exists in this profile (pk {there[1]}) with other "
                             f"content than in the archive: its {', '.join(differ)} differ; "
                             "nothing was imported"
                         )
-                    self.ids.add(row[0], int(there[1]), new=False)
+                    self.ids.add(key, int(there[1]), new=False)
                     self.existing["nodes"] += 1
                 if fresh:
-                    for archive_pk, pk in zip(
-                        (r[0] for r in fresh), self._insert_nodes(fresh, at), strict=True
-                    ):
-                        self.ids.add(archive_pk, pk, new=True)
+                    for key, pk in zip(fresh_keys, self._insert_nodes(fresh), strict=True):
+                        self.ids.add(key, pk, new=True)
                     self.added["nodes"] += len(fresh)
                 advance(len(chunk))
 
-    def _transform(self, row: list[Any], computer_at: int, attributes_at: int) -> None:
-        """Map the computer; a relabelled computer's label follows into ``attributes["computer"]``."""
-        archive_computer = row[computer_at]
-        if archive_computer is None:
-            return
+    def _by_value(self, raw: Any, width: int) -> tuple[Any, ...]:
+        """A node row checked and converted value by value (refusing what is malformed)."""
+        row = list(raw[1:width])
+        original_times = raw[width + 1 :]
         try:
-            row[computer_at] = self.result.computer_pks[archive_computer]
-        except KeyError:
+            for column in _NODE_JSON:
+                i = _NODE_COLUMNS.index(column)
+                _json_text(row[i])
+            for i, text in zip((_CTIME, _MTIME), original_times, strict=True):
+                if row[i] is None:
+                    row[i] = self.writer.time(text)
+        except ValueError as exc:
             raise CorruptArchiveError(
-                f"archive database: a node refers to computer {archive_computer}, which the archive lacks"
+                f"archive database: node {row[_UUID]} has a malformed value ({exc})"
             ) from None
-        renamed = self.relabel.get(archive_computer)
-        _, attributes = row[attributes_at]
-        if renamed is not None and isinstance(attributes, dict) and attributes.get("computer") == renamed[0]:
-            attributes["computer"] = renamed[1]  # label@computer must find the code again
-            row[attributes_at] = (
-                json.dumps(attributes, separators=(",", ":"), allow_nan=False),
-                attributes,
-            )
+        archive_computer = row[_COMPUTER]
+        if archive_computer is not None:
+            try:
+                row[_COMPUTER] = self.result.computer_pks[archive_computer]
+            except KeyError:
+                raise CorruptArchiveError(
+                    f"archive database: node {row[_UUID]} refers to computer {archive_computer}, "
+                    "which the archive lacks"
+                ) from None
+            renamed = self.relabel.get(archive_computer)
+            attributes = json.loads(row[_ATTRIBUTES])
+            if (
+                renamed is not None
+                and isinstance(attributes, dict)
+                and attributes.get("computer") == renamed[0]
+            ):
+                attributes["computer"] = renamed[1]  # label@computer must find the code again
+                row[_ATTRIBUTES] = json.dumps(attributes, separators=(",", ":"), allow_nan=False)
+        return tuple(row)
 
-    @staticmethod
-    def _differences(there: Any, row: list[Any], at: dict[str, int]) -> list[str]:
-        """The content columns in which the profile's node ``there`` and the archive's differ."""
-        differ = []
-        for i, key in enumerate(CONTENT, start=2):
-            mine = row[at[key]]
-            if key in fmt.JSON_COLUMNS:
-                mine = mine[1]
-            theirs = there[i]
-            if key in fmt.JSON_COLUMNS and isinstance(theirs, str):
-                theirs = json.loads(theirs)
-            if theirs != mine:
-                differ.append(key)
-        return differ
-
-    def _insert_nodes(self, rows: list[list[Any]], at: dict[str, int]) -> list[int]:
-        """Insert new node rows; their profile pks in order."""
-        order = [at[c] for c in _NODE_COLUMNS]
-        json_at = {at[c] for c in _NODE_COLUMNS if c in fmt.JSON_COLUMNS}
-        params = [tuple(row[i][0] if i in json_at else row[i] for i in order) for row in rows]
-        uuid_at = at["uuid"]
+    def _insert_nodes(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert new node rows (:data:`_NODE_COLUMNS` tuples); their profile pks in order."""
         with self.backend.transaction() as db:
-            db.exec_driver_sql(self.writer.insert_nodes_sql, params)
+            db.exec_driver_sql(self.writer.insert_nodes_sql, rows)
             pks = {
                 uuid: int(pk)
                 for start in range(0, len(rows), 5000)
-                for uuid, pk in self.writer.lookup(db, "id", [r[uuid_at] for r in rows[start : start + 5000]])
+                for uuid, pk in self.writer.lookup(db, "id", [r[_UUID] for r in rows[start : start + 5000]])
             }
-        return [pks[row[uuid_at]] for row in rows]
+        return [pks[row[_UUID]] for row in rows]
 
     def _processes(self) -> None:
         for batch in _archive_rows(self.conn, "processes", "node_id", self.batch_size):
@@ -734,32 +773,54 @@ class _Import:
 
     # -- groups -----------------------------------------------------------------------------
     def _groups(self) -> None:
+        from sqlalchemy import select
+
+        from plait.storage.schema import groups
+
         for batch in _archive_rows(self.conn, "groups", "id", self.batch_size):
+            with self.backend.transaction() as db:
+                by_uuid = dict(
+                    db.execute(
+                        select(groups.c.uuid, groups.c.id).where(
+                            groups.c.uuid.in_([r["uuid"] for r in batch])
+                        )
+                    ).all()
+                )
+                taken = set(
+                    db.execute(
+                        select(groups.c.label).where(groups.c.label.in_([r["label"] for r in batch]))
+                    ).scalars()
+                )
             for row in batch:
                 pk = row.pop("id")
-                found = self.backend.get_group(uuid=row["uuid"])
+                found = by_uuid.get(row["uuid"])
                 if found is not None:
-                    self.result.group_pks[pk] = found["id"]
+                    self.result.group_pks[pk] = int(found)
                     self.existing["groups"] += 1
                     continue
-                label = _free_label(row["label"], lambda lab: self.backend.get_group(label=lab) is not None)
-                if label != row["label"]:
+                label = row["label"]
+                if label in taken:
+                    label = _free_label(label, functools.partial(self._group_label_taken, taken))
                     self.result.relabelled.append(("group", row["label"], label))
                     row["label"] = label
                 new = self.backend.insert_group(row)
                 if new is None:  # pragma: no cover - the label was free a moment ago in this transaction
                     raise ImportConflictError(f"group label '{label}' was taken meanwhile: import again")
+                taken.add(label)
                 self.result.group_pks[pk] = new
                 self.added["groups"] += 1
+        # memberships: one executemany a batch (the archive's pairs are unique: its primary key)
+        group_pks, ids = self.result.group_pks, self.ids
         cursor = self.conn.execute("SELECT group_id, node_id FROM group_nodes ORDER BY group_id, node_id")
         while chunk := cursor.fetchmany(self.batch_size):
-            by_group: dict[int, list[int]] = {}
-            for gid, nid in chunk:
-                by_group.setdefault(self.result.group_pks[gid], []).append(self.ids[nid])
-            for gid, members in by_group.items():
-                added = self.backend.add_group_nodes(gid, members)
-                self.added["group_nodes"] += added
-                self.existing["group_nodes"] += len(set(members)) - added
+            pairs = [(group_pks[gid], ids[nid]) for gid, nid in chunk]
+            with self.backend.transaction() as db:
+                added = max(db.exec_driver_sql(self.writer.insert_members_sql, pairs).rowcount, 0)
+            self.added["group_nodes"] += added
+            self.existing["group_nodes"] += len(pairs) - added
+
+    def _group_label_taken(self, taken: set[str], label: str) -> bool:
+        return label in taken or self.backend.get_group(label=label) is not None
 
     def _import_group(self, label: str) -> None:
         import uuid as _uuid
