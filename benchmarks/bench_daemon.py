@@ -600,6 +600,8 @@ def row_parked() -> None:
         stalled=stalled,
         stalled_after_s=round(progress[1], 1) if stalled else None,
         worker_rss_kib_at_parked=mem_parked["worker_rss_kib"][0],
+        # CPU seconds the worker spent until all parked: steadier than the wall time on a busy machine
+        worker_cpu_s_at_parked=mem_parked["worker_cpu_s"][0],
         worker_peak_rss_kib_at_parked=mem_parked["worker_peak_rss_kib"][0],
         gate_to_all_terminated_s=round(t_drain, 3),
         processes_per_s_after_gate=round(total / t_drain, 1),

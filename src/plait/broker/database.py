@@ -105,6 +105,11 @@ class DatabaseBroker(Broker):
         loop = self._loop
         if loop is None or loop.is_closed():
             return
+        if event.is_set():
+            # rung already and not yet heard: the waiter clears it when it wakes, before it looks
+            # for work, so it sees what was committed before this ring too (a worker submitting
+            # thousands of children would otherwise wake its loop through the self-pipe for each)
+            return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:

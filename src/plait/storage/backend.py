@@ -44,6 +44,8 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
@@ -150,7 +152,8 @@ _RELEASE_TO_PARK = (
     )
     .values(lease_owner=None, lease_expires=None)
 )
-_WAITS_OF = select(process_waits.c.child_id).where(process_waits.c.parent_id == bindparam("_pk"))
+_ADD_WAITS_SQLITE = sqlite_insert(process_waits).on_conflict_do_nothing()
+_ADD_WAITS_POSTGRES = postgresql_insert(process_waits).on_conflict_do_nothing()
 
 
 def _links_of(incoming: bool, typed: bool) -> Select[Any]:
@@ -662,10 +665,9 @@ class StorageBackend:
             ).rowcount
             if not released:
                 return None
-            known = {row[0] for row in conn.execute(_WAITS_OF, {"_pk": pk}).all()}
-            new = [child for child in dict.fromkeys(active) if child not in known]
-            if new:
-                conn.execute(insert(process_waits), [{"parent_id": pk, "child_id": c} for c in new])
+            # a wait recorded already (a re-run of the step) is kept: ON CONFLICT DO NOTHING
+            statement = _ADD_WAITS_SQLITE if self.database.is_sqlite else _ADD_WAITS_POSTGRES
+            conn.execute(statement, [{"parent_id": pk, "child_id": c} for c in dict.fromkeys(active)])
             return True
 
     def release_waits_on(self, child: int) -> list[int]:
