@@ -139,3 +139,35 @@ async def test_the_database_broker_carries_state_bells_on_postgresql(postgres_ur
         assert heard == [7]
     finally:
         await broker.close()
+
+
+def test_a_state_bell_rings_only_once_the_outer_transaction_has_committed():
+    """A lifecycle write inside an enclosing transaction (a work chain's checkpoint and its park are
+    one) rang the state bell at once: a watcher reading the row on that bell read it from before
+    the commit, saw nothing new, and slept until its poll.  The bell waits for the outer commit,
+    and a rolled back block rings nothing."""
+    from plait.engine import bell
+    from plait.storage import get_backend
+
+    pk = _created_process()
+    backend = get_backend()
+    seen: list[str | None] = []
+
+    def on_bell() -> None:  # what a watcher does: read the row it was told changed
+        seen.append(get_backend().get_process(pk)["status"])
+
+    bell._state_listeners.setdefault(pk, []).append(on_bell)
+    try:
+        with backend.transaction():
+            assert lifecycle.set_unheld(pk, status="inside a block")
+            assert seen == []  # not yet committed: nobody is told
+        assert seen == ["inside a block"]
+        with pytest.raises(RuntimeError), backend.transaction():
+            assert lifecycle.set_unheld(pk, status="rolled back")
+            raise RuntimeError("the block fails")
+        assert seen == ["inside a block"]
+        assert backend.get_process(pk)["status"] == "inside a block"
+        assert lifecycle.set_unheld(pk, status="alone")  # its own transaction: rung after it
+        assert seen == ["inside a block", "alone"]
+    finally:
+        bell._state_listeners.pop(pk, None)

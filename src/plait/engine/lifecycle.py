@@ -30,6 +30,7 @@ kill or a park.
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -556,13 +557,16 @@ def _announce(pk: int) -> None:
     """Ring process ``pk``'s state bell: its row changed and the change is committed.
 
     Best effort and cheap: :func:`plait.engine.bell.ring_state` never raises, never blocks and,
-    with nobody watching and no broker running here, costs a dictionary look-up.
+    with nobody watching and no broker running here, costs a dictionary look-up.  Inside an
+    enclosing transaction it rings once that commits (a watcher told earlier would read the
+    row as it was and wait for a bell already spent), and not at all if it rolls back.
     """
-    ring_state(pk)
+    _backend().after_commit(functools.partial(ring_state, pk))
 
 
 def _ring(woken: list[int]) -> None:
+    """Ring the work bell for parents made runnable (once committed, as :func:`_announce`)."""
     if woken:
         from plait.engine.bell import ring_work
 
-        ring_work()
+        _backend().after_commit(ring_work)

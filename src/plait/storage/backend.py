@@ -75,6 +75,10 @@ TERMINAL_STATES = ("finished", "excepted", "killed")
 ACTIVE_STATES = ("created", "running", "waiting")
 
 _current: contextvars.ContextVar[Connection | None] = contextvars.ContextVar("plait_txn", default=None)
+#: what runs once the current write transaction has committed (:meth:`StorageBackend.after_commit`)
+_after_commit: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
+    "plait_after_commit", default=None
+)
 #: the read transaction that :meth:`StorageBackend.snapshot` shares among the reads of its block
 _current_read: contextvars.ContextVar[Connection | None] = contextvars.ContextVar("plait_read", default=None)
 
@@ -187,17 +191,39 @@ class StorageBackend:
     # -- transactions ------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A write transaction made current for this thread/task; joins an enclosing one."""
+        """A write transaction made current for this thread/task; joins an enclosing one.
+
+        What :meth:`after_commit` registered inside it runs once the outermost block has
+        committed (and never if it rolled back).
+        """
         conn = _current.get()
         if conn is not None:
             yield conn
             return
+        callbacks: list[Callable[[], None]] = []
         with self.database.write() as conn:
             token = _current.set(conn)
+            hooks = _after_commit.set(callbacks)
             try:
                 yield conn
             finally:
+                _after_commit.reset(hooks)
                 _current.reset(token)
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once what was written so far is committed: at once outside a
+        transaction, after the outermost :meth:`transaction` block commits inside one, not at
+        all if it rolls back.  For notices (a state bell) that others act on by reading the
+        database: rung before the commit, they would read the old row and wait for a bell
+        that was spent already.  ``callback`` must not raise.
+        """
+        pending = _after_commit.get()
+        if pending is None:
+            callback()
+        else:
+            pending.append(callback)
 
     @property
     def in_transaction(self) -> bool:
