@@ -284,7 +284,8 @@ class DurableWorkflowProcess(FunctionProcess):
             while self._output_queue:
                 await asyncio.sleep(0)  # the children that ended in this loop turn join the batch
                 batch, self._output_queue = self._output_queue, []
-                found = await runner.call_db(self, self._read_outputs, [pk for pk, _ in batch])
+                # a read, not the workflow's own step: a kill or pause may interrupt the wait for it
+                found = await runner.call_db(None, self._read_outputs, [pk for pk, _ in batch])
                 for pk, future in batch:
                     if not future.done():
                         if isinstance(found[pk], BaseException):
