@@ -384,6 +384,8 @@ def _differences(there: Any, row: tuple[Any, ...]) -> list[str]:
         mine = row[_NODE_COLUMNS.index(key)]
         theirs = there[i]
         if key in fmt.JSON_COLUMNS:
+            if theirs == mine:
+                continue  # the same text (an archive of a SQLite profile, or imported before)
             mine = json.loads(mine)
             if isinstance(theirs, str):
                 theirs = json.loads(theirs)
