@@ -285,3 +285,14 @@ def test_replay_checks_and_submits_launches_off_the_event_loop(monkeypatch):
     outputs, node = plait.resume(pk)
     assert node.is_finished_ok and outputs["sum"].value == 0 + 1 + 4
     assert on_loop == []
+
+
+def test_replay_reads_its_records_in_chunks(monkeypatch):
+    """Records of more launches than one IN list holds are read chunk by chunk, with the same result."""
+    from plait.engine import durable
+
+    monkeypatch.setattr(durable, "_IDS_PER_QUERY", 2)
+    pk = _crash_after_squares({}, 5)
+    outputs, node = plait.resume(pk)
+    assert node.is_finished_ok and outputs["sum"].value == 0 + 1 + 4 + 9 + 16
+    assert _count("square") == 5

@@ -312,7 +312,7 @@ class DurableWorkflowProcess(FunctionProcess):
         from plait.storage import get_backend
 
         backend = get_backend()
-        rows = {row["node_id"]: row for row in backend.list_processes(pks=pks)}
+        rows = {row["node_id"]: row for chunk in _chunks(pks) for row in backend.list_processes(pks=chunk)}
         ok = [pk for pk in pks if pk in rows and _finished_ok(rows[pk])]
         outputs, _ = _links_of(backend, ok, ok=ok, inputs=False)
         found: dict[int, Any] = {}
