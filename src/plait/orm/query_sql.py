@@ -563,6 +563,7 @@ class CompiledQuery:
             self.keys.append((tag, projection.text))
             expressions.append(self._projection(tag, projection))
         self._decode = _row_decoder(tuple(expressions))
+        self._plain: bool | None = None
         self.order_keys: list[ColumnElement[Any]] = []
         self.order = [clause for item in spec.order for clause in self._order(item)]
 
@@ -898,8 +899,29 @@ class CompiledQuery:
         if batch_size:
             return list(self.iterate(batch_size))
         with self._connection() as conn:
-            rows = conn.execute(self.statement()).all()
+            result = conn.execute(self.statement())
+            if self._plain_rows(conn):
+                # every column comes from the driver as the value wanted: the driver's tuples are
+                # the rows, without a SQLAlchemy Row made for each (about 1 us a row)
+                rows: Sequence[Any] = result.cursor.fetchall()
+                result.close()
+            else:
+                rows = result.all()
         return self._decode(rows)
+
+    def _plain_rows(self, conn: Connection) -> bool:
+        """Whether no column of the statement has a SQLAlchemy result processor for this dialect
+        (so the driver's values are SQLAlchemy's); an unknown answer counts as no."""
+        if self._plain is None:
+            dialect = conn.dialect
+            try:
+                self._plain = all(
+                    column.type.dialect_impl(dialect).result_processor(dialect, None) is None
+                    for column in self.columns
+                )
+            except Exception:  # a type that needs the driver's column type to answer
+                self._plain = False
+        return self._plain
 
     def iterate(self, batch_size: int | None) -> Iterator[list[Any]]:
         """The rows, decoded a batch at a time (a server-side cursor on PostgreSQL)."""
