@@ -108,6 +108,8 @@ class DurableWorkflowProcess(FunctionProcess):
         self._wake_event: asyncio.Event | None = None  # set by the placement while a timer waits
         #: ``{call key: what the recorded launch was}``, read in a few queries before a replay
         self._records: dict[str, _Recorded] = {}
+        #: launch positions whose recorded child a restart offered from the old run (see restart_from)
+        self._restart_offered: set[int] = set()
         #: launches waiting to be checked and submitted (in launch order) by ``_launcher``
         self._launch_queue: list[tuple[Any, Any, dict[str, Any], asyncio.Future[Any]]] = []
         self._launcher: asyncio.Task[None] | None = None
@@ -142,8 +144,10 @@ class DurableWorkflowProcess(FunctionProcess):
     async def _run_from_the_top(self) -> Any:
         """Run the function once from the top (a first run and a replay are the same thing)."""
         args, kwargs = self._function_arguments()
+        runner = self.runner
+        if self.node.get_attribute("restarted_from", None) is not None and runner is not None:
+            await runner.call_db(self, self._offer_restart_launches)
         if self._recorded_children:  # a replay: what was launched, read at once, not launch by launch
-            runner = self.runner
             assert runner is not None
             await runner.call_db(self, self._read_recorded)
         token = _CURRENT.set(self)
@@ -463,8 +467,32 @@ class DurableWorkflowProcess(FunctionProcess):
             ProcessState.WAITING, checkpoint=checkpoint, keep_history=False, status=status, wake_at=wake_at
         )
 
+    def _offer_restart_launches(self) -> None:
+        """(thread) A restart of another workflow: its old run's launches join the recorded ones
+        (:func:`plait.engine.restart_from.offer_reused_launches`), so matching launches reuse them."""
+        from plait.engine.restart_from import offer_reused_launches
+
+        self._restart_offered = offer_reused_launches(self)
+
     def _check_replay(self, cls: type[Any], inputs: dict[str, Any]) -> None:
         """(thread) Refuse a replayed launch that differs from the one recorded at its position.
+
+        At a position a restart offered (:meth:`_offer_restart_launches`), a launch that differs
+        is no non-determinism: the code was fixed there, so the reuse of the old run ends, and
+        this launch and every later one run anew.
+        """
+        position = self._call_counter
+        try:
+            self._compare_with_recorded(cls, inputs)
+        except NonDeterminismError:
+            if position not in self._restart_offered:
+                raise
+            from plait.engine.restart_from import end_reuse
+
+            end_reuse(self, position)
+
+    def _compare_with_recorded(self, cls: type[Any], inputs: dict[str, Any]) -> None:
+        """(thread) Raise :class:`NonDeterminismError` if this launch is not the one recorded at its position.
 
         Served from the records read before the replay (:meth:`_read_recorded`): the stored hashes
         of the recorded inputs are compared with those of the new inputs; only if they differ are

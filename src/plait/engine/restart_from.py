@@ -65,7 +65,7 @@ from typing import Any
 
 from plait.engine.calcjob import CalcJob
 from plait.engine.checkpoint import CHECKPOINT_VERSION, decode
-from plait.engine.durable import DurableWorkflowProcess, NonDeterminismError
+from plait.engine.durable import DurableWorkflowProcess
 from plait.engine.lifecycle import EngineError, call_index, encode_call_key
 from plait.engine.process import _backend
 from plait.engine.resolve import load_process_class
@@ -445,15 +445,15 @@ def restart(
 #
 # durable.py matches each launch against ``_recorded_children`` ({call key: pk}), rebuilt from the
 # workflow's own children before every attempt.  A restarted workflow's offered launches are another
-# node's children, so two small hooks around DurableWorkflowProcess add them: before each run from
-# the top, the offered children go in at their positions (before the first position the new node
-# launched itself); and at an offered position a launch that differs ends the reuse there (it and
-# every later launch run anew) instead of being a non-determinism.  They change nothing for a
-# workflow that is not a restart.
+# node's children: before each run from the top, DurableWorkflowProcess asks for them here (they go
+# in at their positions, before the first position the new node launched itself); and at an offered
+# position a launch that differs ends the reuse there (it and every later launch run anew) instead
+# of being a non-determinism.  Nothing changes for a workflow that is not a restart.
 
 
-def _offer_reused_launches(process: DurableWorkflowProcess) -> None:
-    """(thread) Put the offered launches of restarted workflow ``process`` in its recorded children."""
+def offer_reused_launches(process: DurableWorkflowProcess) -> set[int]:
+    """(thread) Put the offered launches of restarted workflow ``process`` in its recorded children;
+    returns their positions."""
     offered = [int(pk) for pk in process.node.get_attribute("restart_reused", None) or []]
     own = [call_index(row["call_key"]) for row in _backend().get_children(process.pk) if row["call_key"]]
     first_own = min(own, default=len(offered))
@@ -461,12 +461,12 @@ def _offer_reused_launches(process: DurableWorkflowProcess) -> None:
     for position, pk in enumerate(offered[:first_own]):
         process._recorded_children.setdefault(encode_call_key(process.pk, position), pk)
         positions.add(position)
-    process._restart_offered = positions  # type: ignore[attr-defined]
+    return positions
 
 
-def _end_reuse(process: DurableWorkflowProcess, position: int) -> None:
-    """A launch differs from the offered one at ``position``: it and the later ones run anew."""
-    offered: set[int] = process._restart_offered  # type: ignore[attr-defined]
+def end_reuse(process: DurableWorkflowProcess, position: int) -> None:
+    """(thread) A launch differs from the offered one at ``position``: it and the later ones run anew."""
+    offered = process._restart_offered
     recorded = process._recorded_children.get(encode_call_key(process.pk, position))
     for later in sorted(p for p in offered if p >= position):
         process._recorded_children.pop(encode_call_key(process.pk, later), None)
@@ -478,34 +478,3 @@ def _end_reuse(process: DurableWorkflowProcess, position: int) -> None:
         f"differs from the old run's ({label}, process {recorded}: another class or other inputs now), "
         "so it and every launch after it run anew"
     )
-
-
-def _install_replay_hooks() -> None:
-    """Wrap DurableWorkflowProcess once so that a restarted workflow's replay reuses the old run."""
-    durable = DurableWorkflowProcess
-    if getattr(durable, "_restart_hooks_installed", False):
-        return
-    run_from_the_top = durable._run_from_the_top
-    check_replay = durable._check_replay
-
-    async def _run_from_the_top_offered(self: DurableWorkflowProcess) -> Any:
-        if self.node.get_attribute("restarted_from", None) is not None and self.runner is not None:
-            await self.runner.call_db(self, _offer_reused_launches, self)
-        return await run_from_the_top(self)
-
-    def _check_replay_offered(self: DurableWorkflowProcess, cls: type[Any], inputs: dict[str, Any]) -> None:
-        position = self._call_counter
-        if position not in getattr(self, "_restart_offered", ()):
-            check_replay(self, cls, inputs)
-            return
-        try:
-            check_replay(self, cls, inputs)
-        except NonDeterminismError:
-            _end_reuse(self, position)
-
-    durable._run_from_the_top = _run_from_the_top_offered  # type: ignore[method-assign]
-    durable._check_replay = _check_replay_offered  # type: ignore[method-assign]
-    durable._restart_hooks_installed = True  # type: ignore[attr-defined]
-
-
-_install_replay_hooks()
