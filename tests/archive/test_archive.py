@@ -26,6 +26,13 @@ from plait.orm.graph_traversal import EXPORT_RULES, traverse_graph
 from .conftest import Graph, use
 
 
+def _utc(value: Any) -> Any:
+    """A time as naive UTC (SQLite gives it naive, PostgreSQL aware)."""
+    import datetime as dt
+
+    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
 def snapshot(backend: Any, uuids: set[str] | None = None) -> dict[str, Any]:
     """Everything an archive carries, keyed by UUIDs (pks differ between profiles)."""
     from sqlalchemy import select
@@ -55,7 +62,16 @@ def snapshot(backend: Any, uuids: set[str] | None = None) -> dict[str, Any]:
                 for r in node_rows
             },
             "processes": {
-                uuid_of[r.node_id]: (r.state, r.exit_status, r.process_label, uuid_of.get(r.caller_id))
+                uuid_of[r.node_id]: (
+                    r.state,
+                    r.exit_status,
+                    r.exit_message,
+                    r.process_label,
+                    uuid_of.get(r.caller_id),
+                    r.call_key is not None,
+                    _utc(r.mtime),
+                    (r.paused, r.submitted, r.lease_owner, r.checkpoint),
+                )
                 for r in conn.execute(select(processes))
                 if r.node_id in uuid_of
             },
