@@ -13,8 +13,8 @@ interpreter of its own so that its peak RSS (VmHWM) is its own, and timed around
 
 aiida-core runs in its own venv (``--aiida-venv``, ``$AIIDA_VENV``, else ``~/.cache/plait-ci/aiida-venv``
 or ``/work/scratch/aiida-venv``) on two throw-away ``verdi presto --no-broker`` profiles
-(core.sqlite_dos) in a scratch ``AIIDA_PATH`` under ``$AIIDA_SCRATCH`` (default ``/work/scratch``),
-deleted at the end.  Run::
+(core.sqlite_dos) in a scratch ``AIIDA_PATH`` under ``$AIIDA_SCRATCH`` (default: the system's temp
+folder; made if missing), deleted at the end.  Run::
 
     python3 benchmarks/bench_archive.py [-n 10000] [--engine both|plait|aiida]
     python3 benchmarks/bench_archive.py -n 1000000 --engine plait
@@ -110,9 +110,9 @@ def find_aiida_venv(given: str | None) -> Path | None:
 
 def run_aiida(n: int, venv: Path) -> dict[str, Any]:
     """aiida's build, export, import and import again, in two throw-away presto profiles."""
-    home = Path(
-        tempfile.mkdtemp(prefix="aiida-archive-", dir=os.environ.get("AIIDA_SCRATCH", "/work/scratch"))
-    )
+    scratch = Path(os.environ.get("AIIDA_SCRATCH") or tempfile.gettempdir())
+    scratch.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="aiida-archive-", dir=scratch))
     env = {**os.environ, "AIIDA_PATH": str(home), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
     env.pop("PLAIT_HOME", None)
     env.pop("PLAIT_PROFILE", None)

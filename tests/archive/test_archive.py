@@ -425,8 +425,33 @@ def test_the_pk_map_finds_every_pk_with_and_without_gaps() -> None:
             mapping.add(key, 100 + i, new=i % 2 == 0)
         assert [mapping[k] for k in keys] == [100 + i for i in range(len(keys))]
         assert [mapping.is_new(k) for k in keys] == [i % 2 == 0 for i in range(len(keys))]
+        signed = mapping.signed()
+        assert [signed(k) for k in keys] == [(100 + i) * (1 if i % 2 == 0 else -1) for i in range(len(keys))]
         for missing in (4, 11, 41, 7 if 7 not in keys else 0):
             with pytest.raises(KeyError):
                 mapping[missing]
+            with pytest.raises(KeyError):
+                signed(missing)
         with pytest.raises(CorruptArchiveError, match="out of order"):
             mapping.add(keys[-1], 1, new=True)
+
+
+def test_new_pks_are_taken_as_a_run_only_when_the_rows_show_one(graph: Graph) -> None:
+    """The SQLite import reads its new pks as one run after the largest pk only when exactly those
+    rows, with the expected first and last UUIDs, are there; else it falls back to UUIDs."""
+    from plait.archive.importer import _Writer
+
+    backend = use("default")
+    if not backend.database.is_sqlite:
+        pytest.skip("the run of pks is read on SQLite only")
+    writer = _Writer(backend)
+    with backend.transaction() as db:
+        top = writer.last_pk(db)
+        uuid_of = dict(db.exec_driver_sql("SELECT id, uuid FROM nodes").all())
+        assert top == max(uuid_of)
+        below = top - 3  # the last three rows stand for an insert of three
+        first, last = uuid_of[below + 1], uuid_of[top]
+        assert writer.inserted_run(db, below, 3, first, last) == range(below + 1, top + 1)
+        assert writer.inserted_run(db, below, 3, last, first) is None  # not in the rows' order
+        assert writer.inserted_run(db, below, 4, first, last) is None  # another count
+        assert writer.inserted_run(db, top, 1, last, last) is None  # nothing above the largest

@@ -37,7 +37,7 @@ import re
 import sqlite3
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -345,6 +345,23 @@ class _PkMap:
     def __getitem__(self, archive_pk: int) -> int:
         return abs(self._value(archive_pk))
 
+    def signed(self) -> Callable[[int], int]:
+        """A look-up for a hot loop: archive pk -> profile pk, negated when the node was there
+        already (:exc:`KeyError` for a pk the archive lacks).  While the archive pks are one run
+        it indexes the array directly, without a call per look-up into :meth:`_value`."""
+        first, values = self._first, self._values
+        if first is None:
+            return self._value
+        count = len(values)
+
+        def signed(archive_pk: int) -> int:
+            i = archive_pk - first
+            if 0 <= i < count:
+                return values[i]
+            raise KeyError(archive_pk)
+
+        return signed
+
     def is_new(self, archive_pk: int) -> bool:
         return self._value(archive_pk) > 0
 
@@ -430,6 +447,33 @@ class _Writer:
         when it is not in the form an export writes (then :meth:`time` converts it)."""
         converted = f"substr({column}, 1, 10) || ' ' || substr({column}, 12, 15)" if self.sqlite else column
         return f"CASE WHEN {column} GLOB '{_EXPORT_TIME}' THEN {converted} END"
+
+    def last_pk(self, db: Any) -> int | None:
+        """SQLite: the largest node pk before an insert (None on PostgreSQL, whose sequence
+        gives no run of pks to rely on: its new pks are read back by UUID)."""
+        if not self.sqlite:
+            return None
+        return int(db.exec_driver_sql("SELECT coalesce(max(id), 0) FROM nodes").scalar())
+
+    def inserted_run(self, db: Any, before: int, count: int, first: str, last: str) -> range | None:
+        """The pks of the ``count`` rows just inserted after ``before``, if they are one run.
+
+        Inside the import's write transaction SQLite gives each new row the next rowid (one more
+        than the largest in the table), so the rows of one ``executemany`` get consecutive pks in
+        their order.  That is checked, not assumed: exactly ``count`` rows above ``before``, one run,
+        the first and the last with the UUIDs of the first and last row.  None when anything
+        differs (the caller then reads the pks back by UUID)."""
+        low, high, rows = db.exec_driver_sql(
+            "SELECT min(id), max(id), count(*) FROM nodes WHERE id > ?", (before,)
+        ).one()
+        if rows != count or high - low + 1 != count:
+            return None
+        ends = dict(
+            db.exec_driver_sql("SELECT id, uuid FROM nodes WHERE id IN (?, ?)", (low, high)).all()
+        )
+        if ends.get(low) != first or ends.get(high) != last:
+            return None
+        return range(low, high + 1)
 
     def uuid_list(self, uuids: list[str]) -> Any:
         return json.dumps(uuids) if self.sqlite else uuids
@@ -675,7 +719,12 @@ class _Import:
     def _insert_nodes(self, rows: list[tuple[Any, ...]]) -> list[int]:
         """Insert new node rows (:data:`_NODE_COLUMNS` tuples); their profile pks in order."""
         with self.backend.transaction() as db:
+            before = self.writer.last_pk(db)
             db.exec_driver_sql(self.writer.insert_nodes_sql, rows)
+            if before is not None:
+                run = self.writer.inserted_run(db, before, len(rows), rows[0][_UUID], rows[-1][_UUID])
+                if run is not None:
+                    return list(run)
             pks = {
                 uuid: int(pk)
                 for start in range(0, len(rows), 5000)
@@ -702,7 +751,7 @@ class _Import:
 
         from plait.storage.schema import links
 
-        ids = self.ids
+        signed = self.ids.signed()
         cursor = self.conn.execute(
             "SELECT input_id, output_id, link_type, label FROM links ORDER BY output_id, input_id"
         )
@@ -710,8 +759,11 @@ class _Import:
             fresh: list[tuple[Any, ...]] = []
             old: list[tuple[Any, ...]] = []
             for input_id, output_id, link_type, label in chunk:
-                mapped = (ids[input_id], ids[output_id], link_type, label)
-                (fresh if ids.is_new(input_id) or ids.is_new(output_id) else old).append(mapped)
+                a, b = signed(input_id), signed(output_id)  # negative: the node was there already
+                if a > 0 or b > 0:
+                    fresh.append((abs(a), abs(b), link_type, label))
+                else:
+                    old.append((-a, -b, link_type, label))
             if old:
                 with self.backend.transaction() as db:
                     there = {
