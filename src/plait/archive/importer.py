@@ -468,9 +468,7 @@ class _Writer:
         ).one()
         if rows != count or high - low + 1 != count:
             return None
-        ends = dict(
-            db.exec_driver_sql("SELECT id, uuid FROM nodes WHERE id IN (?, ?)", (low, high)).all()
-        )
+        ends = dict(db.exec_driver_sql("SELECT id, uuid FROM nodes WHERE id IN (?, ?)", (low, high)).all())
         if ends.get(low) != first or ends.get(high) != last:
             return None
         return range(low, high + 1)
