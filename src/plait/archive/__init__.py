@@ -30,6 +30,7 @@ from plait.archive.errors import (
     UnsafeArchiveError,
 )
 from plait.archive.export import ExportResult
+from plait.archive.format import DEFAULT_COMPRESSION
 from plait.archive.importer import ImportResult
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def create_archive(
     include_logs: bool = True,
     dry_run: bool = False,
     batch_size: int = 2000,
-    compression: int = 6,
+    compression: int = DEFAULT_COMPRESSION,
     backend: StorageBackend | None = None,
     progress: bool | None = None,
     **traversal_rules: bool,

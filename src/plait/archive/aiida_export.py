@@ -346,7 +346,7 @@ def create_aiida_archive(
     overwrite: bool = False,
     include_comments: bool = True,
     include_logs: bool = True,
-    compression: int = 6,
+    compression: int = fmt.DEFAULT_COMPRESSION,
     backend: StorageBackend | None = None,
     progress: bool | None = None,
     **traversal_rules: bool,

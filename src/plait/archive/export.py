@@ -180,7 +180,7 @@ def create_plait_archive(
     include_logs: bool = True,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    compression: int = 6,
+    compression: int = fmt.DEFAULT_COMPRESSION,
     backend: StorageBackend | None = None,
     progress: bool | None = None,
     **traversal_rules: bool,

@@ -30,8 +30,20 @@ import re
 import sqlite3
 from typing import Any
 
-__all__ = ["DATABASE", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST", "OBJECTS", "SCHEMA", "object_member"]
+__all__ = [
+    "DATABASE",
+    "DEFAULT_COMPRESSION",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "OBJECTS",
+    "SCHEMA",
+    "object_member",
+]
 
+#: the zip compression level of an export unless one is given: level 1 compresses the database
+#: about 2.6x faster than zlib's usual 6 for an archive about 4 % larger (measured on 33,000 nodes)
+DEFAULT_COMPRESSION = 1
 FORMAT_NAME = "plait-archive"
 FORMAT_VERSION = 1
 #: the versions this plait can import

@@ -74,7 +74,11 @@ def archive() -> None:
     help="Export the nodes' comments.",
 )
 @click.option(
-    "--compress", default=6, show_default=True, type=click.IntRange(0, 9), help="Zip compression level."
+    "--compress",
+    default=None,
+    type=click.IntRange(0, 9),
+    help="Zip compression level, 0-9 [default: plait.archive.format.DEFAULT_COMPRESSION, 1: fast; "
+    "aiida's 6 writes an archive about 4 % smaller, slower].",
 )
 @click.option(
     "-b", "--batch-size", default=2000, show_default=True, type=click.IntRange(min=1), help="Rows per batch."
@@ -112,6 +116,7 @@ def create(
     (AiiDA's export rules). Only terminated processes are exported.
     """
     from plait.archive import ArchiveError, create_archive
+    from plait.archive.format import DEFAULT_COMPRESSION
 
     if not (node_pks or group_names or all_entries):
         raise click.UsageError("nothing to export: give -N PK, -G GROUP or --all")
@@ -127,7 +132,7 @@ def create(
             overwrite=force,
             include_comments=include_comments,
             include_logs=include_logs,
-            compression=compress,
+            compression=DEFAULT_COMPRESSION if compress is None else compress,
             batch_size=batch_size,
             dry_run=dry_run,
             format=archive_format,
