@@ -116,6 +116,28 @@ def test_plugin_version_change_invalidates(monkeypatch):
     assert node.cached_from is None and len(CALLS) == 2
 
 
+def test_a_class_of_the_running_script_is_versioned_without_scanning_distributions(monkeypatch):
+    """No distribution installs ``__main__``: its classes skip the scan of every installed one (a
+    first launch's cost), and a class of an installed package is still found by the scan."""
+    seen: list[str] = []
+
+    def scan():
+        seen.append("scan")
+        return {"plait": ["plait"]}
+
+    monkeypatch.setattr(caching, "_packages_distributions", scan)
+    caching._distribution_version.cache_clear()
+    try:
+        assert caching._distribution_version("__main__.add") is None
+        assert seen == []
+        assert caching._distribution_version(
+            "plait.nowhere:Thing",
+        ).startswith("plait==")
+        assert seen == ["scan"]
+    finally:
+        caching._distribution_version.cache_clear()
+
+
 # -- configuration ------------------------------------------------------------------------------------
 
 

@@ -250,7 +250,9 @@ def _distribution_version(path: str) -> str | None:
         if ep.value == path and ep.dist is not None:
             return f"{ep.dist.name}=={ep.dist.version}"
     top = path.split(":", 1)[0].split(".", 1)[0]
-    for dist in _packages_distributions().get(top, []):
+    # a class of the running script: no distribution installs __main__, so skip the scan of every
+    # installed one (0.5-0.7 s on a first launch)
+    for dist in _packages_distributions().get(top, []) if top != "__main__" else ():
         with contextlib.suppress(PackageNotFoundError):
             return f"{dist}=={version(dist)}"
     module = sys.modules.get(top)
