@@ -397,6 +397,20 @@ MALFORMED = {
         "malformed",
     ),
     "nan": ("UPDATE nodes SET attributes = '{\"value\": NaN}' WHERE id = (SELECT min(id) FROM nodes)", "NaN"),
+    # valid JSON text whose number is no finite float: storage refuses infinities as it refuses NaN
+    "overflow": (
+        "UPDATE nodes SET attributes = '{\"value\": 1e999}' WHERE id = (SELECT min(id) FROM nodes)",
+        "1e999 is not a finite number",
+    ),
+    "overflow-negative": (
+        "UPDATE nodes SET extras = '{\"a\": [1, -2.5E+400]}' WHERE id = (SELECT max(id) FROM nodes)",
+        "-2.5E\\+400 is not a finite number",
+    ),
+    "long-mantissa": (
+        'UPDATE nodes SET attributes = \'{"value": 1' + "0" * 400 + ".5}' "
+        "WHERE id = (SELECT min(id) FROM nodes)",
+        "is not a finite number",
+    ),
     "time": ("UPDATE nodes SET ctime = 'yesterday' WHERE id = (SELECT max(id) FROM nodes)", "malformed"),
     "extras": ("UPDATE nodes SET extras = '{''a'': 1}' WHERE id = (SELECT max(id) FROM nodes)", "malformed"),
 }

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import re
 import sqlite3
 from typing import Any
@@ -196,6 +197,32 @@ def time_text(value: Any) -> Any:
     return to_text("time", value)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:40]}{'...' if len(text) > 40 else ''} is not a finite number")
+    return value
+
+
+#: decode an archive's JSON text as storage would accept it: no NaN or Infinity, and no number that
+#: only a float's overflow makes infinite (``1e999``), which storage would refuse to write (ValueError)
+decode_json = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float).decode
+
+
+def maybe_not_finite_sql(column: str) -> str:
+    """SQL (SQLite) that is true when ``column``'s JSON text may hold a number no float can hold:
+    an exponent of two digits or more, or a run of 300 digits (finite floats end near 1.8e308).
+    Rows it flags are decoded value by value (:func:`decode_json`), the rest pass as checked text."""
+    digits = "[0-9]" * 300
+    # one pattern for both exponent forms (it also flags some harmless ones, such as e+05)
+    exponent = f"{column} GLOB '*[0-9][eE][0-9+-][0-9][0-9]*'"
+    return f"({exponent} OR (length({column}) >= 300 AND {column} GLOB '*{digits}*'))"
+
+
 def from_text(column: str, value: Any) -> Any:
     """An archive database value as the profile stores it.
 
@@ -205,7 +232,7 @@ def from_text(column: str, value: Any) -> Any:
     if value is None:
         return None
     if column in JSON_COLUMNS:
-        return json.loads(value)
+        return decode_json(value)
     if column in TIME_COLUMNS:
         parsed = _dt.datetime.fromisoformat(value)
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=_dt.UTC)

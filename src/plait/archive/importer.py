@@ -21,8 +21,8 @@ The order, and why:
 Importing the same archive twice adds nothing the second time.  Rows are read from the archive
 in batches; the map of archive pks to profile pks is the one structure that grows with the
 archive (two arrays, 16 bytes a node).  Node rows and links go in through the driver's
-``executemany`` with the JSON text of the archive checked (``json.loads``) but not encoded again
-(see :class:`_Writer`).
+``executemany`` with the JSON text of the archive checked (valid, no NaN, no number beyond a
+float) but not encoded again (see :class:`_Writer`).
 """
 
 from __future__ import annotations
@@ -375,11 +375,7 @@ class _PkMap:
         return {k: abs(v) for k, v in zip(self._keys, self._values, strict=True)}
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_decode_json = json.JSONDecoder(parse_constant=_refuse_constant).decode
+_decode_json = fmt.decode_json
 #: the node columns an import writes, in order (all but ``id``), and where some of them are
 _NODE_COLUMNS = tuple(c for c in fmt.COLUMNS["nodes"] if c != "id")
 _NODE_JSON = tuple(c for c in _NODE_COLUMNS if c in fmt.JSON_COLUMNS)
@@ -416,7 +412,7 @@ class _Writer:
 
     Decoding every JSON value only for the storage layer to encode it again was most of an
     import's time, so node rows go in through the driver's ``executemany``: the JSON text
-    checked with :func:`json.loads` (NaN and Infinity refused, as storage refuses them) and
+    checked (NaN, Infinity and numbers that overflow a float refused, as storage refuses them) and
     sent as it is (PostgreSQL: ``CAST(... AS jsonb)``, which normalises it), times checked by
     :meth:`datetime.fromisoformat` and sent as SQLite's storage text (SQLAlchemy's
     ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC) or as an aware datetime (PostgreSQL).  New pks are
@@ -622,16 +618,21 @@ class _Import:
         """Nodes by UUID: the new ones inserted, the ones there compared (another content stops it).
 
         The archive's SQLite does the per-row work where it can: ``json_valid`` checks the JSON
-        columns and a ``GLOB`` recognises the times an export writes (``...T...ffffff+00:00``),
-        rewritten to the profile's form in the query; only rows with another time form, a
-        computer or an existing twin are handled value by value here.
+        columns (and :func:`~plait.archive.format.maybe_not_finite_sql` sends text that might
+        hold a number beyond a float to the Python decoder), and a ``GLOB`` recognises the times
+        an export writes (``...T...ffffff+00:00``), rewritten to the profile's form in the query;
+        only rows with another time form, such a number, a computer or an existing twin are
+        handled value by value here.
         """
         writer = self.writer
         select = ", ".join(
             [
                 "id",
                 *(writer.time_sql(c) if c in fmt.TIME_COLUMNS else c for c in _NODE_COLUMNS),
-                " AND ".join(f"(typeof({c}) = 'text' AND json_valid({c}))" for c in _NODE_JSON),
+                " AND ".join(
+                    f"(typeof({c}) = 'text' AND json_valid({c}) AND NOT {fmt.maybe_not_finite_sql(c)})"
+                    for c in _NODE_JSON
+                ),
                 *_NODE_TIMES,
             ]
         )
