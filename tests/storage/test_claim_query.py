@@ -12,7 +12,7 @@ from sqlalchemy import select
 from plait import submit
 from plait.orm import Int
 from plait.storage import get_backend
-from plait.storage.backend import _CLAIM_CANDIDATES_SQLITE
+from plait.storage.backend import _CLAIM_CANDIDATES_SQLITE, _runnable
 from plait.storage.schema import processes
 
 ROWS = 12
@@ -45,7 +45,7 @@ def test_the_claim_query_is_the_runnable_condition(rows, limit, sqlite_processes
                     conn.exec_driver_sql(
                         "INSERT INTO process_waits (parent_id, child_id) VALUES (?, ?)", (pk, pks[child])
                     )
-        plain = select(processes.c.node_id).where(backend._runnable(NOW)).order_by(processes.c.node_id)
+        plain = select(processes.c.node_id).where(_runnable(NOW)).order_by(processes.c.node_id)
         expected = [r[0] for r in conn.execute(plain.limit(limit))]
         found = [r[0] for r in conn.execute(_CLAIM_CANDIDATES_SQLITE, {"now": NOW, "limit": limit})]
     assert found == expected
@@ -56,7 +56,11 @@ def test_the_claim_query_reads_no_parked_or_queued_row_it_does_not_return(sqlite
     has no sort of the whole state (which made each claim read every queued row)."""
     backend, _ = sqlite_processes
     with backend.database.read() as conn:
-        sql = _CLAIM_CANDIDATES_SQLITE.text.replace(":now", str(NOW)).replace(":limit", "5")
+        sql = str(
+            _CLAIM_CANDIDATES_SQLITE.params(now=NOW, limit=5).compile(
+                conn, compile_kwargs={"literal_binds": True}
+            )
+        )
         plan = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
     created_no_lease = [p for p in plan if "lease_expires=?" in p]
     assert len(created_no_lease) == 3, plan  # one index search with equality on every column, per state

@@ -375,7 +375,6 @@ class _PkMap:
         return {k: abs(v) for k, v in zip(self._keys, self._values, strict=True)}
 
 
-_decode_json = fmt.decode_json
 #: the node columns an import writes, in order (all but ``id``), and where some of them are
 _NODE_COLUMNS = tuple(c for c in fmt.COLUMNS["nodes"] if c != "id")
 _NODE_JSON = tuple(c for c in _NODE_COLUMNS if c in fmt.JSON_COLUMNS)
@@ -500,7 +499,7 @@ def _json_text(text: Any) -> tuple[str, Any]:
         return text, {}
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not JSON text")
-    return text, _decode_json(text)
+    return text, fmt.decode_json(text)
 
 
 def import_plait_archive(

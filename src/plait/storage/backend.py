@@ -29,6 +29,8 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Float,
+    Integer,
     MetaData,
     Table,
     and_,
@@ -191,9 +193,30 @@ def _sqlite_time(value: _dt.datetime) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond:06d}"
 
 
-def _claim_candidates_sqlite() -> str:
-    """The runnable processes (:meth:`StorageBackend._runnable`) oldest first, as SQLite finds them
-    through ``ix_processes_runnable`` without reading every active row.
+def _unparked(now: Any) -> Any:
+    """What a runnable process is besides its state and lease: submitted, not paused, waiting for
+    no child, and past its durable timer's time (if any)."""
+    waiting = select(process_waits.c.parent_id).where(process_waits.c.parent_id == processes.c.node_id)
+    return and_(
+        processes.c.submitted.is_(True),
+        processes.c.paused.is_(False),
+        ~waiting.exists(),
+        or_(processes.c.wake_at.is_(None), processes.c.wake_at <= now),  # a durable timer's time
+    )
+
+
+def _runnable(now: Any) -> Any:
+    """The processes a daemon worker may claim at ``now``: active, unparked, no live lease."""
+    return and_(
+        processes.c.state.in_(ACTIVE_STATES),
+        or_(processes.c.lease_owner.is_(None), processes.c.lease_expires < now),
+        _unparked(now),
+    )
+
+
+def _claim_candidates_sqlite() -> Any:
+    """The runnable processes (:func:`_runnable`) oldest first, as SQLite finds them through
+    ``ix_processes_runnable`` without reading every active row.
 
     One query over all active rows has to read and sort every ``created`` row for its ``ORDER BY``
     (the ``lease_owner IS NULL OR lease_expires < now`` keeps the index from giving them in pk
@@ -201,29 +224,27 @@ def _claim_candidates_sqlite() -> str:
     state is asked three times, each part limited: the rows with no lease at all (an equality on
     every column of the index, so SQLite reads them in pk order and stops at the limit), the
     expired leases and the live lease times with no owner (two ranges of the index, over the held
-    rows only).  The parts are disjoint and together are exactly the runnable rows.  What is left
-    to read is the parked rows (``waiting``, no lease) for their waits.  Parameters: ``now``,
+    rows only).  The parts are disjoint and together are exactly :func:`_runnable`'s rows.  What is
+    left to read is the parked rows (``waiting``, no lease) for their waits.  Parameters: ``now``,
     ``limit``.
     """
-    common = (
-        "submitted IS 1 AND paused IS 0 AND (wake_at IS NULL OR wake_at <= :now) "
-        "AND NOT EXISTS (SELECT 1 FROM process_waits w WHERE w.parent_id = processes.node_id)"
-    )
-    leases = (
-        "lease_expires IS NULL AND lease_owner IS NULL",
-        "lease_expires < :now",
-        "lease_expires >= :now AND lease_owner IS NULL",
-    )
+    now, limit = bindparam("now", type_=Float), bindparam("limit", type_=Integer)
+    owner, expires = processes.c.lease_owner, processes.c.lease_expires
+    leases = (and_(expires.is_(None), owner.is_(None)), expires < now, and_(expires >= now, owner.is_(None)))
     parts = [
-        f"SELECT node_id FROM (SELECT node_id FROM processes WHERE state = '{state}' AND {lease} "
-        f"AND {common} ORDER BY node_id LIMIT :limit)"
+        select(processes.c.node_id)
+        .where(processes.c.state == state, lease, _unparked(now))
+        .order_by(processes.c.node_id)
+        .limit(limit)
+        .subquery()
         for state in ACTIVE_STATES
         for lease in leases
     ]
-    return f"SELECT node_id FROM ({' UNION ALL '.join(parts)}) ORDER BY node_id LIMIT :limit"
+    found = union_all(*(select(part.c.node_id) for part in parts)).subquery()
+    return select(found.c.node_id).order_by(found.c.node_id).limit(limit)
 
 
-_CLAIM_CANDIDATES_SQLITE = text(_claim_candidates_sqlite())
+_CLAIM_CANDIDATES_SQLITE = _claim_candidates_sqlite()
 _ADD_WAITS_SQLITE = sqlite_insert(process_waits).on_conflict_do_nothing()
 _ADD_WAITS_POSTGRES = postgresql_insert(process_waits).on_conflict_do_nothing()
 
@@ -693,20 +714,9 @@ class StorageBackend:
         return sorted(row[0] for row in freed)
 
     # -- daemon: claiming, parking, waking ---------------------------------------------
-    def _runnable(self, now: float) -> Any:
-        waiting = select(process_waits.c.parent_id).where(process_waits.c.parent_id == processes.c.node_id)
-        return and_(
-            processes.c.submitted.is_(True),
-            processes.c.state.in_(ACTIVE_STATES),
-            processes.c.paused.is_(False),
-            or_(processes.c.lease_owner.is_(None), processes.c.lease_expires < now),
-            ~waiting.exists(),
-            or_(processes.c.wake_at.is_(None), processes.c.wake_at <= now),  # a durable timer's time
-        )
-
     def count_runnable(self) -> int:
         with self._reading() as conn:
-            query = select(func.count()).select_from(processes).where(self._runnable(time.time()))
+            query = select(func.count()).select_from(processes).where(_runnable(time.time()))
             return int(conn.execute(query).scalar_one())
 
     def claim_runnable(self, owner: str, lease_seconds: float, limit: int) -> list[int]:
@@ -727,7 +737,7 @@ class StorageBackend:
             else:
                 query = (
                     select(processes.c.node_id)
-                    .where(self._runnable(now))
+                    .where(_runnable(now))
                     .order_by(processes.c.node_id)
                     .limit(limit)
                     .with_for_update(skip_locked=True, of=processes)
