@@ -265,6 +265,7 @@ def build_plait(n: int, batch: int = 5000) -> tuple[int, dt.datetime]:
                     {
                         "node_id": calc.pk,
                         "state": "finished",
+                        "node_type": "process.calcfunction",
                         "process_label": "add",
                         "exit_status": 1 if failed else 0,
                     }
@@ -374,6 +375,7 @@ def build_plait_bulk(n: int, batch: int = 20_000) -> tuple[int, dt.datetime]:
                     {
                         "node_id": calc,
                         "state": "finished",
+                        "node_type": "process.calcfunction",
                         "process_label": "add",
                         "exit_status": 1 if failed(i) else 0,
                         "mtime": now,

@@ -419,7 +419,16 @@ def _bulk_calculations(count: int, *, chained: bool) -> list[int]:
         calcs = pks[1::3]
         conn.execute(
             insert(processes),
-            [{"node_id": pk, "state": "finished", "process_label": "f", "mtime": now} for pk in calcs],
+            [
+                {
+                    "node_id": pk,
+                    "state": "finished",
+                    "process_label": "f",
+                    "mtime": now,
+                    "node_type": "process.calcfunction",
+                }
+                for pk in calcs
+            ],
         )
         links = []
         for index, calc in enumerate(calcs):

@@ -18,7 +18,18 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.schema import CreateIndex
 
-from plait.orm import CalcFunctionNode, Dict, Float, Int, Node, QueryBuilder, Str
+from plait.engine.process_function import calcfunction
+from plait.orm import (
+    CalcFunctionNode,
+    Dict,
+    Float,
+    Int,
+    Node,
+    ProcessNode,
+    QueryBuilder,
+    Str,
+    WorkFunctionNode,
+)
 from plait.orm.node import LinkType, store_nodes
 from plait.orm.query_sql import _json_text
 from plait.storage import get_backend
@@ -114,6 +125,69 @@ def test_the_inputs_of_calculations_by_value_start_from_the_value_index(values):
     plan = _plan(qb)
     assert "ix_nodes_attributes_value" in plan, plan
     assert sorted(qb.all()) == [[x, -x] for x in range(291, 300)]
+
+
+@calcfunction
+def _add(x: Int, y: Int) -> Int:
+    return Int(x.value + y.value)
+
+
+def _count_plan(qb: QueryBuilder) -> str:
+    compiled = qb._compiled(counting=True)
+    with _explained(), get_backend().database.read() as conn:
+        rows = conn.execute(compiled.count_statement()).cursor.fetchall()
+    return "\n".join(str(row[-1]) for row in rows)
+
+
+def test_processes_by_label_state_and_exit_status_are_read_from_their_index_alone(values):
+    """bench_queries' q1: each process row repeats its node's type, so the count needs no node row."""
+    backend = get_backend()
+    other = [WorkFunctionNode(label="add"), CalcFunctionNode(label="add"), CalcFunctionNode(label="sub")]
+    store_nodes(other)
+    for node, exit_status in zip(other, (0, 1, 0), strict=True):
+        assert node.pk is not None
+        backend.insert_process(
+            {"node_id": node.pk, "state": "finished", "process_label": node.label, "exit_status": exit_status}
+        )
+    filters = {
+        "attributes.process_state": "finished",
+        "attributes.exit_status": 0,
+        "attributes.process_label": "add",
+    }
+    calcs = QueryBuilder().append(CalcFunctionNode, filters=filters)
+    plan = _count_plan(calcs)
+    assert "nodes" not in plan, plan
+    if backend.database.is_sqlite:  # PostgreSQL picks among its indexes by the (tiny) tables' statistics
+        assert "COVERING INDEX ix_processes_label_state" in plan, plan
+    assert calcs.count() == 300
+    assert QueryBuilder().append(WorkFunctionNode, filters=filters).count() == 1
+    assert QueryBuilder().append(ProcessNode, filters=filters).count() == 301
+    assert QueryBuilder().append(CalcFunctionNode, filters={"process_label": "add"}).count() == 301
+    # projections of process columns and the pk come from the same rows
+    rows = QueryBuilder().append(
+        CalcFunctionNode, filters={"exit_status": 1}, project=["id", "node_type", "attributes.process_label"]
+    )
+    assert "nodes" not in rows.as_sql()
+    assert rows.all() == [[other[1].pk, "process.calcfunction", "add"]]
+    # a vertex that reads a node column keeps its node rows
+    labelled = QueryBuilder().append(CalcFunctionNode, filters={**filters, "label": "add"}, project="id")
+    assert "nodes" in labelled.as_sql() and len(labelled.all()) == 300
+
+
+def test_each_process_row_repeats_its_node_type(values):
+    """Whatever wrote them (the engine, an archive import), process rows carry their node's type."""
+    import plait
+
+    plait.run(_add, x=Int(1), y=Int(2))
+    with get_backend().database.read() as conn:
+        differ = conn.execute(
+            text(
+                "SELECT count(*) FROM processes JOIN nodes ON nodes.id = processes.node_id "
+                "WHERE processes.node_type != nodes.node_type"
+            )
+        ).scalar_one()
+        total = conn.execute(text("SELECT count(*) FROM processes")).scalar_one()
+    assert differ == 0 and total == 301
 
 
 def test_a_key_that_is_not_a_plain_name_stays_bound(values):

@@ -100,3 +100,62 @@ def test_transaction_rolls_back_everything_on_error():
         Int(2).store()
         raise RuntimeError("stop")
     assert backend.count_nodes() == 0
+
+
+def _upgrade_copies_node_types(url: str) -> None:
+    """A database at 0005 with process rows, migrated to the head: each row gets its node's type."""
+    from sqlalchemy.exc import IntegrityError
+
+    database = Database(url)
+    database.migrate("0005")
+    with database.engine.begin() as conn:
+        for pk, node_type in (
+            (1, "process.calcfunction"),
+            (2, "process.workflow.workchain"),
+            (3, "data.core.int"),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO nodes (id, uuid, node_type, label, description, ctime, mtime, attributes, "
+                    "extras, files) VALUES (:pk, :uuid, :type, '', '', :now, :now, '{}', '{}', '{}')"
+                ),
+                {
+                    "pk": pk,
+                    "uuid": f"00000000-0000-0000-0000-00000000000{pk}",
+                    "type": node_type,
+                    "now": "2026-12-01",
+                },
+            )
+        for pk in (1, 2):
+            conn.execute(
+                text(
+                    "INSERT INTO processes (node_id, state, paused, process_label, checkpoint_seq, "
+                    "submitted, mtime) VALUES (:pk, 'finished', false, 'f', 0, false, '2026-12-01')"
+                ),
+                {"pk": pk},
+            )
+    database.migrate()
+    assert database.current_revision() == SCHEMA_REVISION
+    with database.engine.connect() as conn:
+        copied = conn.execute(text("SELECT node_id, node_type FROM processes ORDER BY node_id")).all()
+    assert [tuple(r) for r in copied] == [(1, "process.calcfunction"), (2, "process.workflow.workchain")]
+    with pytest.raises(IntegrityError), database.engine.begin() as conn:  # the column is NOT NULL
+        conn.execute(
+            text(
+                "INSERT INTO processes (node_id, state, paused, process_label, checkpoint_seq, submitted, "
+                "mtime) VALUES (3, 'finished', false, 'f', 0, false, '2026-12-01')"
+            )
+        )
+    database.dispose()
+
+
+def test_migration_0006_copies_each_process_node_type_on_sqlite(tmp_path):
+    _upgrade_copies_node_types(f"sqlite:///{tmp_path / 'old.sqlite'}")
+
+
+def test_migration_0006_copies_each_process_node_type_on_postgresql(postgres_url):
+    from conftest import drop_plait_tables
+
+    drop_plait_tables(postgres_url)
+    _upgrade_copies_node_types(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    drop_plait_tables(postgres_url)

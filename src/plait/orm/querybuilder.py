@@ -40,6 +40,7 @@ order of the rows is whatever the database finds quickest.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -609,8 +610,13 @@ class QueryBuilder:
         return rows[0]
 
     def count(self) -> int:
-        """The number of rows :meth:`all` would return, counted by the database."""
-        return self._compiled().count()
+        """The number of rows :meth:`all` would return, counted by the database.
+
+        Unless the query is :meth:`distinct`, what is projected does not change the count, so the
+        count reads no projected column (the count of process nodes by their process columns then
+        reads no node row).
+        """
+        return self._compiled(counting=not self._distinct).count()
 
     def as_sql(self) -> str:
         """The SQL of the query for the profile's database, its bound parameters as placeholders."""
@@ -650,8 +656,10 @@ class QueryBuilder:
             distinct=self._distinct,
         )
 
-    def _compiled(self, limit: int | None = None) -> CompiledQuery:
+    def _compiled(self, limit: int | None = None, *, counting: bool = False) -> CompiledQuery:
         spec = self._spec(limit)  # raises before any database is opened
+        if counting:
+            spec = dataclasses.replace(spec, projections=())
         from plait.orm.query_sql import CompiledQuery
 
         backend = self._backend

@@ -137,7 +137,9 @@ _INSERT_NODES = insert(nodes)
 #: UUIDs in one ``IN`` list when new pks are read back (under SQLite's 32,766 bound parameters)
 _UUIDS_PER_SELECT = 5_000
 _INSERT_LINKS = insert(links)
-_INSERT_PROCESS = insert(processes)
+#: a process row copies its node's type (``processes.node_type``) from the node, inserted before it
+_NODE_TYPE_OF = select(nodes.c.node_type).where(nodes.c.id == bindparam("_node")).scalar_subquery()
+_INSERT_PROCESS = insert(processes).values(node_type=_NODE_TYPE_OF)
 _INSERT_CHECKPOINT = insert(process_checkpoints)
 _INSERT_LOG = insert(logs)
 _SELECT_PROCESS = select(processes).where(processes.c.node_id == bindparam("_pk"))
@@ -176,10 +178,16 @@ _IMPORTED_PROCESS_FIXED = "paused, submitted, checkpoint_seq, lease_owner, lease
 
 
 def _insert_imported(mark: str, false: str) -> str:
+    """The driver's INSERT of an imported process row; its last parameter is the node's pk again,
+    for the copy of the node's type (``processes.node_type``)."""
     columns = ", ".join(_IMPORTED_PROCESS_COLUMNS)
     marks = ", ".join(mark for _ in _IMPORTED_PROCESS_COLUMNS)
     fixed = f"{false}, {false}, 0, NULL, NULL, NULL, NULL"
-    return f"INSERT INTO processes ({columns}, {_IMPORTED_PROCESS_FIXED}) VALUES ({marks}, {fixed})"
+    node_type = f"(SELECT node_type FROM nodes WHERE id = {mark})"
+    return (
+        f"INSERT INTO processes ({columns}, {_IMPORTED_PROCESS_FIXED}, node_type) "
+        f"VALUES ({marks}, {fixed}, {node_type})"
+    )
 
 
 _INSERT_IMPORTED_PROCESS_SQLITE = _insert_imported("?", "0")
@@ -467,8 +475,14 @@ class StorageBackend:
 
     # -- processes ---------------------------------------------------------------
     def insert_process(self, row: Mapping[str, Any]) -> None:
+        """Insert the process row of the node ``row["node_id"]``, stored before it in this transaction.
+
+        ``node_type`` is copied from the node by the statement itself, so the two never disagree.
+        """
         values = dict(row)
+        values.pop("node_type", None)
         values.setdefault("mtime", utcnow())
+        values["_node"] = values["node_id"]
         with self.transaction() as conn:
             conn.execute(_INSERT_PROCESS, values)
 
@@ -1585,7 +1599,7 @@ class StorageBackend:
             mtime = row.get("mtime") or utcnow()
             if sqlite:  # the text SQLAlchemy's DateTime writes on SQLite, in UTC
                 mtime = _sqlite_time(mtime)
-            values.append((*(row.get(c) for c in _IMPORTED_PROCESS_COLUMNS[:-1]), mtime))
+            values.append((*(row.get(c) for c in _IMPORTED_PROCESS_COLUMNS[:-1]), mtime, row.get("node_id")))
         # by the driver's executemany: the rows carry no JSON and no Python type to convert but
         # the time, and SQLAlchemy's per-row parameter processing was most of an import's row cost
         with self.transaction() as conn:

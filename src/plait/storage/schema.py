@@ -199,7 +199,13 @@ processes = Table(
     Column("wake_at", Float, nullable=True),
     Column("mtime", DateTime(timezone=True), nullable=False),
     Column("job_stage", String(16), nullable=True, index=True),
+    #: the node's ``node_type``, copied when the row is inserted (a node's type never changes), so
+    #: that a query of process nodes by class, state, label and exit status reads this table alone
+    Column("node_type", String(255), nullable=False),
     Index("ix_processes_runnable", "submitted", "state", "lease_expires"),
+    #: ``process list --process-label``, ``QueryBuilder`` filters of finished processes by label and
+    #: exit status: a count is read from this index alone (covering, with ``node_type``)
+    Index("ix_processes_label_state", "process_label", "state", "exit_status", "node_type"),
 )
 
 process_checkpoints = Table(
