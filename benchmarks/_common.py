@@ -149,6 +149,16 @@ def fresh_home(name: str, args: argparse.Namespace) -> Path:
     return home
 
 
+def aiida_home(prefix: str) -> Path:
+    """A new throw-away ``AIIDA_PATH`` folder under ``$AIIDA_SCRATCH`` (default: the system's temp
+    folder), made with its parents."""
+    import tempfile
+
+    scratch = Path(os.environ.get("AIIDA_SCRATCH") or tempfile.gettempdir())
+    scratch.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=scratch))
+
+
 def alive(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie."""
     try:

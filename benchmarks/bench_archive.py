@@ -29,7 +29,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -110,9 +109,9 @@ def find_aiida_venv(given: str | None) -> Path | None:
 
 def run_aiida(n: int, venv: Path) -> dict[str, Any]:
     """aiida's build, export, import and import again, in two throw-away presto profiles."""
-    scratch = Path(os.environ.get("AIIDA_SCRATCH") or tempfile.gettempdir())
-    scratch.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="aiida-archive-", dir=scratch))
+    import _common
+
+    home = _common.aiida_home("aiida-archive-")
     env = {**os.environ, "AIIDA_PATH": str(home), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
     env.pop("PLAIT_HOME", None)
     env.pop("PLAIT_PROFILE", None)

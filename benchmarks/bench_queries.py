@@ -53,7 +53,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -566,9 +565,9 @@ def _aiida_environment() -> tuple[Path, Path, dict[str, str]]:
     venv = Path(os.environ.get("AIIDA_VENV", "/work/scratch/aiida-venv"))
     if not (venv / "bin" / "verdi").exists():
         raise SystemExit(f"no aiida venv at {venv}: run benchmarks/setup_aiida.sh first")
-    aiida_home = Path(
-        tempfile.mkdtemp(prefix="aiida-queries-", dir=os.environ.get("AIIDA_SCRATCH", "/work/scratch"))
-    )
+    import _common
+
+    aiida_home = _common.aiida_home("aiida-queries-")
     env = {**os.environ, "AIIDA_PATH": str(aiida_home), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
     env.pop("PLAIT_HOME", None)
     env.pop("PLAIT_PROFILE", None)
@@ -616,9 +615,9 @@ def run_aiida(args: argparse.Namespace) -> dict[str, Any]:
     venv = Path(os.environ.get("AIIDA_VENV", "/work/scratch/aiida-venv"))
     if not (venv / "bin" / "verdi").exists():
         raise SystemExit(f"no aiida venv at {venv}: run benchmarks/setup_aiida.sh first")
-    aiida_home = Path(
-        tempfile.mkdtemp(prefix="aiida-queries-", dir=os.environ.get("AIIDA_SCRATCH", "/work/scratch"))
-    )
+    import _common
+
+    aiida_home = _common.aiida_home("aiida-queries-")
     env = {**os.environ, "AIIDA_PATH": str(aiida_home), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
     env.pop("PLAIT_HOME", None)
     profile = f"bench-queries-{os.getpid()}"
