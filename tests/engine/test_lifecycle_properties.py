@@ -596,6 +596,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 "submitted": bool(row["submitted"]),
                 "caller": row["caller_id"],
                 "waits": waits.get(pk, set()),
+                "waits_on_children": bool(row["waits_on_children"]),
                 "checkpoints": [seq for seq, _ in checkpoints.get(pk, [])],
             }
             want = {
@@ -608,6 +609,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 "submitted": expected.submitted,
                 "caller": expected.caller,
                 "waits": expected.waits,
+                "waits_on_children": bool(expected.waits),  # the claim's index reads this flag
                 "checkpoints": expected.checkpoints,
             }
             diff = {k: (got[k], want[k]) for k in want if got[k] != want[k]}

@@ -159,3 +159,45 @@ def test_migration_0006_copies_each_process_node_type_on_postgresql(postgres_url
     drop_plait_tables(postgres_url)
     _upgrade_copies_node_types(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
     drop_plait_tables(postgres_url)
+
+
+def _upgrade_flags_waiting_parents(url: str) -> None:
+    """A database at 0006 with a parked parent, migrated to the head: its row says it waits."""
+    database = Database(url)
+    database.migrate("0006")
+    with database.engine.begin() as conn:
+        for pk in (1, 2, 3):
+            conn.execute(
+                text(
+                    "INSERT INTO nodes (id, uuid, node_type, label, description, ctime, mtime, attributes, "
+                    "extras, files) VALUES (:pk, :uuid, 'process.workflow.workchain', '', '', :now, :now, "
+                    "'{}', '{}', '{}')"
+                ),
+                {"pk": pk, "uuid": f"00000000-0000-0000-0000-00000000000{pk}", "now": "2026-12-01"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO processes (node_id, state, paused, process_label, checkpoint_seq, "
+                    "submitted, mtime, node_type) VALUES (:pk, 'waiting', false, 'w', 0, true, "
+                    "'2026-12-01', 'process.workflow.workchain')"
+                ),
+                {"pk": pk},
+            )
+        conn.execute(text("INSERT INTO process_waits (parent_id, child_id) VALUES (1, 2)"))
+    database.migrate()
+    with database.engine.connect() as conn:
+        flags = conn.execute(text("SELECT node_id, waits_on_children FROM processes ORDER BY node_id")).all()
+    assert [(pk, bool(flag)) for pk, flag in flags] == [(1, True), (2, False), (3, False)]
+    database.dispose()
+
+
+def test_migration_0007_flags_the_processes_that_wait_for_children_on_sqlite(tmp_path):
+    _upgrade_flags_waiting_parents(f"sqlite:///{tmp_path / 'old.sqlite'}")
+
+
+def test_migration_0007_flags_the_processes_that_wait_for_children_on_postgresql(postgres_url):
+    from conftest import drop_plait_tables
+
+    drop_plait_tables(postgres_url)
+    _upgrade_flags_waiting_parents(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    drop_plait_tables(postgres_url)

@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import datetime as _dt
 import functools
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -72,6 +74,8 @@ from plait.storage.schema import (
 )
 
 __all__ = ["TERMINAL_STATES", "StorageBackend", "utcnow"]
+
+LOGGER = logging.getLogger(__name__)
 
 TERMINAL_STATES = ("finished", "excepted", "killed")
 ACTIVE_STATES = ("created", "running", "waiting")
@@ -158,7 +162,24 @@ _RELEASE_TO_PARK = (
         processes.c.lease_owner == bindparam("_owner"),
         processes.c.state.in_(ACTIVE_STATES),
     )
-    .values(lease_owner=None, lease_expires=None)
+    .values(lease_owner=None, lease_expires=None, waits_on_children=True)
+)
+# the flag of an active process only: a terminated row stays as it ended (and is never claimed)
+_NO_MORE_WAITS = (
+    update(processes)
+    .where(processes.c.node_id.in_(bindparam("_pks", expanding=True)), processes.c.state.in_(ACTIVE_STATES))
+    .values(waits_on_children=False)
+)
+#: clears the flag of the active processes that have no wait left (add a condition to narrow it)
+_OPEN_WAITS = select(process_waits.c.parent_id).where(process_waits.c.parent_id == processes.c.node_id)
+_WAITS_ENDED = (
+    update(processes)
+    .where(
+        processes.c.waits_on_children.is_(True),
+        processes.c.state.in_(ACTIVE_STATES),
+        ~_OPEN_WAITS.exists(),
+    )
+    .values(waits_on_children=False)
 )
 #: the columns of an imported process row given by the archive (the time last); the others are fixed
 _IMPORTED_PROCESS_COLUMNS = (
@@ -204,11 +225,10 @@ def _sqlite_time(value: _dt.datetime) -> str:
 def _unparked(now: Any) -> Any:
     """What a runnable process is besides its state and lease: submitted, not paused, waiting for
     no child, and past its durable timer's time (if any)."""
-    waiting = select(process_waits.c.parent_id).where(process_waits.c.parent_id == processes.c.node_id)
     return and_(
         processes.c.submitted.is_(True),
         processes.c.paused.is_(False),
-        ~waiting.exists(),
+        processes.c.waits_on_children.is_(False),  # no row in process_waits (written with them)
         or_(processes.c.wake_at.is_(None), processes.c.wake_at <= now),  # a durable timer's time
     )
 
@@ -232,21 +252,26 @@ def _claim_candidates_sqlite() -> Any:
     state is asked three times, each part limited: the rows with no lease at all (an equality on
     every column of the index, so SQLite reads them in pk order and stops at the limit), the
     expired leases and the live lease times with no owner (two ranges of the index, over the held
-    rows only).  The parts are disjoint and together are exactly :func:`_runnable`'s rows.  What is
-    left to read is the parked rows (``waiting``, no lease) for their waits.  Parameters: ``now``,
-    ``limit``.
+    rows only).  The parts are disjoint and together are exactly :func:`_runnable`'s rows.  A
+    parked process (``waits_on_children``, the index's last column) is not read at all.
+    Parameters: ``now``, ``limit``.
     """
     now, limit = bindparam("now", type_=Float), bindparam("limit", type_=Integer)
     owner, expires = processes.c.lease_owner, processes.c.lease_expires
     leases = (and_(expires.is_(None), owner.is_(None)), expires < now, and_(expires >= now, owner.is_(None)))
+    # a lease range is ordered by an expression of the pk: ordered by the pk itself, SQLite's
+    # planner walked ix_processes_state in pk order, hoping to meet ``limit`` rows soon, and read
+    # every queued row (2 ms at 10,000); this way it takes the range of ix_processes_runnable
+    # (the held rows, few) and sorts what it found
+    pk_order = (processes.c.node_id, processes.c.node_id + literal_column("0"))
     parts = [
         select(processes.c.node_id)
         .where(processes.c.state == state, lease, _unparked(now))
-        .order_by(processes.c.node_id)
+        .order_by(pk_order[index > 0])
         .limit(limit)
         .subquery()
         for state in ACTIVE_STATES
-        for lease in leases
+        for index, lease in enumerate(leases)
     ]
     found = union_all(*(select(part.c.node_id) for part in parts)).subquery()
     return select(found.c.node_id).order_by(found.c.node_id).limit(limit)
@@ -791,8 +816,22 @@ class StorageBackend:
             conn.execute(statement, [{"parent_id": pk, "child_id": c} for c in dict.fromkeys(active)])
             return True
 
+    # The wait methods below are the only writers of ``process_waits`` and of the parents'
+    # ``waits_on_children`` flag, which they keep equal, for every active process, to "has a row
+    # in process_waits" (a terminated row is not written again).
     def release_waits_on(self, child: int) -> list[int]:
-        """Delete the waits on a terminated ``child``; return the parents that now wait for nothing."""
+        """Delete the waits on a terminated ``child``; return the parents that now wait for nothing.
+
+        The parents' ``waits_on_children`` flag: on SQLite (one writer at a time) in the same
+        transaction.  On PostgreSQL the transaction that ends a child holds the child's row and
+        must not wait for a parent's (a parent parking holds its own row and waits for its
+        children's: a deadlock), and two children of one parent ending at once each still see
+        the other's wait; so the flag is cleared in a transaction of its own after the commit,
+        for every parent that lost a wait, where the last of them to commit sees no wait left.
+        A flag cleared too early (the parent parked again meanwhile) only wakes the parent,
+        which parks again; one left set by a crash between the two commits is cleared by
+        :meth:`clear_stale_waits`, which the daemon runs now and then.
+        """
         with self.transaction() as conn:
             parents = [
                 row[0]
@@ -809,17 +848,34 @@ class StorageBackend:
                     select(process_waits.c.parent_id).where(process_waits.c.parent_id.in_(parents))
                 ).all()
             }
-            return [parent for parent in parents if parent not in still]
+            woken = [parent for parent in parents if parent not in still]
+            if self.database.is_sqlite:
+                if woken:
+                    conn.execute(_NO_MORE_WAITS, {"_pks": woken})
+            else:
+                self.after_commit(functools.partial(self._clear_ended_waits, sorted(set(parents))))
+            return woken
+
+    def _clear_ended_waits(self, parents: list[int]) -> None:
+        """(after the commit that deleted waits of ``parents``) Clear the flag of those with none left."""
+        try:
+            with self.transaction() as conn:
+                conn.execute(_WAITS_ENDED.where(processes.c.node_id.in_(parents)))
+        except Exception:  # an after-commit callback must not raise; clear_stale_waits repairs it
+            LOGGER.warning("could not mark processes %s as waiting for no child", parents, exc_info=True)
 
     def delete_waits_of(self, parent: int) -> None:
         with self.transaction() as conn:
-            conn.execute(delete(process_waits).where(process_waits.c.parent_id == parent))
+            if conn.execute(delete(process_waits).where(process_waits.c.parent_id == parent)).rowcount:
+                conn.execute(_NO_MORE_WAITS, {"_pks": [parent]})
 
     def clear_stale_waits(self) -> int:
         """Remove waits on children that are no longer active (a safety net; should find none)."""
         with self.transaction() as conn:
             done = select(processes.c.node_id).where(processes.c.state.in_(TERMINAL_STATES))
-            return conn.execute(delete(process_waits).where(process_waits.c.child_id.in_(done))).rowcount
+            removed = conn.execute(delete(process_waits).where(process_waits.c.child_id.in_(done))).rowcount
+            conn.execute(_WAITS_ENDED)  # and the flag of a parent whose last wait went without it
+            return removed
 
     def get_waits(self, parent: int) -> list[int]:
         with self._reading() as conn:

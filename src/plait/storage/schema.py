@@ -31,7 +31,9 @@ Tables:
     children) holds no worker and no lease: one row per child it still
     waits for.  A child's termination deletes its rows in the same
     transaction, so the parent becomes runnable exactly when its last
-    awaited child has ended — the database says what must run.
+    awaited child has ended — the database says what must run.  The
+    parent's ``processes.waits_on_children`` says whether it has such rows,
+    written with them.
 ``groups`` and ``group_nodes``
     Named sets of nodes (any node: data, processes), as AiiDA's groups:
     a unique ``label``, a ``type_string`` (``core`` for user groups), a
@@ -63,6 +65,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
@@ -202,7 +205,11 @@ processes = Table(
     #: the node's ``node_type``, copied when the row is inserted (a node's type never changes), so
     #: that a query of process nodes by class, state, label and exit status reads this table alone
     Column("node_type", String(255), nullable=False),
-    Index("ix_processes_runnable", "submitted", "state", "lease_expires"),
+    #: an active process waits for children: it has rows in ``process_waits`` (written with them
+    #: by the backend's wait methods), so that a daemon's claim skips the parked processes through
+    #: ``ix_processes_runnable`` instead of probing the waits of each one
+    Column("waits_on_children", Boolean, nullable=False, default=False, server_default=false()),
+    Index("ix_processes_runnable", "submitted", "state", "lease_expires", "waits_on_children"),
     #: ``process list --process-label``, ``QueryBuilder`` filters of finished processes by label and
     #: exit status: a count is read from this index alone (covering, with ``node_type``)
     Index("ix_processes_label_state", "process_label", "state", "exit_status", "node_type"),
