@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from plait.engine import lifecycle
 from plait.engine.checkpoint import CHECKPOINT_VERSION
 from plait.engine.exit_code import ExitCode
+from plait.engine.job_options import PreparedJobInputs
 from plait.engine.job_paths import check_calc_info_paths, check_option_paths
 from plait.engine.monitors import (
     STOPPED_BY_MONITOR,
@@ -224,13 +225,16 @@ class CalcJob(Process):
     def prepare_inputs(cls, inputs: Any) -> dict[str, Any]:
         """The spec's validation, then the options checked by the computer's scheduler.
 
+        Returns a :class:`~plait.engine.job_options.PreparedJobInputs`: the job made from it runs
+        on the computer its options were checked against, without reading it again.
+
         Raises:
             InputValidationError: naming the port or ``metadata.options.<name>``; nothing is stored.
         """
         from plait.engine.job_options import check_job_options
 
-        processed = super().prepare_inputs(inputs)
-        check_job_options(cls.process_label_string(), processed)
+        processed = PreparedJobInputs(super().prepare_inputs(inputs))
+        processed.computer = check_job_options(cls.process_label_string(), processed)
         check_option_paths(cls.process_label_string(), processed)
         cls._check_parser_name(processed)
         return processed
@@ -282,7 +286,10 @@ class CalcJob(Process):
         self._job_exit_status: int | None = None
         self._retrieved_pk: int | None = None
         self._temporary_folder: Path | None = None
-        self._computer_cache: Computer | None = None
+        #: the computer the job runs on, read once: the one ``prepare_inputs`` checked the options against
+        self._computer_cache: Computer | None = (
+            inputs.computer if isinstance(inputs, PreparedJobInputs) else None
+        )
         self._calc_info: CalcInfo | None = None
         self._sandbox: Path | None = None
         self._pool_key: tuple[str, str, str] | None = None
@@ -291,6 +298,8 @@ class CalcJob(Process):
         self._monitor_result: CalcJobMonitorResult | None = None
         #: the job's monitors, made on first use (so a disabled one stays disabled across retries)
         self._monitors: CalcJobMonitors | None = None
+        #: whether this run's upload commit already marked the job ``submitting`` (no ``max_queued_jobs``)
+        self._slot_reserved = False
 
     @property
     def options(self) -> dict[str, Any]:
@@ -357,9 +366,19 @@ class CalcJob(Process):
             runner.check_safe_point(self)
             if self._stage == _Stage.UPLOAD:
                 await self._retrying("upload", self._upload)
-                await self._advance(_Stage.SUBMIT, "waiting", "uploaded; waiting to submit", "submit")
+                # a computer with no cap on queued jobs has no slot to wait for: the commit that
+                # records the upload also marks the job as submitting (one write, not two)
+                uncapped = self.computer.options.get("max_queued_jobs") is None
+                await self._advance(
+                    _Stage.SUBMIT,
+                    "waiting",
+                    "uploaded; waiting to submit",
+                    "submitting" if uncapped else "submit",
+                )
+                self._slot_reserved = uncapped
             elif self._stage == _Stage.SUBMIT:
-                await self._wait_for_slot()
+                if not self._slot_reserved:  # capped, or resumed at this stage: reserve as it says
+                    await self._wait_for_slot()
                 await self._retrying("submit", self._submit)
                 await self._advance(
                     _Stage.UPDATE,
@@ -624,6 +643,12 @@ class CalcJob(Process):
 
     # -- submit ------------------------------------------------------------------------------------
     async def _wait_for_slot(self) -> None:
+        """Mark the job ``submitting`` once its computer has fewer than ``max_queued_jobs`` queued.
+
+        Counting and marking are one transaction (:func:`lifecycle.reserve_job_slot`), so runners
+        sharing a computer never overshoot the cap.  Skipped when the upload's commit marked the
+        job already (a computer without a cap, in the same run).
+        """
         from plait.storage import get_backend
 
         cap = self.computer.options.get("max_queued_jobs")
@@ -664,11 +689,17 @@ class CalcJob(Process):
 
     # -- update ------------------------------------------------------------------------------------
     async def _update(self) -> None:
+        """Wait for the scheduler to report the job final; its state changes until then become the status.
 
+        The final report is not written as a status of its own: the commit that ends this stage
+        follows at once with its status, and a status write racing it could land after it.
+        """
         assert self._job_id is not None
         loop = asyncio.get_running_loop()
 
         def on_update(info: Any) -> None:
+            if info.state.is_final:
+                return
             reason = f" ({info.reason})" if info.reason and info.reason != "None" else ""
             status = f"job {info.job_id}: {info.state.value} in {self.computer.scheduler_type}{reason}"
             update = functools.partial(lifecycle.set_status, self.pk, self._owner, None, status=status)
@@ -952,7 +983,8 @@ async def _fetch(
         return
     if attributes.is_symlink:
         attributes = await transport.stat(remote)
-    await asyncio.to_thread(_make_local_parent, root, local)
+    if local.parent != root:  # a file at the top of the target needs no folder made (nor a thread)
+        await asyncio.to_thread(_make_local_parent, root, local)
     if attributes.is_dir:
         await transport.gettree(remote, local)
     elif attributes.is_file:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import os
 import pwd
 import shutil
@@ -120,6 +121,35 @@ def _copy(source: str, destination: str) -> None:
         shutil.copy2(source, destination, follow_symlinks=False)
 
 
+def _remote_then_local(
+    remote_step: Callable[[], object], local_step: Callable[[], object]
+) -> Exception | None:
+    """(thread) Both halves of a transfer in one trip to a worker thread.
+
+    ``remote_step`` raises (its error is mapped to the contract's errors by the caller, as for any
+    remote path); an error of ``local_step`` is returned instead, for the caller to raise as it is
+    (a problem on the local side is the caller's own, not the computer's).
+    """
+    remote_step()
+    try:
+        local_step()
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _local_then_remote(
+    local_step: Callable[[], object], remote_step: Callable[[], object]
+) -> Exception | None:
+    """(thread) :func:`_remote_then_local` the other way round: ``local_step``'s error is returned."""
+    try:
+        local_step()
+    except Exception as exc:
+        return exc
+    remote_step()
+    return None
+
+
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         raise IsADirectoryError(21, "Is a directory (use rmtree)", path)
@@ -201,25 +231,55 @@ class LocalTransport(Transport):
         return await self._run("isfile", path, os.path.isfile, path)
 
     # -- transfers -------------------------------------------------------------
+    # Each transfer is one trip to a worker thread (a thousand jobs retrieving four files each
+    # made eight thousand trips, each a thread wake-up and a hand-over of the GIL).  Errors keep
+    # their sides: a problem with the local path is raised as it is (FileNotFoundError...), one
+    # with the remote path as the contract's error.
     async def put(self, localpath: LocalPath, remotepath: str) -> None:
-        self._require_open("put", remotepath)
         source = os.fspath(localpath)
-        await asyncio.to_thread(_require_file, source)  # a local problem: FileNotFoundError as it is
-        await self._run("put", remotepath, copy_file_atomically, source, remotepath)
+        local_error = await self._run(
+            "put",
+            remotepath,
+            _local_then_remote,
+            functools.partial(_require_file, source),
+            functools.partial(copy_file_atomically, source, remotepath),
+        )
+        if local_error is not None:
+            raise local_error
 
     async def get(self, remotepath: str, localpath: LocalPath) -> None:
-        await self._run("get", remotepath, _require_file, remotepath)
-        await asyncio.to_thread(copy_file_atomically, remotepath, localpath)
+        local_error = await self._run(
+            "get",
+            remotepath,
+            _remote_then_local,
+            functools.partial(_require_file, remotepath),
+            functools.partial(copy_file_atomically, remotepath, localpath),
+        )
+        if local_error is not None:
+            raise local_error
 
     async def puttree(self, localpath: LocalPath, remotepath: str) -> None:
-        self._require_open("puttree", remotepath)
         source = os.fspath(localpath)
-        await asyncio.to_thread(_require_local_folder, source)
-        await self._run("puttree", remotepath, copy_local_tree, source, remotepath)
+        local_error = await self._run(
+            "puttree",
+            remotepath,
+            _local_then_remote,
+            functools.partial(_require_local_folder, source),
+            functools.partial(copy_local_tree, source, remotepath),
+        )
+        if local_error is not None:
+            raise local_error
 
     async def gettree(self, remotepath: str, localpath: LocalPath) -> None:
-        await self._run("gettree", remotepath, _require_folder, remotepath)
-        await asyncio.to_thread(copy_local_tree, remotepath, localpath)
+        local_error = await self._run(
+            "gettree",
+            remotepath,
+            _remote_then_local,
+            functools.partial(_require_folder, remotepath),
+            functools.partial(copy_local_tree, remotepath, localpath),
+        )
+        if local_error is not None:
+            raise local_error
 
     async def read_bytes(self, path: str) -> bytes:
         return await self._run("read_bytes", path, _read_bytes, path)
@@ -267,8 +327,6 @@ class LocalTransport(Transport):
         operation = "exec_command_wait"
         self._require_open(operation, workdir)
         data = stdin.encode() if isinstance(stdin, str) else stdin
-        if workdir is not None:
-            await self._run(operation, workdir, _require_folder, workdir)
         loop = asyncio.get_running_loop()
         executor = _command_threads()
         spawn = loop.run_in_executor(executor, _spawn, command, data is not None, workdir)
@@ -328,7 +386,13 @@ def _command_threads() -> ThreadPoolExecutor:
 
 
 def _spawn(command: str, with_stdin: bool, workdir: str | None) -> subprocess.Popen[bytes]:
-    """(thread) Start ``bash -c command`` in a session of its own (so that its whole group can be killed)."""
+    """(thread) Start ``bash -c command`` in a session of its own (so that its whole group can be killed).
+
+    A missing ``workdir``, or one that is not a folder, raises before anything starts (checked
+    here, in the same trip to the thread).
+    """
+    if workdir is not None:
+        _require_folder(workdir)
     return subprocess.Popen(
         ["bash", "-c", command],
         stdin=subprocess.PIPE if with_stdin else subprocess.DEVNULL,
