@@ -226,7 +226,7 @@ def build_plait(n: int, batch: int = 5000) -> tuple[int, dt.datetime]:
     from plait.orm import CalcFunctionNode, Group, Int
     from plait.orm.node import store_nodes
     from plait.storage import get_backend
-    from plait.storage.schema import nodes
+    from plait.storage.schema import nodes, processes
 
     backend = get_backend()
     groups = [Group(f"group-{g}").store() for g in range(GROUPS)]
@@ -264,7 +264,6 @@ def build_plait(n: int, batch: int = 5000) -> tuple[int, dt.datetime]:
                     {
                         "node_id": calc.pk,
                         "state": "finished",
-                        "node_type": "process.calcfunction",
                         "process_label": "add",
                         "exit_status": 1 if failed else 0,
                     }
@@ -298,6 +297,8 @@ def build_plait(n: int, batch: int = 5000) -> tuple[int, dt.datetime]:
         for start in range(0, len(old_ids), 900):
             chunk = old_ids[start : start + 900]
             conn.execute(update(nodes).where(nodes.c.id.in_(chunk)).values(ctime=three_days_ago))
+            # the process rows repeat their node's ctime (written once; only this fabrication moves it)
+            conn.execute(update(processes).where(processes.c.node_id.in_(chunk)).values(ctime=three_days_ago))
     return head_pk, dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
 
 
@@ -375,6 +376,7 @@ def build_plait_bulk(n: int, batch: int = 20_000) -> tuple[int, dt.datetime]:
                         "node_id": calc,
                         "state": "finished",
                         "node_type": "process.calcfunction",
+                        "ctime": three_days_ago if i < old_count else now,
                         "process_label": "add",
                         "exit_status": 1 if failed(i) else 0,
                         "mtime": now,

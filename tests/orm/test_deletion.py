@@ -426,6 +426,7 @@ def _bulk_calculations(count: int, *, chained: bool) -> list[int]:
                     "process_label": "f",
                     "mtime": now,
                     "node_type": "process.calcfunction",
+                    "ctime": now,
                 }
                 for pk in calcs
             ],

@@ -86,7 +86,7 @@ def test_among_thousands_parked_and_queued_every_part_reads_the_runnable_index()
             [{**row, "uuid": str(uuid.uuid4()), "extras": {}, "files": {}} for _ in range(2 * count)]
         )
         parents, children = pks[:count], pks[count:]
-        fixed = {"process_label": "W", "submitted": True, "mtime": now, "node_type": kind}
+        fixed = {"process_label": "W", "submitted": True, "mtime": now, "node_type": kind, "ctime": now}
         conn.execute(
             insert(processes),
             [{**fixed, "node_id": p, "state": "waiting", "waits_on_children": True} for p in parents]

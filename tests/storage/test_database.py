@@ -138,7 +138,16 @@ def _upgrade_copies_node_types(url: str) -> None:
     assert database.current_revision() == SCHEMA_REVISION
     with database.engine.connect() as conn:
         copied = conn.execute(text("SELECT node_id, node_type FROM processes ORDER BY node_id")).all()
+        # and migration 0008 their creation time
+        differ = conn.execute(
+            text(
+                "SELECT count(*) FROM processes JOIN nodes ON id = node_id "
+                "WHERE processes.ctime != nodes.ctime"
+            )
+        ).scalar_one()
+        unset = conn.execute(text("SELECT count(*) FROM processes WHERE ctime IS NULL")).scalar_one()
     assert [tuple(r) for r in copied] == [(1, "process.calcfunction"), (2, "process.workflow.workchain")]
+    assert differ == unset == 0
     with pytest.raises(IntegrityError), database.engine.begin() as conn:  # the column is NOT NULL
         conn.execute(
             text(
@@ -149,11 +158,11 @@ def _upgrade_copies_node_types(url: str) -> None:
     database.dispose()
 
 
-def test_migration_0006_copies_each_process_node_type_on_sqlite(tmp_path):
+def test_migrations_0006_and_0008_copy_each_process_node_type_and_ctime_on_sqlite(tmp_path):
     _upgrade_copies_node_types(f"sqlite:///{tmp_path / 'old.sqlite'}")
 
 
-def test_migration_0006_copies_each_process_node_type_on_postgresql(postgres_url):
+def test_migrations_0006_and_0008_copy_each_process_node_type_and_ctime_on_postgresql(postgres_url):
     from conftest import drop_plait_tables
 
     drop_plait_tables(postgres_url)

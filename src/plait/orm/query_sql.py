@@ -108,7 +108,7 @@ _SQLITE_TYPES = {
 _NODE_COLUMNS = [column.name for column in nodes.columns]
 _PROCESS_COLUMNS = [column.name for column in processes.columns]
 #: the node columns a process row repeats, by the name of the column in ``processes``
-_NODE_COLUMNS_OF_PROCESS = {"id": "node_id", "node_type": "node_type"}
+_NODE_COLUMNS_OF_PROCESS = {"id": "node_id", "node_type": "node_type", "ctime": "ctime"}
 _GROUP_COLUMNS = [column.name for column in groups.columns]
 
 
@@ -601,12 +601,13 @@ class CompiledQuery:
         """Whether ``vertex`` is read from ``processes`` without its nodes.
 
         So when the query has this one vertex, only process nodes pass (the inner join of
-        :meth:`_process_join`), and nothing but the node's pk and type (which the process row
-        repeats: ``node_id``, ``node_type``) and process columns is filtered, projected or
-        ordered on: a count of finished calculations by label and exit status then reads one
-        index.  In a longer path a vertex is reached through a link, by its pk, and its node row
-        costs one probe; read alone, its narrow covering index made SQLite start from it even
-        where another vertex's filter was far more selective (4x slower).
+        :meth:`_process_join`), and nothing but the node's pk, type and creation time (which the
+        process row repeats: ``node_id``, ``node_type``, ``ctime``) and process columns is
+        filtered, projected or ordered on: a count of finished calculations by label and exit
+        status then reads one index, a list of the processes of the last day another.  In a
+        longer path a vertex is reached through a link, by its pk, and its node row costs one
+        probe; read alone, its narrow covering index made SQLite start from it even where
+        another vertex's filter was far more selective (4x slower).
         """
         if len(self.spec.path) != 1 or vertex.entity != "node" or self._projects_star(vertex.tag):
             return False
@@ -1057,7 +1058,7 @@ def _node_from_row(
             data["process"] = None
         else:
             process_row = dict(zip(_PROCESS_COLUMNS, values, strict=True))
-            process_row["mtime"] = utc(process_row["mtime"])
+            process_row["mtime"], process_row["ctime"] = utc(process_row["mtime"]), utc(process_row["ctime"])
             if loads is not None:
                 process_row["checkpoint"] = loads(process_row["checkpoint"])
             data["process"] = process_row

@@ -141,9 +141,14 @@ _INSERT_NODES = insert(nodes)
 #: UUIDs in one ``IN`` list when new pks are read back (under SQLite's 32,766 bound parameters)
 _UUIDS_PER_SELECT = 5_000
 _INSERT_LINKS = insert(links)
-#: a process row copies its node's type (``processes.node_type``) from the node, inserted before it
-_NODE_TYPE_OF = select(nodes.c.node_type).where(nodes.c.id == bindparam("_node")).scalar_subquery()
-_INSERT_PROCESS = insert(processes).values(node_type=_NODE_TYPE_OF)
+#: a process row copies its node's type and creation time (``processes.node_type``, ``ctime``)
+#: from the node, inserted before it
+_INSERT_PROCESS = insert(processes).values(
+    {
+        name: select(nodes.c[name]).where(nodes.c.id == bindparam("_node")).scalar_subquery()
+        for name in ("node_type", "ctime")
+    }
+)
 _INSERT_CHECKPOINT = insert(process_checkpoints)
 _INSERT_LOG = insert(logs)
 _SELECT_PROCESS = select(processes).where(processes.c.node_id == bindparam("_pk"))
@@ -199,15 +204,15 @@ _IMPORTED_PROCESS_FIXED = "paused, submitted, checkpoint_seq, lease_owner, lease
 
 
 def _insert_imported(mark: str, false: str) -> str:
-    """The driver's INSERT of an imported process row; its last parameter is the node's pk again,
-    for the copy of the node's type (``processes.node_type``)."""
+    """The driver's INSERT of an imported process row; its last two parameters are the node's pk
+    again, for the copies of the node's type and creation time (``processes.node_type``, ``ctime``)."""
     columns = ", ".join(_IMPORTED_PROCESS_COLUMNS)
     marks = ", ".join(mark for _ in _IMPORTED_PROCESS_COLUMNS)
     fixed = f"{false}, {false}, 0, NULL, NULL, NULL, NULL"
-    node_type = f"(SELECT node_type FROM nodes WHERE id = {mark})"
+    copied = ", ".join(f"(SELECT {name} FROM nodes WHERE id = {mark})" for name in ("node_type", "ctime"))
     return (
-        f"INSERT INTO processes ({columns}, {_IMPORTED_PROCESS_FIXED}, node_type) "
-        f"VALUES ({marks}, {fixed}, {node_type})"
+        f"INSERT INTO processes ({columns}, {_IMPORTED_PROCESS_FIXED}, node_type, ctime) "
+        f"VALUES ({marks}, {fixed}, {copied})"
     )
 
 
@@ -502,10 +507,12 @@ class StorageBackend:
     def insert_process(self, row: Mapping[str, Any]) -> None:
         """Insert the process row of the node ``row["node_id"]``, stored before it in this transaction.
 
-        ``node_type`` is copied from the node by the statement itself, so the two never disagree.
+        ``node_type`` and ``ctime`` are copied from the node by the statement itself, so the two
+        rows never disagree.
         """
         values = dict(row)
         values.pop("node_type", None)
+        values.pop("ctime", None)
         values.setdefault("mtime", utcnow())
         values["_node"] = values["node_id"]
         with self.transaction() as conn:
@@ -1655,7 +1662,8 @@ class StorageBackend:
             mtime = row.get("mtime") or utcnow()
             if sqlite:  # the text SQLAlchemy's DateTime writes on SQLite, in UTC
                 mtime = _sqlite_time(mtime)
-            values.append((*(row.get(c) for c in _IMPORTED_PROCESS_COLUMNS[:-1]), mtime, row.get("node_id")))
+            node = row.get("node_id")
+            values.append((*(row.get(c) for c in _IMPORTED_PROCESS_COLUMNS[:-1]), mtime, node, node))
         # by the driver's executemany: the rows carry no JSON and no Python type to convert but
         # the time, and SQLAlchemy's per-row parameter processing was most of an import's row cost
         with self.transaction() as conn:

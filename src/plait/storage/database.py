@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 __all__ = ["SCHEMA_REVISION", "Database", "SchemaVersionError"]
 
 #: the Alembic revision this version of plait expects (the head of migrations/versions).
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 #: seconds a writer waits for SQLite's write lock before giving up.
 SQLITE_BUSY_TIMEOUT = 60.0

@@ -205,6 +205,9 @@ processes = Table(
     #: the node's ``node_type``, copied when the row is inserted (a node's type never changes), so
     #: that a query of process nodes by class, state, label and exit status reads this table alone
     Column("node_type", String(255), nullable=False),
+    #: the node's ``ctime``, copied in the same way (a node's creation time never changes either):
+    #: ``process list --past-days`` reads this table and ``ix_processes_ctime`` alone
+    Column("ctime", DateTime(timezone=True), nullable=False, index=True),
     #: an active process waits for children: it has rows in ``process_waits`` (written with them
     #: by the backend's wait methods), so that a daemon's claim skips the parked processes through
     #: ``ix_processes_runnable`` instead of probing the waits of each one
