@@ -121,32 +121,26 @@ def _copy(source: str, destination: str) -> None:
         shutil.copy2(source, destination, follow_symlinks=False)
 
 
-def _remote_then_local(
-    remote_step: Callable[[], object], local_step: Callable[[], object]
+def _transfer_in_one_trip(
+    local_first: bool, first: Callable[[], object], second: Callable[[], object]
 ) -> Exception | None:
-    """(thread) Both halves of a transfer in one trip to a worker thread.
+    """(thread) Both halves of a transfer, ``first()`` then ``second()``, in one trip to a thread.
 
-    ``remote_step`` raises (its error is mapped to the contract's errors by the caller, as for any
-    remote path); an error of ``local_step`` is returned instead, for the caller to raise as it is
-    (a problem on the local side is the caller's own, not the computer's).
+    The local half is ``first`` when ``local_first`` (a put: check the local source, then write
+    the remote path), else ``second`` (a get: check the remote path, then write the local copy).
+    An error of the remote half is raised (the caller maps it to the contract's errors, as for
+    any remote path); one of the local half is returned instead, for the caller to raise as it
+    is (a problem on the local side is the caller's own, not the computer's).
     """
-    remote_step()
+    local, remote = (first, second) if local_first else (second, first)
+    if not local_first:
+        remote()
     try:
-        local_step()
+        local()
     except Exception as exc:
         return exc
-    return None
-
-
-def _local_then_remote(
-    local_step: Callable[[], object], remote_step: Callable[[], object]
-) -> Exception | None:
-    """(thread) :func:`_remote_then_local` the other way round: ``local_step``'s error is returned."""
-    try:
-        local_step()
-    except Exception as exc:
-        return exc
-    remote_step()
+    if local_first:
+        remote()
     return None
 
 
@@ -235,51 +229,36 @@ class LocalTransport(Transport):
     # made eight thousand trips, each a thread wake-up and a hand-over of the GIL).  Errors keep
     # their sides: a problem with the local path is raised as it is (FileNotFoundError...), one
     # with the remote path as the contract's error.
-    async def put(self, localpath: LocalPath, remotepath: str) -> None:
-        source = os.fspath(localpath)
-        local_error = await self._run(
-            "put",
-            remotepath,
-            _local_then_remote,
-            functools.partial(_require_file, source),
-            functools.partial(copy_file_atomically, source, remotepath),
-        )
+    async def _transfer(
+        self, operation: str, remotepath: str, local_first: bool, *steps: Callable[[], object]
+    ) -> None:
+        local_error = await self._run(operation, remotepath, _transfer_in_one_trip, local_first, *steps)
         if local_error is not None:
             raise local_error
 
-    async def get(self, remotepath: str, localpath: LocalPath) -> None:
-        local_error = await self._run(
-            "get",
-            remotepath,
-            _remote_then_local,
-            functools.partial(_require_file, remotepath),
-            functools.partial(copy_file_atomically, remotepath, localpath),
+    async def put(self, localpath: LocalPath, remotepath: str) -> None:
+        source = os.fspath(localpath)
+        check = functools.partial(_require_file, source)
+        await self._transfer(
+            "put", remotepath, True, check, functools.partial(copy_file_atomically, source, remotepath)
         )
-        if local_error is not None:
-            raise local_error
+
+    async def get(self, remotepath: str, localpath: LocalPath) -> None:
+        check = functools.partial(_require_file, remotepath)
+        copy = functools.partial(copy_file_atomically, remotepath, localpath)
+        await self._transfer("get", remotepath, False, check, copy)
 
     async def puttree(self, localpath: LocalPath, remotepath: str) -> None:
         source = os.fspath(localpath)
-        local_error = await self._run(
-            "puttree",
-            remotepath,
-            _local_then_remote,
-            functools.partial(_require_local_folder, source),
-            functools.partial(copy_local_tree, source, remotepath),
+        check = functools.partial(_require_local_folder, source)
+        await self._transfer(
+            "puttree", remotepath, True, check, functools.partial(copy_local_tree, source, remotepath)
         )
-        if local_error is not None:
-            raise local_error
 
     async def gettree(self, remotepath: str, localpath: LocalPath) -> None:
-        local_error = await self._run(
-            "gettree",
-            remotepath,
-            _remote_then_local,
-            functools.partial(_require_folder, remotepath),
-            functools.partial(copy_local_tree, remotepath, localpath),
-        )
-        if local_error is not None:
-            raise local_error
+        check = functools.partial(_require_folder, remotepath)
+        copy = functools.partial(copy_local_tree, remotepath, localpath)
+        await self._transfer("gettree", remotepath, False, check, copy)
 
     async def read_bytes(self, path: str) -> bytes:
         return await self._run("read_bytes", path, _read_bytes, path)
