@@ -763,7 +763,15 @@ class BlockingSshTransport(BlockingTransport):
                 stdout += channel.recv(65536)
             while channel.recv_stderr_ready():
                 stderr += channel.recv_stderr(65536)
-            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+            # done once the output is closed too: sshd sends the exit status when the command's
+            # shell exits, and what it left running may still write (under load even the shell's
+            # own last output came after the status)
+            if (
+                channel.exit_status_ready()
+                and (channel.eof_received or channel.closed)
+                and not channel.recv_ready()
+                and not channel.recv_stderr_ready()
+            ):
                 return channel.recv_exit_status(), bytes(stdout), bytes(stderr)
             if deadline is not None and time.monotonic() > deadline:
                 raise self._error(
@@ -771,7 +779,7 @@ class BlockingSshTransport(BlockingTransport):
                 )
             if not self.is_open:
                 raise self._error(ConnectionLostError, "the connection was lost", operation, path)
-            if channel.eof_received:
+            if channel.eof_received and not channel.exit_status_ready():
                 channel.status_event.wait(0.05)  # output complete, the exit status is on its way
             else:
                 select.select([channel], [], [], 0.001 if pending is not None else 0.05)

@@ -909,6 +909,13 @@ class TransportConformance:
         result = await transport.exec_command_wait(command)
         assert result.stdout == 'a b\nc "d"\n42\nbash\n'
 
+    async def test_exec_output_written_after_the_shell_exits_is_kept(self, transport: Transport) -> None:
+        """A process the command left behind may still write to its output after the command's shell
+        has exited (and an SSH server has sent the exit status): the result holds everything written
+        until the output is closed, as ``bash -c`` piped locally gives it."""
+        result = await transport.exec_command_wait("printf early; (sleep 0.3; printf late) & exit 3")
+        assert (result.returncode, result.stdout) == (3, "earlylate")
+
     async def test_exec_stdin(self, transport: Transport) -> None:
         text = "line one\nünïcødé\n" * 1000
         assert (await transport.exec_command_wait("cat", stdin=text)).stdout == text
