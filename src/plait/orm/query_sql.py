@@ -83,7 +83,14 @@ from plait.orm.query_filters import (
     FieldRef,
     Junction,
 )
-from plait.storage.schema import group_nodes, groups, links, nodes, processes
+from plait.storage.schema import (
+    NODE_COLUMNS_COPIED_TO_PROCESSES,
+    group_nodes,
+    groups,
+    links,
+    nodes,
+    processes,
+)
 
 if TYPE_CHECKING:
     from plait.orm.querybuilder import OrderItem, Projection, QuerySpec, Vertex
@@ -108,7 +115,7 @@ _SQLITE_TYPES = {
 _NODE_COLUMNS = [column.name for column in nodes.columns]
 _PROCESS_COLUMNS = [column.name for column in processes.columns]
 #: the node columns a process row repeats, by the name of the column in ``processes``
-_NODE_COLUMNS_OF_PROCESS = {"id": "node_id", "node_type": "node_type", "ctime": "ctime"}
+_NODE_COLUMNS_OF_PROCESS = {"id": "node_id", **{name: name for name in NODE_COLUMNS_COPIED_TO_PROCESSES}}
 _GROUP_COLUMNS = [column.name for column in groups.columns]
 
 

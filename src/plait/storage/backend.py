@@ -57,6 +57,7 @@ from plait.storage.database import Database
 from plait.storage.profile import Profile
 from plait.storage.repository import FileRepository
 from plait.storage.schema import (
+    NODE_COLUMNS_COPIED_TO_PROCESSES,
     PkType,
     broker_messages,
     comments,
@@ -146,7 +147,7 @@ _INSERT_LINKS = insert(links)
 _INSERT_PROCESS = insert(processes).values(
     {
         name: select(nodes.c[name]).where(nodes.c.id == bindparam("_node")).scalar_subquery()
-        for name in ("node_type", "ctime")
+        for name in NODE_COLUMNS_COPIED_TO_PROCESSES
     }
 )
 _INSERT_CHECKPOINT = insert(process_checkpoints)
@@ -169,13 +170,8 @@ _RELEASE_TO_PARK = (
     )
     .values(lease_owner=None, lease_expires=None, waits_on_children=True)
 )
-# the flag of an active process only: a terminated row stays as it ended (and is never claimed)
-_NO_MORE_WAITS = (
-    update(processes)
-    .where(processes.c.node_id.in_(bindparam("_pks", expanding=True)), processes.c.state.in_(ACTIVE_STATES))
-    .values(waits_on_children=False)
-)
-#: clears the flag of the active processes that have no wait left (add a condition to narrow it)
+#: clears the flag of the active processes that have no wait left (add a condition to narrow it;
+#: a terminated row stays as it ended, and is never claimed)
 _OPEN_WAITS = select(process_waits.c.parent_id).where(process_waits.c.parent_id == processes.c.node_id)
 _WAITS_ENDED = (
     update(processes)
@@ -204,16 +200,17 @@ _IMPORTED_PROCESS_FIXED = "paused, submitted, checkpoint_seq, lease_owner, lease
 
 
 def _insert_imported(mark: str, false: str) -> str:
-    """The driver's INSERT of an imported process row; its last two parameters are the node's pk
-    again, for the copies of the node's type and creation time (``processes.node_type``, ``ctime``)."""
-    columns = ", ".join(_IMPORTED_PROCESS_COLUMNS)
+    """The driver's INSERT of an imported process row; its last parameters are the node's pk again,
+    once for each node column the row copies (``NODE_COLUMNS_COPIED_TO_PROCESSES``)."""
+    columns = ", ".join(
+        (*_IMPORTED_PROCESS_COLUMNS, _IMPORTED_PROCESS_FIXED, *NODE_COLUMNS_COPIED_TO_PROCESSES)
+    )
     marks = ", ".join(mark for _ in _IMPORTED_PROCESS_COLUMNS)
     fixed = f"{false}, {false}, 0, NULL, NULL, NULL, NULL"
-    copied = ", ".join(f"(SELECT {name} FROM nodes WHERE id = {mark})" for name in ("node_type", "ctime"))
-    return (
-        f"INSERT INTO processes ({columns}, {_IMPORTED_PROCESS_FIXED}, node_type, ctime) "
-        f"VALUES ({marks}, {fixed}, {copied})"
+    copied = ", ".join(
+        f"(SELECT {name} FROM nodes WHERE id = {mark})" for name in NODE_COLUMNS_COPIED_TO_PROCESSES
     )
+    return f"INSERT INTO processes ({columns}) VALUES ({marks}, {fixed}, {copied})"
 
 
 _INSERT_IMPORTED_PROCESS_SQLITE = _insert_imported("?", "0")
@@ -507,12 +504,10 @@ class StorageBackend:
     def insert_process(self, row: Mapping[str, Any]) -> None:
         """Insert the process row of the node ``row["node_id"]``, stored before it in this transaction.
 
-        ``node_type`` and ``ctime`` are copied from the node by the statement itself, so the two
-        rows never disagree.
+        The node's columns the row repeats (``NODE_COLUMNS_COPIED_TO_PROCESSES``) are copied from
+        the node by the statement itself, so the two rows never disagree.
         """
         values = dict(row)
-        values.pop("node_type", None)
-        values.pop("ctime", None)
         values.setdefault("mtime", utcnow())
         values["_node"] = values["node_id"]
         with self.transaction() as conn:
@@ -855,26 +850,28 @@ class StorageBackend:
                     select(process_waits.c.parent_id).where(process_waits.c.parent_id.in_(parents))
                 ).all()
             }
-            woken = [parent for parent in parents if parent not in still]
+            affected = sorted(set(parents))
             if self.database.is_sqlite:
-                if woken:
-                    conn.execute(_NO_MORE_WAITS, {"_pks": woken})
+                self._clear_ended_waits(affected)
             else:
-                self.after_commit(functools.partial(self._clear_ended_waits, sorted(set(parents))))
-            return woken
+                self.after_commit(functools.partial(self._after_commit_clear_ended_waits, affected))
+            return [parent for parent in parents if parent not in still]
 
     def _clear_ended_waits(self, parents: list[int]) -> None:
-        """(after the commit that deleted waits of ``parents``) Clear the flag of those with none left."""
+        """Clear the ``waits_on_children`` flag of those of ``parents`` that have no wait left."""
+        with self.transaction() as conn:
+            conn.execute(_WAITS_ENDED.where(processes.c.node_id.in_(parents)))
+
+    def _after_commit_clear_ended_waits(self, parents: list[int]) -> None:
         try:
-            with self.transaction() as conn:
-                conn.execute(_WAITS_ENDED.where(processes.c.node_id.in_(parents)))
+            self._clear_ended_waits(parents)
         except Exception:  # an after-commit callback must not raise; clear_stale_waits repairs it
             LOGGER.warning("could not mark processes %s as waiting for no child", parents, exc_info=True)
 
     def delete_waits_of(self, parent: int) -> None:
         with self.transaction() as conn:
             if conn.execute(delete(process_waits).where(process_waits.c.parent_id == parent)).rowcount:
-                conn.execute(_NO_MORE_WAITS, {"_pks": [parent]})
+                self._clear_ended_waits([parent])
 
     def clear_stale_waits(self) -> int:
         """Remove waits on children that are no longer active (a safety net; should find none)."""
@@ -1663,7 +1660,8 @@ class StorageBackend:
             if sqlite:  # the text SQLAlchemy's DateTime writes on SQLite, in UTC
                 mtime = _sqlite_time(mtime)
             node = row.get("node_id")
-            values.append((*(row.get(c) for c in _IMPORTED_PROCESS_COLUMNS[:-1]), mtime, node, node))
+            copies = (node,) * len(NODE_COLUMNS_COPIED_TO_PROCESSES)
+            values.append((*(row.get(c) for c in _IMPORTED_PROCESS_COLUMNS[:-1]), mtime, *copies))
         # by the driver's executemany: the rows carry no JSON and no Python type to convert but
         # the time, and SQLAlchemy's per-row parameter processing was most of an import's row cost
         with self.transaction() as conn:

@@ -72,7 +72,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-__all__ = ["INDEXED_ATTRIBUTE_KEYS", "metadata"]
+__all__ = ["INDEXED_ATTRIBUTE_KEYS", "NODE_COLUMNS_COPIED_TO_PROCESSES", "metadata"]
 
 # One JSON type: JSONB on PostgreSQL (indexable), JSON text on SQLite.
 JsonType = JSON().with_variant(JSONB(), "postgresql")
@@ -180,6 +180,10 @@ nodes = Table(
 
 for _key in INDEXED_ATTRIBUTE_KEYS:
     _attribute_index(_key)
+
+#: the columns of a process's node that its ``processes`` row repeats (written when the row is
+#: inserted, from the node: neither ever changes), so that queries of processes need no node row
+NODE_COLUMNS_COPIED_TO_PROCESSES = ("node_type", "ctime")
 
 processes = Table(
     "processes",
