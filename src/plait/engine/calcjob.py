@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from plait.engine import lifecycle
 from plait.engine.checkpoint import CHECKPOINT_VERSION
 from plait.engine.exit_code import ExitCode
-from plait.engine.job_options import PreparedJobInputs
+from plait.engine.job_options import PreparedJobInputs, computer_of
 from plait.engine.job_paths import check_calc_info_paths, check_option_paths
 from plait.engine.monitors import (
     STOPPED_BY_MONITOR,
@@ -60,7 +60,7 @@ from plait.engine.monitors import (
 from plait.engine.process import Process
 from plait.engine.spec import ProcessSpec
 from plait.orm import CalcJobNode, Dict, FolderData, Node, ProcessState, RemoteData, load_node
-from plait.orm.code import Code, InstalledCode
+from plait.orm.code import Code
 from plait.orm.computer import Computer
 from plait.transports._local_files import walk_local_tree
 from plait.transports.relative_paths import UnsafePathError
@@ -312,11 +312,7 @@ class CalcJob(Process):
     @property
     def computer(self) -> Computer:
         if self._computer_cache is None:
-            code = self.inputs.get("code")
-            if isinstance(code, InstalledCode):
-                self._computer_cache = code.computer
-            else:
-                self._computer_cache = Computer.get(self.inputs.get("metadata", {}).get("computer"))
+            self._computer_cache = computer_of(self.inputs)
         return self._computer_cache
 
     def _prepare_node(self, node: Any) -> None:
