@@ -44,7 +44,7 @@ class _Statements:
         event.remove(self.engine, "commit", self._commit)
 
 
-def test_claimed_processes_are_rebuilt_in_one_read_and_started_in_one_commit():
+def test_claimed_processes_are_rebuilt_in_one_read_and_started_in_one_commit(any_profile):
     pks = [submit(Counter, n=Int(2)).pk for _ in range(12)]
     worker = Worker(slots=50)
 
@@ -87,3 +87,53 @@ def test_a_claimed_process_that_another_owner_took_meanwhile_is_not_started_by_t
     assert states == {pks[0]: "running", pks[1]: "created", pks[2]: "running"}
     # its own first commit then meets the refusal (and the runner lets go of it), as before
     assert loaded[pks[1]].node.process_state is ProcessState.CREATED
+
+
+def test_the_reads_of_a_batch_do_not_grow_with_its_size(any_profile):
+    """The nodes, process rows and inputs of a claimed batch are read in a fixed number of queries
+    (three), not a few per process, and one UPDATE starts them all; each process still gets its
+    own inputs."""
+    pks = [submit(Counter, n=Int(i + 1)).pk for i in range(12)]
+    worker = Worker(slots=50)
+    engine = get_backend().database.engine
+    selects: list[str] = []
+    updates: list[str] = []
+
+    def count(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:
+        verb = statement.lstrip().upper()
+        if verb.startswith("SELECT"):
+            selects.append(statement)
+        elif verb.startswith("UPDATE"):
+            updates.append(statement)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        worker.runner = Runner(loop, owner=worker.worker_id, lease_seconds=30.0, placement=Daemon())
+        claimed = lifecycle.claim_runnable(worker.worker_id, 30.0, 50)
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            return worker._load_claimed(claimed)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+
+    loaded = asyncio.run(main())
+    assert len(selects) == 3, "\n".join(selects)
+    assert len(updates) == 1, "\n".join(updates)
+    assert {get_backend().get_process(pk)["state"] for pk in pks} == {"running"}
+    by_pk = {pk: process for pk, process, _ in loaded}
+    assert {pk: by_pk[pk].inputs["n"].value for pk in pks} == {pk: i + 1 for i, pk in enumerate(pks)}
+
+
+def test_a_claimed_pk_with_no_node_is_reported_without_stopping_the_batch():
+    pks = [submit(Counter, n=Int(2)).pk for _ in range(2)]
+    worker = Worker(slots=50)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        worker.runner = Runner(loop, owner=worker.worker_id, lease_seconds=30.0, placement=Daemon())
+        return worker._load_claimed([pks[0], 10**9, pks[1]])
+
+    loaded = asyncio.run(main())
+    assert [pk for pk, _, _ in loaded] == [pks[0], 10**9, pks[1]]
+    assert loaded[0][1] is not None and loaded[2][1] is not None
+    assert loaded[1][1] is None and "no node with pk 1000000000" in str(loaded[1][2])

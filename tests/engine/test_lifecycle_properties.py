@@ -399,6 +399,46 @@ class LifecycleMachine(RuleBasedStateMachine):
         owner, pk = data.draw(st.sampled_from(self.stale_parkers()), label="stale handle")
         self._park(owner, pk)
 
+    def step_parkers(self) -> list[tuple[str, int]]:
+        """Handles (held or stale) of a process with submitted children, as a daemon step that waits."""
+        return [(o, pk) for o, pk in self.all_handles() if self.submitted_children(pk)]
+
+    @precondition(lambda self: self.step_parkers())
+    @rule(data=st.data())
+    def step_and_park(self, data: st.DataObject) -> None:
+        """A daemon step ends waiting for its children: its checkpoint and its park in one commit
+        (``lifecycle.commit_waiting``); parked only while some child is active, refused (nothing
+        written, no wait) for a runner that lost the process."""
+        owner, pk = data.draw(st.sampled_from(self.step_parkers()), label="handle")
+        process = self.handles[owner][pk]
+        children = self.submitted_children(pk)
+        active = {c for c in children if not self.model[c].terminal}
+        accepted = self.may_write(pk, owner, S.WAITING)
+        event(f"step and park: {'accepted' if accepted else 'refused'}")
+        before = None if accepted else self.snapshot(pk)
+        seq = process._checkpoint_seq + 1
+        try:
+            parked = lifecycle.commit_waiting(
+                process.node, owner, children, park=True, checkpoint={"step": seq}, checkpoint_seq=seq
+            )
+        except (LeaseLostError, IllegalTransitionError) as exc:
+            assert not accepted, f"commit_waiting by holder {owner} of {pk} refused: {exc!r}"
+            assert isinstance(exc, self.expect_refusal(pk, owner, S.WAITING)), exc
+            self.refused(before, pk, f"commit_waiting by {owner}")
+            return
+        assert accepted, f"{owner} parked {pk} without holding it ({self.model[pk]})"
+        assert parked == bool(active), f"parked={parked} with active children {active}"
+        process._checkpoint_seq = seq
+        expected = self.model[pk]
+        expected.state = S.WAITING
+        expected.status = lifecycle.waiting_status(children)
+        expected.seq = seq
+        expected.checkpoints.append(seq)
+        if parked:
+            expected.waits |= active
+            expected.owner = None
+            expected.live = False
+
     # -- control ---------------------------------------------------------------------------------------
     @precondition(lambda self: self.model)
     @rule(data=st.data(), held=st.booleans(), release=st.booleans(), reason=st.sampled_from([None, "why"]))

@@ -45,8 +45,11 @@ from typing import Any
 from plait.engine import lifecycle
 from plait.engine.leases import new_owner_id
 from plait.engine.placement import Daemon
+from plait.engine.process import INPUT_LINK_TYPES
 from plait.engine.runner import Runner
-from plait.orm import ProcessNode, ProcessState, load_node
+from plait.orm import LinkType, ProcessNode, ProcessState, load_node
+from plait.orm.errors import NotExistentError
+from plait.orm.node import node_from_row
 
 __all__ = ["Worker", "main"]
 
@@ -185,14 +188,23 @@ class Worker:
 
         runner = self.runner
         assert runner is not None
+        backend = get_backend()
         loaded: list[tuple[int, Any, BaseException | None]] = []
-        with get_backend().snapshot():
+        with backend.snapshot():
+            # the nodes, their process rows and their inputs in three queries for the whole batch
+            rows = backend.get_nodes(pks, with_processes=True)
+            types = [t.value for t in INPUT_LINK_TYPES]
+            inputs = backend.get_links_of_many(rows, incoming=True, link_types=types)
             for pk in pks:
                 try:
-                    node = load_node(pk)
+                    row = rows.get(pk)
+                    if row is None:
+                        raise NotExistentError(f"no node with pk {pk}")
+                    node = node_from_row(row)
                     if not isinstance(node, ProcessNode):
                         raise TypeError(f"node {pk} is a {type(node).__name__}, not a process")
-                    loaded.append((pk, runner._load(node, claimed=True), None))
+                    links = [(label, LinkType(kind), node_from_row(r)) for label, kind, r in inputs[pk]]
+                    loaded.append((pk, runner._load(node, claimed=True, input_links=links), None))
                 except Exception as exc:
                     loaded.append((pk, None, exc))
         fresh = [

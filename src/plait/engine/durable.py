@@ -37,8 +37,8 @@ What must be deterministic: the sequence of launches (class and inputs at
 each position).  What need not be: logging, pure computation, timing.
 
 Waiting: while its calls wait for unfinished children, the workflow commits
-``waiting`` and asks the host whether to park (``park_with_checkpoint``, as a
-work chain does): a daemon worker parks it (lease released, no slot held, woken
+``waiting``, and where the host parks waiting processes (``parks_waiting``, as for a
+work chain): a daemon worker parks it (lease released, no slot held, woken
 by the last child), so the coroutine is dropped and the next claim replays it;
 in a script the calls wait in memory.  ``await plait.sleep(seconds)`` is a
 durable timer: its wake time is committed (the ``wake_at`` column and the
@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from plait.engine.exit_code import ExitCode
-from plait.engine.lifecycle import EngineError, ProcessParked, encode_call_key, waiting_status
+from plait.engine.lifecycle import EngineError, ProcessParked, encode_call_key
 from plait.engine.ports import flatten_nodes
 from plait.engine.process_function import FunctionProcess, ProcessFunction, _nest
 from plait.engine.resolve import resolve_process
@@ -415,17 +415,10 @@ class DurableWorkflowProcess(FunctionProcess):
                 future.set_result(None)
 
     def _commit_waiting(self, pks: list[int]) -> bool:
-        """(thread) Commit waiting for ``pks``; True when the host parked the workflow meanwhile."""
-        from plait.storage import get_backend
-
-        runner = self.runner
-        assert runner is not None
+        """(thread) Commit waiting for ``pks``; True when the host parked the workflow in that commit."""
         if self._kill_message is not None or self._pause_requested:
             return False  # the kill or pause that interrupts the workflow now writes its row
-        status = waiting_status(pks)
-        with get_backend().transaction():
-            self._commit(ProcessState.WAITING, status=status)
-            return runner.park_with_checkpoint(self, pks, status)
+        return self._commit_waiting_for(pks)
 
     def _commit_running(self) -> None:
         self._commit(ProcessState.RUNNING, status=None)  # wake_at stays: when it was last due

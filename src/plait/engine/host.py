@@ -83,6 +83,8 @@ class ProcessHost(Protocol):
         """Return when every process of ``pks`` has terminated (or raise ``ProcessParked``)."""
         ...
 
-    def park_with_checkpoint(self, process: Process, pks: list[int], status: str) -> bool:
-        """(thread, in the transaction of the waiting checkpoint) Park ``process`` now? See Placement."""
+    @property
+    def parks_waiting(self) -> bool:
+        """Whether a process that commits ``waiting`` is parked in the database in that commit
+        (see ``Placement.parks_waiting``)."""
         ...

@@ -270,6 +270,77 @@ def commit(
         LeaseLostError: ``owner`` does not hold the process any more (nothing was written).
         IllegalTransitionError: the process is in a state that cannot go to ``state``.
     """
+    woken, _ = _commit_state(
+        node,
+        owner,
+        state,
+        None,
+        checkpoint=checkpoint,
+        checkpoint_seq=checkpoint_seq,
+        step=step,
+        keep_history=keep_history,
+        drop_history=drop_history,
+        within=within,
+        fields=fields,
+    )
+    return woken
+
+
+def commit_waiting(
+    node: ProcessNode,
+    owner: str | None,
+    children: Sequence[int],
+    *,
+    park: bool,
+    checkpoint: dict[str, Any] | None = None,
+    checkpoint_seq: int | None = None,
+    step: str | None = None,
+    keep_history: bool = True,
+    within: Callable[[], None] | None = None,
+) -> bool:
+    """Commit ``waiting`` for ``children`` (the status line names them), as :func:`commit` does.
+
+    ``park``: the runner parks waiting processes (a daemon worker), so the same UPDATE also
+    releases the process to wait in the database for those of ``children`` still active, as
+    :func:`park` does; True when it was parked.  With none active (or without ``park``) it is
+    committed waiting and stays held: the caller waits for the children itself.
+
+    Raises:
+        LeaseLostError, IllegalTransitionError: as :func:`commit` (nothing was written).
+    """
+    if park and owner is None:
+        raise EngineError(f"process {_pk(node)} has no lease owner: only a held process can be parked")
+    _, parked = _commit_state(
+        node,
+        owner,
+        S.WAITING,
+        children if park else None,
+        checkpoint=checkpoint,
+        checkpoint_seq=checkpoint_seq,
+        step=step,
+        keep_history=keep_history,
+        drop_history=False,
+        within=within,
+        fields={"status": waiting_status(children)},
+    )
+    return parked
+
+
+def _commit_state(
+    node: ProcessNode,
+    owner: str | None,
+    state: ProcessState,
+    park_on: Sequence[int] | None,
+    *,
+    checkpoint: dict[str, Any] | None,
+    checkpoint_seq: int | None,
+    step: str | None,
+    keep_history: bool,
+    drop_history: bool,
+    within: Callable[[], None] | None,
+    fields: Mapping[str, Any],
+) -> tuple[list[int], bool]:
+    """The one commit of a held process's state: ``(parents woken, parked)``; see :func:`commit`."""
     backend = _backend()
     pk = _pk(node)
     values: dict[str, Any] = {"state": state.value, **fields}
@@ -280,10 +351,26 @@ def commit(
         values.update(lease_owner=None, lease_expires=None, status=None)
         values.setdefault("paused", False)
     woken: list[int] = []
+    parked = False
     with backend.transaction():
         if within is not None:
             within()
-        if not backend.update_process(pk, expect_owner=owner, expect_states=_FROM[state], **values):
+        if park_on:
+            assert owner is not None
+            written = backend.park(
+                pk,
+                owner,
+                park_on,
+                values["status"],
+                expect_states=_FROM[state],
+                **{k: v for k, v in values.items() if k != "status"},
+            )
+            if written is None:
+                raise _refusal(pk, owner, state.value)
+            parked = written
+        if not parked and not backend.update_process(
+            pk, expect_owner=owner, expect_states=_FROM[state], **values
+        ):
             raise _refusal(pk, owner, state.value)
         if checkpoint is not None and keep_history:
             backend.add_checkpoint(pk, checkpoint_seq or 0, step, checkpoint)
@@ -292,9 +379,11 @@ def commit(
                 backend.delete_checkpoints(pk)
             if node._process.get("submitted"):  # only daemon children have parked parents
                 woken = backend.release_waits_on(pk)
+    if parked:
+        values.update(lease_owner=None, lease_expires=None)
     _committed(node, values)
     _announce(pk)
-    return woken
+    return woken, parked
 
 
 def start_running(nodes: Sequence[ProcessNode], owner: str) -> list[ProcessNode]:
@@ -305,16 +394,13 @@ def start_running(nodes: Sequence[ProcessNode], owner: str) -> list[ProcessNode]
     ``created`` or not held by ``owner`` any more is left as it is (the caller's usual
     :func:`commit` then meets the refusal and its reason); returns the nodes that moved.
     """
-    backend = _backend()
     target = S.RUNNING
-    moved: list[ProcessNode] = []
     values: dict[str, Any] = {"state": target.value}
-    with backend.transaction():
-        for node in nodes:
-            if node.process_state is S.CREATED and backend.update_process(
-                _pk(node), expect_owner=owner, expect_states=_FROM[target], **values
-            ):
-                moved.append(node)
+    fresh = {_pk(node): node for node in nodes if node.process_state is S.CREATED}
+    changed = set(
+        _backend().update_held_processes(list(fresh), owner=owner, expect_states=_FROM[target], **values)
+    )
+    moved = [node for pk, node in fresh.items() if pk in changed]
     for node in moved:
         _committed(node, values)
         _announce(_pk(node))

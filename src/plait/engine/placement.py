@@ -51,6 +51,10 @@ class Placement:
     keeps_control_server: bool = False
     #: a pause requested while the process waits at an ``await`` interrupts it at once
     pauses_at_awaits: bool = False
+    #: a process that commits ``waiting`` for children still active is released in that same
+    #: UPDATE to wait in the database (the caller stops running it, raising
+    #: :class:`ProcessParked`); otherwise it waits through :meth:`wait_for_children`
+    parks_waiting: bool = False
 
     def submit_child(
         self,
@@ -66,15 +70,6 @@ class Placement:
     async def wait_for_children(self, runner: Runner, parent: Process, pks: list[int]) -> None:
         """Return when every process of ``pks`` has terminated (or raise :class:`ProcessParked`)."""
         raise NotImplementedError
-
-    def park_with_checkpoint(self, runner: Runner, process: Process, pks: list[int], status: str) -> bool:
-        """(thread, inside the transaction that commits the waiting checkpoint) Park ``process`` now?
-
-        True: it is parked (the caller stops running it, raising :class:`ProcessParked`);
-        False: it waits through :meth:`wait_for_children` as usual.  Parking in the same
-        transaction saves a round trip per waiting parent.
-        """
-        return False
 
     async def pause(self, runner: Runner, process: Process, reason: str | None) -> None:
         """``process`` reached a pause at a safe point: record it and wait to be played (or park)."""
@@ -139,6 +134,7 @@ class Daemon(Placement):
     renews_leases = False  # the worker's heartbeat renews every lease it holds, with its liveness
     keeps_control_server = True
     pauses_at_awaits = True
+    parks_waiting = True
 
     def submit_child(
         self,
@@ -165,9 +161,6 @@ class Daemon(Placement):
         parked = await runner.call_db(parent, lifecycle.park, parent.node, runner.owner, pks, status)
         if parked:
             raise ProcessParked()
-
-    def park_with_checkpoint(self, runner: Runner, process: Process, pks: list[int], status: str) -> bool:
-        return lifecycle.park(process.node, runner.owner, pks, status)
 
     async def pause(self, runner: Runner, process: Process, reason: str | None) -> None:
         await runner.call_db(process, _pause_and_release, process.node, runner.owner, reason)

@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from plait.engine import lifecycle
@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from plait.engine.host import ProcessHost
 
 __all__ = ["LeaseLostError", "Process", "ProcessKilledError"]  # errors re-exported from lifecycle
+
+#: the links that bring a process its inputs
+INPUT_LINK_TYPES = (LinkType.INPUT_CALC, LinkType.INPUT_WORK)
 
 LOGGER = logging.getLogger("plait.process")
 
@@ -372,11 +375,24 @@ class Process:
 
     # -- loading an existing process ---------------------------------------------------------
     @classmethod
-    def _load(cls, node: ProcessNode, runner: ProcessHost | None) -> Process:
-        """Rebuild the process object of a stored node (inputs from its links)."""
+    def _load(
+        cls,
+        node: ProcessNode,
+        runner: ProcessHost | None,
+        *,
+        input_links: Sequence[tuple[str, LinkType, Node]] | None = None,
+    ) -> Process:
+        """Rebuild the process object of a stored node (inputs from its links).
+
+        ``input_links``: the node's incoming input links (``(label, type, node)``, as
+        ``node.get_incoming(INPUT_LINK_TYPES)`` gives them) when the caller read them already,
+        for many processes at once.
+        """
         spec = cls.spec()
         inputs: dict[str, Any] = {}
-        for label, _, value in node.get_incoming((LinkType.INPUT_CALC, LinkType.INPUT_WORK)):
+        if input_links is None:
+            input_links = node.get_incoming(INPUT_LINK_TYPES)
+        for label, _, value in input_links:
             parts = label.split("__")
             target = inputs
             for part in parts[:-1]:
@@ -602,6 +618,31 @@ class Process:
         lifecycle._ring(woken)
         if state.is_terminal:
             self._call_on_terminated()
+
+    def _commit_waiting_for(self, pks: list[int], *, checkpoint: dict[str, Any] | None = None) -> bool:
+        """Commit ``waiting`` for the processes ``pks`` (and the checkpoint, and pending outputs).
+
+        Where the host parks waiting processes (a daemon worker), the same commit releases this
+        one to wait in the database: True then, and the caller stops running it.  False: it
+        waits for ``pks`` here (none is still active, or the host does not park).
+
+        Raises:
+            LeaseLostError, IllegalTransitionError: as :meth:`_commit`.
+        """
+        seq = None if checkpoint is None else self._checkpoint_seq + 1
+        parked = lifecycle.commit_waiting(
+            self.node,
+            self._owner,
+            pks,
+            park=self.runner is not None and self.runner.parks_waiting,
+            checkpoint=checkpoint,
+            checkpoint_seq=seq,
+            step=self._step_name,
+            within=self._flush_in_commit,
+        )
+        if seq is not None:
+            self._checkpoint_seq = seq
+        return parked
 
     def _flush_in_commit(self) -> None:
         self._flush_outputs()

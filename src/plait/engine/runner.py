@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from plait.engine import lifecycle
@@ -47,7 +47,7 @@ from plait.engine.lifecycle import (
 from plait.engine.placement import InProcess, Placement
 from plait.engine.process import Process
 from plait.engine.resolve import load_process_class, resolve_process
-from plait.orm import ProcessNode, ProcessState, load_node
+from plait.orm import LinkType, Node, ProcessNode, ProcessState, load_node
 
 if TYPE_CHECKING:
     from plait.broker.contract import Broker
@@ -305,9 +305,10 @@ class Runner:
         """Return when every child in ``pks`` has terminated, as the placement waits (it may park)."""
         await self.placement.wait_for_children(self, parent, pks)
 
-    def park_with_checkpoint(self, process: Process, pks: list[int], status: str) -> bool:
-        """(thread) Park ``process`` in the transaction of its waiting checkpoint, if the placement parks."""
-        return self.placement.park_with_checkpoint(self, process, pks, status)
+    @property
+    def parks_waiting(self) -> bool:
+        """Whether a process that commits ``waiting`` is parked in the database in that commit."""
+        return self.placement.parks_waiting
 
     def runs_step_code(self, pk: int) -> bool:
         """True while process ``pk`` has code (a step, a parser, a commit) running in a thread."""
@@ -751,7 +752,13 @@ class Runner:
         return {"ok": False, "error": f"unknown action '{action}'"}
 
     # -- resuming ---------------------------------------------------------------------------------------
-    def _load(self, node: ProcessNode, *, claimed: bool = False) -> Process:
+    def _load(
+        self,
+        node: ProcessNode,
+        *,
+        claimed: bool = False,
+        input_links: Sequence[tuple[str, LinkType, Node]] | None = None,
+    ) -> Process:
         """Rebuild a process from its node and checkpoint, ready to continue (a database read or two).
 
         A process continues from its last checkpoint; one without a
@@ -761,6 +768,7 @@ class Runner:
         their call keys (``caller_pk:index``), so none is launched twice.
 
         ``claimed``: the caller has just taken the lease (a worker's claim), so it is not taken again.
+        ``input_links``: the node's input links, read already (see :meth:`Process._load`).
 
         Raises:
             NotResumableError: the class cannot be imported, or the checkpoint not read.
@@ -769,7 +777,7 @@ class Runner:
             cls = load_process_class(node)
         except ImportError as exc:
             raise NotResumableError(str(exc)) from exc
-        process = cls._load(node, self)
+        process = cls._load(node, self, input_links=input_links)
         process._recorded_children = {}
         checkpoint = node._process_row.get("checkpoint")
         # a process never started has no past to restore, unless it is a restart that starts at a step
@@ -814,7 +822,6 @@ class Runner:
         node = await self.call_db(None, functools.partial(self.claim, pk, force=force))
         if node.is_terminated:
             from plait.engine.process_function import _nest
-            from plait.orm import LinkType
 
             links = await self.call_db(None, node.get_outgoing, (LinkType.CREATE, LinkType.RETURN))
             return _nest({label: value for label, _, value in links}), node

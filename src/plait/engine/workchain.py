@@ -480,12 +480,7 @@ class WorkChain(Process):
             return None
         if self._awaiting:
             pks = [item["pk"] for item in self._awaiting]
-            status = lifecycle.waiting_status(pks)
-            runner = self.runner
-            assert runner is not None
-            with _backend().transaction():
-                self._commit(ProcessState.WAITING, checkpoint=checkpoint, status=status)
-                self._parked = runner.park_with_checkpoint(self, pks, status)
+            self._parked = self._commit_waiting_for(pks, checkpoint=checkpoint)
         else:
             self._commit(ProcessState.RUNNING, checkpoint=checkpoint, status=None)
         self._step_checkpoint = checkpoint
