@@ -577,8 +577,8 @@ class SlowToLoad(Slow):
         spec.input("load_gate", valid_type=Str)
 
     @classmethod
-    def _load(cls, node, runner):
-        process = super()._load(node, runner)
+    def _load(cls, node, runner, **kwargs):
+        process = super()._load(node, runner, **kwargs)
         _wait_for_file(process.inputs.load_gate.value)
         return process
 

@@ -34,6 +34,7 @@ PROCESS_WRITERS = frozenset(
         "insert_process",
         "update_process",
         "update_process_if_unheld",
+        "update_held_processes",
         "take_lease",
         "release_leases",
         "renew_leases",
