@@ -191,7 +191,16 @@ _SELECT_PROCESSES = select(processes).where(processes.c.node_id.in_(bindparam("_
 _ACTIVE_AMONG = select(processes.c.node_id).where(
     processes.c.node_id.in_(bindparam("_pks", expanding=True)), _state_in(ACTIVE_STATES)
 )
-_ACTIVE_AMONG_LOCKED = _ACTIVE_AMONG.with_for_update(of=processes)
+#: the same for one child (the common case: no expanding parameter to rewrite at each execution)
+_ACTIVE_ONE = select(processes.c.node_id).where(
+    processes.c.node_id == bindparam("_pk"), _state_in(ACTIVE_STATES)
+)
+#: (one child, SQLite) -> the statement; on PostgreSQL the children's rows are locked (FOR UPDATE)
+_ACTIVE_CHILDREN = {
+    (one, sqlite): statement if sqlite else statement.with_for_update(of=processes)
+    for one, statement in ((True, _ACTIVE_ONE), (False, _ACTIVE_AMONG))
+    for sqlite in (True, False)
+}
 #: clears the flag of the active processes that have no wait left (add a condition to narrow it;
 #: a terminated row stays as it ended, and is never claimed)
 _OPEN_WAITS = select(process_waits.c.parent_id).where(process_waits.c.parent_id == processes.c.node_id)
@@ -915,8 +924,10 @@ class StorageBackend:
         deletes the new wait row when it commits.
         """
         with self.transaction() as conn:
-            query = _ACTIVE_AMONG if self.database.is_sqlite else _ACTIVE_AMONG_LOCKED
-            active = [row[0] for row in conn.execute(query, {"_pks": list(children)}).all()]
+            one = len(children) == 1
+            query = _ACTIVE_CHILDREN[one, self.database.is_sqlite]
+            parameters = {"_pk": children[0]} if one else {"_pks": list(children)}
+            active = [row[0] for row in conn.execute(query, parameters).all()]
             if not active:
                 return False  # nothing to wait for: keep running, nothing written
             values = {
