@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from ast_source import parse_source
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "plait"
 ENGINE = PACKAGE / "engine"
@@ -84,7 +86,7 @@ def _may_write_processes(path: Path) -> bool:
 
 
 def _parse(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return parse_source(path.read_text(encoding="utf-8"), filename=str(path))
 
 
 def _resolve_from(module: str, is_package: bool, node: ast.ImportFrom) -> str:
@@ -214,7 +216,7 @@ def test_the_scan_sees_a_direct_write() -> None:
         "    conn.execute(processes.update().values(paused=True))\n"
     )
     probe = ENGINE / "_probe.py"  # only named: the source above is parsed, nothing is written
-    found = [line.split(": ", 1)[1] for line in _process_writes(probe, ast.parse(source))]
+    found = [line.split(": ", 1)[1] for line in _process_writes(probe, parse_source(source))]
     assert sorted(found) == sorted(
         [
             "backend.update_process",
@@ -227,9 +229,9 @@ def test_the_scan_sees_a_direct_write() -> None:
     reader = (
         "from plait.storage.schema import processes\nfrom sqlalchemy import select\nq = select(processes)\n"
     )
-    assert list(_process_writes(probe, ast.parse(reader))) == []
+    assert list(_process_writes(probe, parse_source(reader))) == []
     writer = reader + "from sqlalchemy import update\n"
-    assert [line.split(": ", 1)[1] for line in _process_writes(probe, ast.parse(writer))] == [
+    assert [line.split(": ", 1)[1] for line in _process_writes(probe, parse_source(writer))] == [
         "from sqlalchemy import update in a module that imports processes"
     ]
 

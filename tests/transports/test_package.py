@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import plait.transports
+from ast_source import parse_source
 from plait.transports import BlockingTransport, Transport, get_transport_class, load_transport_plugins
 from plait.transports.local import LocalTransport
 from plait.transports.ssh import SshTransport
@@ -68,7 +69,7 @@ def test_transports_import_nothing_else_from_plait() -> None:
 def test_the_plugin_lookup_imports_nothing_of_plait() -> None:
     import plait.plugins.entry_points as lookup
 
-    tree = ast.parse(Path(lookup.__file__).read_text(encoding="utf-8"))
+    tree = parse_source(Path(lookup.__file__).read_text(encoding="utf-8"))
     imported = [
         alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     ] + [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module]
