@@ -44,13 +44,18 @@ class _Statements:
         event.remove(self.engine, "commit", self._commit)
 
 
+def _give_runner(worker: Worker) -> None:
+    """(on the running loop) Give ``worker`` a daemon runner (30 s leases), without a daemon."""
+    loop = asyncio.get_running_loop()
+    worker.runner = Runner(loop, owner=worker.worker_id, lease_seconds=30.0, placement=Daemon())
+
+
 def test_claimed_processes_are_rebuilt_in_one_read_and_started_in_one_commit(any_profile):
     pks = [submit(Counter, n=Int(2)).pk for _ in range(12)]
     worker = Worker(slots=50)
 
     async def main():
-        loop = asyncio.get_running_loop()
-        worker.runner = Runner(loop, owner=worker.worker_id, lease_seconds=30.0, placement=Daemon())
+        _give_runner(worker)
         claimed = lifecycle.claim_runnable(worker.worker_id, 30.0, 50)
         assert sorted(claimed) == sorted(pks)
         with _Statements() as counted:
@@ -75,8 +80,7 @@ def test_a_claimed_process_that_another_owner_took_meanwhile_is_not_started_by_t
     worker = Worker(slots=50)
 
     async def main():
-        loop = asyncio.get_running_loop()
-        worker.runner = Runner(loop, owner=worker.worker_id, lease_seconds=30.0, placement=Daemon())
+        _give_runner(worker)
         claimed = lifecycle.claim_runnable(worker.worker_id, 30.0, 50)
         # the lease of one is lost (presumed dead, taken over) between the claim and the rebuild
         lifecycle.take_lease(pks[1], "someone-else", 30.0, force=True)
@@ -107,8 +111,7 @@ def test_the_reads_of_a_batch_do_not_grow_with_its_size(any_profile):
             updates.append(statement)
 
     async def main():
-        loop = asyncio.get_running_loop()
-        worker.runner = Runner(loop, owner=worker.worker_id, lease_seconds=30.0, placement=Daemon())
+        _give_runner(worker)
         claimed = lifecycle.claim_runnable(worker.worker_id, 30.0, 50)
         event.listen(engine, "before_cursor_execute", count)
         try:
@@ -129,8 +132,7 @@ def test_a_claimed_pk_with_no_node_is_reported_without_stopping_the_batch():
     worker = Worker(slots=50)
 
     async def main():
-        loop = asyncio.get_running_loop()
-        worker.runner = Runner(loop, owner=worker.worker_id, lease_seconds=30.0, placement=Daemon())
+        _give_runner(worker)
         return worker._load_claimed([pks[0], 10**9, pks[1]])
 
     loaded = asyncio.run(main())

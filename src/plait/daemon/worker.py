@@ -47,9 +47,9 @@ from plait.engine.leases import new_owner_id
 from plait.engine.placement import Daemon
 from plait.engine.process import INPUT_LINK_TYPES
 from plait.engine.runner import Runner
-from plait.orm import LinkType, ProcessNode, ProcessState, load_node
+from plait.orm import ProcessNode, ProcessState, load_node
 from plait.orm.errors import NotExistentError
-from plait.orm.node import node_from_row
+from plait.orm.node import links_from_rows, node_from_row
 
 __all__ = ["Worker", "main"]
 
@@ -203,7 +203,7 @@ class Worker:
                     node = node_from_row(row)
                     if not isinstance(node, ProcessNode):
                         raise TypeError(f"node {pk} is a {type(node).__name__}, not a process")
-                    links = [(label, LinkType(kind), node_from_row(r)) for label, kind, r in inputs[pk]]
+                    links = links_from_rows(inputs[pk])
                     loaded.append((pk, runner._load(node, claimed=True, input_links=links), None))
                 except Exception as exc:
                     loaded.append((pk, None, exc))

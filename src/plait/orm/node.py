@@ -22,7 +22,7 @@ import math
 import os
 import reprlib
 import uuid as _uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, Self, overload
 
@@ -473,7 +473,7 @@ class Node:
         if self._pk is None:
             return []
         rows = _backend().get_links(self._pk, incoming=incoming, link_types=[t.value for t in link_types])
-        return [(label, LinkType(kind), node_from_row(row)) for label, kind, row in rows]
+        return links_from_rows(rows)
 
 
 class Data(Node):
@@ -546,6 +546,11 @@ class NodeLinks(Mapping[str, Node]):
 
     def __dir__(self) -> list[str]:
         return sorted(self._load())
+
+
+def links_from_rows(rows: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[tuple[str, LinkType, Node]]:
+    """``(label, link type, node)`` for the storage's ``(label, link type, neighbour row)`` links."""
+    return [(label, LinkType(kind), node_from_row(row)) for label, kind, row in rows]
 
 
 def node_from_row(row: Mapping[str, Any]) -> Node:

@@ -334,6 +334,14 @@ _LINKS_OF = {
 }
 
 
+def _link_entry(row: Any) -> tuple[int | None, str, str, dict[str, Any]]:
+    """``(near node id or None, label, link type, neighbour node row)`` of a row of
+    :data:`_LINKS_OF` or :data:`_LINKS_OF_MANY`."""
+    data = _row(row)
+    assert data is not None
+    return data.pop("link_near", None), data.pop("link_label"), data.pop("link_kind"), data
+
+
 def _links_of_many(incoming: bool) -> Select[Any]:
     near, far = (links.c.output_id, links.c.input_id) if incoming else (links.c.input_id, links.c.output_id)
     return (
@@ -553,12 +561,7 @@ class StorageBackend:
             parameters["_types"] = list(link_types)
         with self._reading() as conn:
             rows = conn.execute(query, parameters).all()
-        result = []
-        for row in rows:
-            data = _row(row)
-            assert data is not None
-            result.append((data.pop("link_label"), data.pop("link_kind"), data))
-        return result
+        return [_link_entry(row)[1:] for row in rows]
 
     def get_links_of_many(
         self, node_ids: Iterable[int], *, incoming: bool, link_types: Sequence[str]
@@ -575,10 +578,9 @@ class StorageBackend:
         with self._reading() as conn:
             for batch in self._id_batches(ids):
                 for row in conn.execute(query, {"_pks": batch, "_types": list(link_types)}).all():
-                    data = _row(row)
-                    assert data is not None
-                    near = data.pop("link_near")
-                    found[near].append((data.pop("link_label"), data.pop("link_kind"), data))
+                    near, label, kind, data = _link_entry(row)
+                    assert near is not None
+                    found[near].append((label, kind, data))
         return found
 
     def all_links(self, node_ids: Iterable[int]) -> list[dict[str, Any]]:
