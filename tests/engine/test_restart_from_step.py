@@ -191,6 +191,43 @@ def test_a_calculation_job_is_parsed_again_with_a_fixed_parser_without_running_a
     assert new.get_attribute("restart_retrieved") == retrieved.pk
     assert retrieved.creator.pk == old.pk  # one creator: the old job
     assert new.get_attribute("restarted_from_step") == "parse"
+    # the history kept the parse stage's checkpoint alone (the one a restart reads)
+    assert [c["data"]["stage"] for c in old.get_checkpoints()] == ["parse"]
+
+
+async def test_a_calculation_job_killed_before_its_parse_stage_names_the_stage_it_reached():
+    """A job killed while its scheduler job runs has no parse-stage checkpoint: the restart is
+    refused and names the last stage it checkpointed (from its process row, since the history
+    keeps parse-stage checkpoints only)."""
+    import asyncio
+
+    from plait.calculations.shell import ShellJob
+    from plait.engine.control import akill
+    from plait.engine.launch import arun_get_node
+    from plait.engine.lifecycle import ProcessKilledError
+    from plait.orm import List, Str
+    from plait.storage import get_backend
+
+    task = asyncio.ensure_future(arun_get_node(ShellJob, command=Str("sleep"), arguments=List(["30"])))
+    try:
+        for _ in range(600):
+            rows = get_backend().list_processes(states=None)
+            if rows and rows[0]["job_stage"] == "queued":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"the job was never queued: {rows}")
+        pk = rows[0]["id"]
+        assert await akill([pk], message="not needed") == {pk: "killed"}
+        with pytest.raises(ProcessKilledError):
+            await asyncio.wait_for(task, 30)
+    finally:
+        task.cancel()
+    old = load_node(pk)
+    assert old.process_state.value == "killed" and old.get_checkpoints() == []
+    reason = r"never reached its parse stage .*the last stage it checkpointed: update"
+    with pytest.raises(RestartError, match=reason):
+        restart(old.pk)
 
 
 def test_the_command_restarts_with_inputs_and_a_map_and_refuses_bad_input(broken):

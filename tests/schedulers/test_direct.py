@@ -48,8 +48,12 @@ async def test_submit_quotes_the_script_and_runs_in_workdir(fake: FakeTransport)
     assert job_id == "4242"
     (call,) = fake.calls
     assert call.workdir == "/work dir/it's"
-    assert "nohup bash 'job '\"'\"'x'\"'\"'.sh' > /dev/null 2>&1 < /dev/null &" in call.command
-    assert "setsid" in call.command and call.command.endswith('echo "$pid"')
+    launch = "bash 'job '\"'\"'x'\"'\"'.sh' > /dev/null 2>&1 < /dev/null &"
+    assert f"setsid {launch}" in call.command and f"nohup {launch}" in call.command  # nohup without setsid
+    assert call.command.endswith('echo "$pid"')
+    # waiting for the job to lead its group starts no program while /proc is there (one fork and
+    # exec per job each, a thousand jobs at once): no seq, no command substitution
+    assert "$(seq" not in call.command and '"$(if' not in call.command
     assert call.timeout == 120.0
 
 
@@ -57,7 +61,7 @@ async def test_submit_failure_is_a_scheduler_error(fake: FakeTransport):
     fake.on("if [ ! -f", returncode=2, stderr="no such job script: x.sh\n")
     with pytest.raises(SchedulerError, match="no such job script") as info:
         await DirectScheduler().submit(fake, "/w", "x.sh")
-    assert info.value.returncode == 2 and "nohup" in info.value.command
+    assert info.value.returncode == 2 and "setsid" in info.value.command
 
 
 PS_OUTPUT = """\

@@ -416,7 +416,16 @@ class CalcJob(Process):
         await self.runner.after_checkpoint(self)  # type: ignore[union-attr]
 
     def _commit_stage(self, state: ProcessState, status: str, job_stage: str) -> None:
-        self._commit(state, checkpoint=self._make_checkpoint(), status=status, job_stage=job_stage)
+        # The history keeps the parse stage's checkpoint only: it is the one a restart reads
+        # (plait.engine.restart_from), and the earlier stages' rows cost an INSERT each inside
+        # the write transaction of every job.
+        self._commit(
+            state,
+            checkpoint=self._make_checkpoint(),
+            keep_history=self._stage == _Stage.PARSE,
+            status=status,
+            job_stage=job_stage,
+        )
 
     async def _retrying(self, task: str, action: Callable[[], Awaitable[None]]) -> None:
         """Run a task; on transport or scheduler errors retry with backoff, then pause until played."""

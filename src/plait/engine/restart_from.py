@@ -286,10 +286,12 @@ def _plan_parse(old: ProcessNode, cls: type[CalcJob], from_step: str | None) -> 
     history = [row["data"] for row in _backend().get_checkpoints(int(old.pk or 0))]
     at_parse = [data for data in history if data.get("stage") == PARSE_STAGE and data.get("retrieved")]
     if not at_parse:
-        stages = ", ".join(dict.fromkeys(str(data.get("stage")) for data in history)) or "none"
+        # the history holds parse-stage checkpoints only; the process row has the last one taken
+        row = _backend().get_process(int(old.pk or 0)) or {}
+        reached = (row.get("checkpoint") or {}).get("stage") or "none"
         raise RestartError(
-            f"calculation job {old.pk} never reached its parse stage with retrieved files (stages it "
-            f"checkpointed: {stages}): it cannot be parsed again"
+            f"calculation job {old.pk} never reached its parse stage with retrieved files (the last "
+            f"stage it checkpointed: {reached}): it cannot be parsed again"
         )
     checkpoint = at_parse[-1]
     try:

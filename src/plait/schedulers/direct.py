@@ -79,11 +79,12 @@ _STATUS_OF = (
 )
 
 
-#: bash: the process group of "$pid" ("" once the process is gone).
+#: sh: set ``pgid`` to the process group of "$pid" ("" once the process is gone); from /proc
+#: it reads in the shell itself (no subshell, no program started), else it asks ps.
 _PGID_OF_PID = (
     'if [ -r /proc/self/stat ]; then __l=""; read -r __l 2> /dev/null < "/proc/$pid/stat"; '
-    '__l="${__l##*) }"; set -- $__l; echo "$3"; '
-    'else ps -o pgid= -p "$pid" 2> /dev/null | tr -d " "; fi'
+    '__l="${__l##*) }"; set -- $__l; pgid="${3:-}"; '
+    'else pgid="$(ps -o pgid= -p "$pid" 2> /dev/null | tr -d " ")"; fi'
 )
 
 
@@ -177,14 +178,17 @@ class DirectScheduler(Scheduler):
     async def submit(self, transport: Transport, workdir: str, script_name: str) -> str:
         """Start ``bash <script>`` in ``workdir`` as a detached process group; return its PID."""
         script = shlex.quote(as_operand(script_name))  # ./-x: bash never takes it for an option
-        launch = f"nohup bash {script} > /dev/null 2>&1 < /dev/null &"
+        launch = f"bash {script} > /dev/null 2>&1 < /dev/null &"
         command = (
             f"if [ ! -f {script} ]; then echo 'no such job script: '{script} >&2; exit 2; fi; "
-            f"if command -v setsid > /dev/null 2>&1; then setsid {launch} else set -m; {launch} fi; "
+            # A session of its own has no terminal whose hang-up could reach the job, so nohup is
+            # needed only where there is no setsid (each program started here is a fork and an
+            # exec for every job: with a thousand jobs they cost as much CPU as the engine).
+            f"if command -v setsid > /dev/null 2>&1; then setsid {launch} else set -m; nohup {launch} fi; "
             # Return only once the job leads its process group (setsid runs just after the fork),
             # so that a query right after submit cannot mistake it for a reused pid.
-            "pid=$!; for _ in $(seq 400); do "
-            f'pgid="$({_PGID_OF_PID})"; '
+            'pid=$!; __n=0; while [ "$__n" -lt 400 ]; do __n=$((__n + 1)); '
+            f"{_PGID_OF_PID}; "
             '{ [ -z "$pgid" ] || [ "$pgid" = "$pid" ]; } && break; sleep 0.005; done; '
             'echo "$pid"'
         )
