@@ -61,6 +61,10 @@ class Database:
         self._checked = False
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
+        #: SQLite: the one connection every write of this interpreter uses while it holds
+        #: ``_write_lock`` (and the pid that opened it), see :meth:`write`
+        self._writer: Connection | None = None
+        self._writer_pid = 0
 
     def _create_engine(self, url: str, echo: bool) -> Engine:
         if self.is_sqlite:
@@ -181,13 +185,40 @@ class Database:
         """
         queued = self.is_sqlite and self._write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT)
         try:
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(plait_write=True)
-                with conn.begin():
-                    yield conn
+            if queued:
+                # The writes of one interpreter take turns on one connection kept open for them:
+                # checking a connection out of the pool and back in for each transaction cost
+                # a fifth of a daemon worker's time when it parked thousands of work chains.
+                conn = self._writer_connection()
+                try:
+                    with conn.begin():
+                        yield conn
+                except BaseException:
+                    if conn.invalidated or conn.closed:
+                        self._writer = None
+                    raise
+            else:
+                with self.engine.connect() as conn:
+                    conn = conn.execution_options(plait_write=True)
+                    with conn.begin():
+                        yield conn
         finally:
             if queued:
                 self._write_lock.release()
+
+    def _writer_connection(self) -> Connection:
+        """(holding ``_write_lock``) The kept write connection, opened on first use.
+
+        A new one after a fork (the parent's belongs to the parent) or once the old one was
+        closed or invalidated.
+        """
+        conn = self._writer
+        if conn is None or conn.closed or conn.invalidated or self._writer_pid != os.getpid():
+            conn = self.engine.connect().execution_options(plait_write=True)
+            self._writer, self._writer_pid = conn, os.getpid()
+        elif conn.in_transaction():  # never expected: a caller used it outside its block
+            conn.rollback()
+        return conn
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -212,7 +243,14 @@ class Database:
             conn.exec_driver_sql("ANALYZE")
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the kept write connection, once no write runs)."""
+        if self._writer is not None and self._write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT):
+            try:
+                writer, self._writer = self._writer, None
+                if writer is not None and self._writer_pid == os.getpid():
+                    writer.close()
+            finally:
+                self._write_lock.release()
         self.engine.dispose()
 
 
