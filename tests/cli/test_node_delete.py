@@ -90,7 +90,8 @@ def test_force_deletes_without_asking_and_rules_can_be_switched(invoke):
 
 def test_by_uuid_and_several_at_once(invoke):
     a, b = Int(1).store(), Int(2).store()
-    out = invoke("node", "delete", a.uuid[:8], str(b.pk), "-f").stdout
+    # a prefix with its dash: eight hex digits are all decimal one time in 40, and then a pk
+    out = invoke("node", "delete", a.uuid[:13], str(b.pk), "-f").stdout
     assert "2 nodes will be deleted (2 data, 0 processes): Int 2" in out
     assert not _exists(a.pk) and not _exists(b.pk)
 
