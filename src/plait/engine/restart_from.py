@@ -287,8 +287,7 @@ def _plan_parse(old: ProcessNode, cls: type[CalcJob], from_step: str | None) -> 
     at_parse = [data for data in history if data.get("stage") == PARSE_STAGE and data.get("retrieved")]
     if not at_parse:
         # the history holds parse-stage checkpoints only; the process row has the last one taken
-        row = _backend().get_process(int(old.pk or 0)) or {}
-        reached = (row.get("checkpoint") or {}).get("stage") or "none"
+        reached = (old._process_row.get("checkpoint") or {}).get("stage") or "none"
         raise RestartError(
             f"calculation job {old.pk} never reached its parse stage with retrieved files (the last "
             f"stage it checkpointed: {reached}): it cannot be parsed again"

@@ -185,26 +185,23 @@ class Database:
         """
         queued = self.is_sqlite and self._write_lock.acquire(timeout=SQLITE_BUSY_TIMEOUT)
         try:
-            if queued:
-                # The writes of one interpreter take turns on one connection kept open for them:
-                # checking a connection out of the pool and back in for each transaction cost
-                # a fifth of a daemon worker's time when it parked thousands of work chains.
-                conn = self._writer_connection()
-                try:
-                    with conn.begin():
-                        yield conn
-                except BaseException:
-                    if conn.invalidated or conn.closed:
-                        self._writer = None
-                    raise
-            else:
-                with self.engine.connect() as conn:
-                    conn = conn.execution_options(plait_write=True)
-                    with conn.begin():
-                        yield conn
+            # The writes of one interpreter take turns on one connection kept open for them:
+            # checking a connection out of the pool and back in for each transaction cost a
+            # fifth of a daemon worker's time when it parked thousands of work chains.  Without
+            # the lock (PostgreSQL, or a wait that timed out) a write has a connection of its own.
+            conn = self._writer_connection() if queued else self._open_write_connection()
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                if not queued:
+                    conn.close()
         finally:
             if queued:
                 self._write_lock.release()
+
+    def _open_write_connection(self) -> Connection:
+        return self.engine.connect().execution_options(plait_write=True)
 
     def _writer_connection(self) -> Connection:
         """(holding ``_write_lock``) The kept write connection, opened on first use.
@@ -214,7 +211,7 @@ class Database:
         """
         conn = self._writer
         if conn is None or conn.closed or conn.invalidated or self._writer_pid != os.getpid():
-            conn = self.engine.connect().execution_options(plait_write=True)
+            conn = self._open_write_connection()
             self._writer, self._writer_pid = conn, os.getpid()
         elif conn.in_transaction():  # never expected: a caller used it outside its block
             conn.rollback()
